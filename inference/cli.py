@@ -1,0 +1,191 @@
+"""The ``brasyn-infer`` command line (typer). Heavy imports live inside the commands.
+
+``brasyn-infer INPUT OUTPUT [options]`` runs synthesis (the ``run`` command, implied);
+``info``, ``export`` and ``evaluate`` are subcommands. Exit codes: 0 all cases written, 1 some
+case failed (each failure printed as one line), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .constants import Device, View
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="BraSyn missing-modality synthesis: `brasyn-infer INPUT OUTPUT` writes each case's missing "
+    "modality as OUTPUT/<ID>-<mod>.nii.gz.",
+    pretty_exceptions_enable=False,
+)
+log = logging.getLogger("inference")
+
+COMMANDS = {"run", "info", "export", "evaluate", "bench"}
+
+
+def _setup_logging(quiet: bool) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False, markup=False)
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
+                        handlers=[handler], force=True)
+
+
+def _fail_line(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+
+
+WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", help="Weights NAME in weights/ (or $BRASYN_WEIGHTS_DIR), or a path to a manifest .json.")]
+ViewOpt = Annotated[Optional[View], typer.Option("--view", help="Slicing view; default: the manifest's.", case_sensitive=False)]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, help="Slices per model call; default 8 on CPU, 32 on GPU.")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="auto: TensorRT, CUDA, then CPU as available.", case_sensitive=False)]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; warnings and errors only.")]
+
+
+@app.command()
+def run(
+    input: Annotated[Path, typer.Argument(help="A case folder, or a folder of case folders.")],
+    output: Annotated[Path, typer.Argument(help="Output folder: gets exactly one <ID>-<mod>.nii.gz per case.")],
+    weights: WeightsOpt = None,
+    view: ViewOpt = None,
+    batch_size: BatchOpt = None,
+    device: DeviceOpt = Device.AUTO,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip cases whose output already loads completely.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Synthesize the missing modality of every case in INPUT into OUTPUT."""
+    _setup_logging(quiet)
+    from .cases import discover
+    from .errors import BrasynError
+    from .io import remove_stale_temps
+    from .pipeline import Synthesizer, check_output_dir, run as run_pipeline
+
+    try:
+        entries = discover(input)
+        check_output_dir(output, input)
+        for stale in remove_stale_temps(output):
+            log.warning("removed a partial file left by an interrupted run: %s", stale.name)
+        synth = Synthesizer(weights, view, batch_size, device)
+    except BrasynError as error:
+        _fail_line(str(error))
+        raise typer.Exit(1) from None
+    log.info("weights %s (%s), view %s, batch %d, providers %s", synth.manifest.name, synth.manifest.onnx,
+             synth.view.value, synth.batch_size, ",".join(synth.session.providers))
+    results = _run_with_progress(entries, synth, output, resume, quiet)
+    failed = [r for r in results if not r.ok]
+    for result in failed:
+        _fail_line(f"{result.case_id}: {result.error}")
+    done = len(results) - len(failed)
+    seconds = sum(r.seconds for r in results)
+    typer.echo(f"{done} of {len(results)} cases written to {output}, {len(failed)} failed ({seconds:.1f} s)", err=True)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _run_with_progress(entries, synth, output: Path, resume: bool, quiet: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .pipeline import run as run_pipeline
+
+    entries = list(entries)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), disable=quiet, transient=False) as progress:
+        cases_task = progress.add_task("cases", total=len(entries))
+        slices_task = progress.add_task("slices", total=1, visible=False)
+
+        def start(case, n_slices: int) -> None:
+            progress.reset(slices_task, total=n_slices, description=f"{case.case_id} ({case.missing.value})", visible=True)
+
+        def batch(n: int) -> None:
+            progress.advance(slices_task, n)
+
+        def done(result) -> None:
+            progress.advance(cases_task)
+            if result.ok:
+                log.info("%s: wrote %s (%.1f s)", result.case_id, result.output.name, result.seconds)
+            else:
+                log.error("%s: failed", result.case_id)
+
+        return run_pipeline(entries, synth, output, resume, start, batch, done)
+
+
+@app.command()
+def info(weights: WeightsOpt = None) -> None:
+    """Show the weights, ONNX Runtime providers and versions."""
+    import nibabel
+    import numpy
+    import onnxruntime
+
+    from . import __version__
+    from .errors import BrasynError
+    from .manifest import load_manifest, sha256_of
+
+    typer.echo(f"brasyn-infer {__version__}")
+    typer.echo(f"python {sys.version.split()[0]}, numpy {numpy.__version__}, nibabel {nibabel.__version__}, "
+               f"onnxruntime {onnxruntime.__version__}")
+    typer.echo(f"providers: {', '.join(onnxruntime.get_available_providers())}")
+    try:
+        manifest = load_manifest(weights)
+    except BrasynError as error:
+        _fail_line(str(error))
+        raise typer.Exit(1) from None
+    ok = sha256_of(manifest.onnx_path) == manifest.sha256
+    typer.echo(f"weights: {manifest.name} ({manifest.path})")
+    typer.echo(f"  onnx: {manifest.onnx} sha256 {manifest.sha256[:16]}... {'verified' if ok else 'MISMATCH'}")
+    typer.echo(f"  architecture: {manifest.architecture} {manifest.config}")
+    typer.echo(f"  normalization: {manifest.normalization.get('scheme')}, default view: {manifest.default_view.value}")
+    for key, value in manifest.provenance.items():
+        typer.echo(f"  provenance.{key}: {value}")
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint (published `module.` keys accepted).", exists=True, dir_okay=False)],
+    config: Annotated[str, typer.Option("--config", help="A or B (dim read from the checkpoint), or a JSON config file.")] = "A",
+    out: Annotated[Path, typer.Option("--out", help="Folder for <name>.onnx and <name>.json.")] = Path("weights"),
+    name: Annotated[Optional[str], typer.Option("--name", help="Weights name; default: the checkpoint's stem.")] = None,
+    default_view: Annotated[View, typer.Option("--default-view", case_sensitive=False)] = View.SAGITTAL,
+) -> None:
+    """Export a checkpoint to ONNX + manifest, checked against torch (needs the torch extra)."""
+    _setup_logging(False)
+    try:
+        from .models.export import export as do_export, load_config
+        from .models.hfgan import load_checkpoint
+    except ImportError as error:
+        _fail_line(f"export needs torch ({error}); install brasyn-infer[torch]")
+        raise typer.Exit(1) from None
+    from .errors import BrasynError
+
+    try:
+        cfg = load_config(config, checkpoint)
+        net = load_checkpoint(str(checkpoint), cfg)
+        manifest = do_export(net, out, name or checkpoint.stem, default_view=default_view,
+                             provenance={"checkpoint": checkpoint.name, "config": config})
+    except BrasynError as error:
+        _fail_line(str(error))
+        raise typer.Exit(1) from None
+    except (RuntimeError, ValueError, StopIteration) as error:
+        _fail_line(f"{checkpoint}: cannot load as HFGAN config {config} ({error}) -- fix: check --config")
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {manifest.onnx_path} and {manifest.path} "
+               f"(ONNX vs torch max abs diff {manifest.provenance['export']['parity_max_abs_diff']:.2e})")
+
+
+def main() -> None:
+    """Console entry point: ``brasyn-infer INPUT OUTPUT`` means ``brasyn-infer run INPUT OUTPUT``."""
+    argv = sys.argv[1:]
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv = ["run", *argv]
+    app(args=argv, prog_name="brasyn-infer")
+
+
+if __name__ == "__main__":
+    main()

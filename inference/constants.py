@@ -1,0 +1,66 @@
+"""The one source of truth for names, geometry and the BraSyn25 normalization constants."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Modality(str, Enum):
+    """The four BraTS MRI modalities, in the generator's channel order (t1c, t1n, t2f, t2w)."""
+
+    T1C = "t1c"  #: T1 contrast-enhanced, channel 0
+    T1N = "t1n"  #: T1 native, channel 1
+    T2F = "t2f"  #: T2-FLAIR, channel 2
+    T2W = "t2w"  #: T2-weighted, channel 3
+
+    @property
+    def index(self) -> int:
+        return MODALITIES.index(self)
+
+
+MODALITIES: tuple[Modality, ...] = (Modality.T1C, Modality.T1N, Modality.T2F, Modality.T2W)
+SEG_SUFFIX = "seg"
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+class View(str, Enum):
+    """Slicing direction of the 2D generator; ``id`` is the model's view input."""
+
+    AXIAL = "axial"  #: slices x[:, :, k] (along Z), 240x240
+    SAGITTAL = "sagittal"  #: slices x[i, :, :] (along X), 240x155 padded to 240x240
+    CORONAL = "coronal"  #: slices x[:, j, :] (along Y), 240x155 padded to 240x240
+
+    @property
+    def id(self) -> int:
+        return {View.AXIAL: 0, View.SAGITTAL: 1, View.CORONAL: 2}[self]
+
+    @property
+    def axis(self) -> int:
+        """The volume axis (X=0, Y=1, Z=2) that the slices are taken along."""
+        return {View.AXIAL: 2, View.SAGITTAL: 0, View.CORONAL: 1}[self]
+
+
+class Device(str, Enum):
+    AUTO = "auto"  #: TensorRT, then CUDA, then CPU, whichever this onnxruntime has
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+#: The generator's in-plane size; slices are padded to it.
+PLANE = 240
+#: The BraTS volume shape (X, Y, Z) as nibabel loads it.
+BRATS_SHAPE = (240, 240, 155)
+#: Value of background (and of the missing channel) in normalized units.
+BACKGROUND = -1.0
+
+#: BraSyn25 published checkpoints: clamp to [0, max_val], z-score, <=0 -> -1 (spec section 4).
+BRASYN25_STATS: dict[str, dict[str, float]] = {
+    "t1c": {"mean": 1066.3375, "std": 1301.7006, "max_val": 8664.0},
+    "t1n": {"mean": 781.2247, "std": 944.3418, "max_val": 7315.0},
+    "t2f": {"mean": 510.9852, "std": 769.4159, "max_val": 8842.0},
+    "t2w": {"mean": 673.4393, "std": 804.3864, "max_val": 8233.0},
+}
+
+#: Environment variable naming an extra folder of weights (searched before the bundled ones).
+WEIGHTS_ENV = "BRASYN_WEIGHTS_DIR"
+DEFAULT_WEIGHTS = "default"

@@ -1,0 +1,147 @@
+"""The weights' manifest (``weights/<name>.json``): what the model is and how to feed it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .constants import DEFAULT_WEIGHTS, WEIGHTS_ENV, View
+from .errors import WeightsError
+
+MANIFEST_VERSION = 1
+#: The weights bundled with the repository (and copied into the Docker image).
+BUNDLED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A generator's manifest. ``path`` is the JSON file; ``onnx_path`` the graph beside it."""
+
+    name: str
+    architecture: str
+    config: dict[str, Any]
+    normalization: dict[str, Any]
+    default_view: View
+    onnx: str
+    sha256: str
+    path: Path
+    provenance: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path.parent / self.onnx
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": MANIFEST_VERSION,
+            "name": self.name,
+            "architecture": self.architecture,
+            "config": self.config,
+            "normalization": self.normalization,
+            "default_view": self.default_view.value,
+            "onnx": self.onnx,
+            "sha256": self.sha256,
+            "provenance": self.provenance,
+            "training": self.training,
+        }
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_dirs() -> list[Path]:
+    """Folders searched for a weights NAME: ``$BRASYN_WEIGHTS_DIR`` first, then the bundled folder."""
+    dirs = []
+    if os.environ.get(WEIGHTS_ENV):
+        dirs.append(Path(os.environ[WEIGHTS_ENV]))
+    dirs.append(BUNDLED_WEIGHTS_DIR)
+    return dirs
+
+
+def resolve_manifest_path(spec: str | Path | None) -> Path:
+    """NAME (searched in :func:`weights_dirs`), a ``.json`` path, or a folder holding ``default.json``."""
+    spec = str(spec) if spec else DEFAULT_WEIGHTS
+    candidate = Path(spec)
+    if candidate.suffix == ".json" and candidate.is_file():
+        return candidate
+    if candidate.is_dir():
+        manifests = sorted(candidate.glob("*.json"))
+        preferred = candidate / f"{DEFAULT_WEIGHTS}.json"
+        if preferred.is_file():
+            return preferred
+        if len(manifests) == 1:
+            return manifests[0]
+        raise WeightsError(
+            f"folder holds {len(manifests)} manifests", candidate, "name one .json file with --weights"
+        )
+    for folder in weights_dirs():
+        path = folder / f"{spec}.json"
+        if path.is_file():
+            return path
+    searched = ", ".join(str(d) for d in weights_dirs())
+    raise WeightsError(
+        f"no weights named {spec!r} (searched {searched})",
+        candidate,
+        "pass --weights NAME of a weights/<NAME>.json, or a path to a manifest",
+    )
+
+
+def load_manifest(spec: str | Path | None = None) -> Manifest:
+    """Read and check a manifest; the ONNX file's presence is checked, its hash by :func:`verify`."""
+    path = resolve_manifest_path(spec)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise WeightsError(f"cannot read manifest ({error})", path, "restore the file from the repository") from error
+    missing = [k for k in ("name", "architecture", "config", "normalization", "default_view", "onnx", "sha256") if k not in data]
+    if missing:
+        raise WeightsError(f"manifest lacks {', '.join(missing)}", path, "re-export the weights with brasyn-infer export")
+    if data.get("format_version", MANIFEST_VERSION) > MANIFEST_VERSION:
+        raise WeightsError("manifest is newer than this program", path, "upgrade brasyn-infer")
+    try:
+        view = View(data["default_view"])
+    except ValueError as error:
+        raise WeightsError(f"unknown default_view {data['default_view']!r}", path, "use axial, sagittal or coronal") from error
+    manifest = Manifest(
+        name=data["name"],
+        architecture=data["architecture"],
+        config=data["config"],
+        normalization=data["normalization"],
+        default_view=view,
+        onnx=data["onnx"],
+        sha256=data["sha256"],
+        path=path,
+        provenance=data.get("provenance", {}),
+        training=data.get("training", {}),
+    )
+    if not manifest.onnx_path.is_file():
+        raise WeightsError("the manifest's ONNX file is missing", manifest.onnx_path, "restore it beside the manifest")
+    return manifest
+
+
+def verify(manifest: Manifest) -> None:
+    """Refuse an ONNX file whose sha256 differs from the manifest's."""
+    actual = sha256_of(manifest.onnx_path)
+    if actual != manifest.sha256:
+        raise WeightsError(
+            f"sha256 mismatch (manifest {manifest.sha256[:12]}..., file {actual[:12]}...)",
+            manifest.onnx_path,
+            "the file is corrupt or was replaced: restore it, or re-export the weights",
+        )
+
+
+def write_manifest(manifest: Manifest) -> None:
+    """Write ``manifest.path`` atomically."""
+    tmp = manifest.path.with_name(f".{manifest.path.name}.tmp")
+    tmp.write_text(json.dumps(manifest.to_json(), indent=1) + "\n")
+    os.replace(tmp, manifest.path)

@@ -1,0 +1,202 @@
+"""The pipeline, top to bottom: find cases -> read -> normalize -> generate -> de-normalize -> write.
+
+Reading the next case runs in a thread behind a bounded queue and writing runs in another, so
+that the model (the expensive part) is never waiting for gzip. Each case either yields its output
+file or a :class:`~inference.errors.BrasynError`; one bad case never stops the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+
+from .cases import Case, CaseEntry
+from .constants import Device, Modality, View
+from .errors import BrasynError, CaseError, OutputError
+from .generate import generate_volume
+from .io import Volume, load_volume, output_image, read_inputs, write_atomic
+from .manifest import Manifest, load_manifest, verify
+from .normalize import Normalizer, background_mask
+from .runtime import GeneratorSession
+
+log = logging.getLogger(__name__)
+
+
+class Synthesizer:
+    """Weights + runtime knobs: turns three input volumes into the missing one (in scanner units).
+
+    Built in two steps like nnU-Net's predictor: the constructor takes the knobs, the weights are
+    loaded (and their sha256 verified) once.
+    """
+
+    def __init__(self, weights: str | Path | None = None, view: View | None = None, batch_size: int | None = None,
+                 device: Device = Device.AUTO, threads: int | None = None) -> None:
+        self.manifest: Manifest = load_manifest(weights)
+        verify(self.manifest)
+        self.normalizer = Normalizer.from_manifest(self.manifest.normalization)
+        self.view = view or self.manifest.default_view
+        self.session = GeneratorSession(self.manifest.onnx_path, device, batch_size, threads)
+        self.batch_size = self.session.batch_size
+
+    def synthesize(self, volumes: Mapping[Modality, np.ndarray], missing: Modality,
+                   on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """``volumes``: the three available ``(X, Y, Z)`` arrays -> the missing one, ``(X, Y, Z)`` float32, background 0."""
+        x4, scales = self.normalizer.stack(volumes, missing)
+        y = generate_volume(self.session, x4, missing, self.view, self.batch_size, on_batch)
+        return self.normalizer.restore(y, background_mask(x4, missing), missing, scales)
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    case_id: str
+    output: Path | None
+    error: BrasynError | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def output_is_complete(path: Path, shape: tuple[int, ...]) -> bool:
+    """``--resume``: does ``path`` load completely with the expected shape?"""
+    try:
+        return load_volume(path).data.shape == tuple(shape)
+    except (BrasynError, OSError):
+        return False
+    except Exception:  # noqa: BLE001 - any unreadable file is simply redone
+        return False
+
+
+def _read(case: Case) -> dict[Modality, Volume]:
+    return read_inputs(case.inputs)
+
+
+def _prefetch(cases: list[Case], depth: int = 1) -> Iterator[tuple[Case, dict[Modality, Volume] | BrasynError]]:
+    """Yield ``(case, volumes or error)`` in order, reading up to ``depth`` cases ahead in a thread."""
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def reader() -> None:
+        for case in cases:
+            if stop.is_set():
+                return
+            try:
+                item: dict[Modality, Volume] | BrasynError = _read(case)
+            except BrasynError as error:
+                item = error
+            except Exception as error:  # noqa: BLE001 - report, do not kill the reader
+                item = CaseError(f"unexpected error while reading ({error!r})", case.folder, "report this bug")
+            while not stop.is_set():
+                try:
+                    slots.put((case, item), timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    thread = threading.Thread(target=reader, name="brasyn-reader", daemon=True)
+    thread.start()
+    try:
+        for _ in cases:
+            while True:
+                try:
+                    yield slots.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    if not thread.is_alive() and slots.empty():
+                        raise RuntimeError("reader thread died") from None
+    finally:
+        stop.set()
+
+
+def run(
+    entries: Iterable[CaseEntry],
+    synthesizer: Synthesizer,
+    output_dir: Path,
+    resume: bool = False,
+    on_case_start: Callable[[Case, int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    on_case_done: Callable[[CaseResult], None] | None = None,
+) -> list[CaseResult]:
+    """Process every entry into ``output_dir``; returns one result per entry, in input order."""
+    results: dict[str, CaseResult] = {}
+    order: list[str] = []
+    todo: list[Case] = []
+
+    def finish(result: CaseResult) -> None:
+        results[result.case_id] = result
+        if on_case_done:
+            on_case_done(result)
+
+    for entry in entries:
+        order.append(entry.case_id)
+        if entry.case is None:
+            finish(CaseResult(entry.case_id, None, entry.error, 0.0))
+        elif resume and output_is_complete(output_dir / entry.case.output_name(), _input_shape(entry.case)):
+            log.info("%s: output exists and is complete, skipped (--resume)", entry.case_id)
+            finish(CaseResult(entry.case_id, output_dir / entry.case.output_name(), None, 0.0))
+        else:
+            todo.append(entry.case)
+
+    pending: list[tuple[Case, float, Future]] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="brasyn-writer") as writer:
+        def drain(block: bool) -> None:
+            while pending and (block or pending[0][2].done()):
+                case, started, future = pending.pop(0)
+                try:
+                    future.result()
+                    finish(CaseResult(case.case_id, output_dir / case.output_name(), None, time.perf_counter() - started))
+                except BrasynError as error:
+                    finish(CaseResult(case.case_id, None, error, time.perf_counter() - started))
+
+        for case, loaded in _prefetch(todo):
+            started = time.perf_counter()
+            if isinstance(loaded, BrasynError):
+                finish(CaseResult(case.case_id, None, loaded, 0.0))
+                continue
+            if on_case_start:
+                on_case_start(case, next(iter(loaded.values())).data.shape[synthesizer.view.axis])
+            try:
+                volume = synthesizer.synthesize({m: v.data for m, v in loaded.items()}, case.missing, on_batch)
+            except BrasynError as error:
+                finish(CaseResult(case.case_id, None, error, time.perf_counter() - started))
+                continue
+            drain(block=len(pending) >= 1)  # at most one write in flight: bounded memory
+            like = next(iter(loaded.values())).image
+            target = output_dir / case.output_name()
+            pending.append((case, started, writer.submit(write_atomic, output_image(volume, like), target)))
+        drain(block=True)
+    return [results[case_id] for case_id in order]
+
+
+def _input_shape(case: Case) -> tuple[int, ...]:
+    import nibabel as nib
+
+    try:
+        return tuple(nib.load(str(next(iter(case.inputs.values())))).shape[:3])
+    except Exception:  # noqa: BLE001 - an unreadable input fails later with a clear error
+        return ()
+
+
+def check_output_dir(output_dir: Path, input_dir: Path) -> None:
+    """OUTPUT must not be INPUT or inside it, and must be writable; created if absent."""
+    out, inp = output_dir.resolve(), input_dir.resolve()
+    if out == inp or inp in out.parents:
+        raise OutputError("output folder is the input folder or inside it", output_dir,
+                          "choose an output folder outside the input (the organizers load every file in it)")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".brasyn-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise OutputError(f"output folder is not writable ({error.strerror or error})", output_dir,
+                          "choose a writable folder, or fix its permissions") from error

@@ -1,0 +1,99 @@
+"""ONNX Runtime sessions: provider choice (TensorRT, CUDA, CPU), threads, and feeding the graph."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .constants import Device
+from .errors import WeightsError
+
+log = logging.getLogger(__name__)
+
+TRT = "TensorrtExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+GPU_PROVIDERS = (TRT, CUDA)
+
+
+def cache_dir() -> Path:
+    """A writable cache folder (TensorRT engines): ``$BRASYN_CACHE_DIR`` or the temp dir."""
+    path = Path(os.environ.get("BRASYN_CACHE_DIR", Path(tempfile.gettempdir()) / "brasyn-cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def choose_providers(device: Device, available: list[str], batch_size: int, fp16: bool = False) -> list:
+    """Ordered provider list for ``device``; GPU providers only when this onnxruntime has them."""
+    if device is Device.CPU:
+        return [CPU]
+    chosen: list = []
+    if TRT in available:
+        shape = f"x:{{}}x4x240x240,mask:{{}}x4,missing:{{}},view:{{}}"
+        chosen.append((TRT, {
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache_dir() / "trt"),
+            "trt_fp16_enable": fp16,
+            "trt_profile_min_shapes": shape.format(1, 1, 1, 1),
+            "trt_profile_opt_shapes": shape.format(*[batch_size] * 4),
+            "trt_profile_max_shapes": shape.format(*[batch_size] * 4),
+        }))
+    if CUDA in available:
+        chosen.append(CUDA)
+    if device is Device.CUDA and not chosen:
+        log.warning("no CUDA in this onnxruntime (providers: %s): running on CPU; install brasyn-infer[gpu]",
+                    ", ".join(available))
+    chosen.append(CPU)
+    return chosen
+
+
+def default_batch_size(providers: list[str]) -> int:
+    return 32 if any(p in GPU_PROVIDERS for p in providers) else 8
+
+
+class GeneratorSession:
+    """One ONNX Runtime session for a generator graph ``(x, mask, missing, view) -> y``."""
+
+    def __init__(self, onnx_path: Path, device: Device = Device.AUTO, batch_size: int | None = None,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = onnx_path
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        available = available_providers()
+        requested = choose_providers(device, available, batch_size or 32)
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=requested)
+        except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise WeightsError(f"onnxruntime cannot load the graph ({error})", onnx_path,
+                               "re-export the weights, or check the onnxruntime version") from error
+        self.providers = self.session.get_providers()
+        names = [p if isinstance(p, str) else p[0] for p in requested]
+        dropped = [p for p in names if p not in self.providers]
+        if dropped and device is not Device.CPU:
+            log.warning("provider(s) %s could not start; running on %s", ", ".join(dropped), self.providers[0])
+        self.batch_size = batch_size or default_batch_size(self.providers)
+        self.input_names = {i.name for i in self.session.get_inputs()}
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.providers[0] in GPU_PROVIDERS
+
+    def __call__(self, x: np.ndarray, mask: np.ndarray, missing: np.ndarray, view: np.ndarray) -> np.ndarray:
+        """``x`` (B, 4, 240, 240), ``mask`` (B, 4), ``missing`` and ``view`` (B,), all float32 -> (B, 1, 240, 240)."""
+        feed = {"x": x, "mask": mask, "missing": missing, "view": view}
+        return self.session.run(None, {k: v for k, v in feed.items() if k in self.input_names})[0]
