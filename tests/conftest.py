@@ -1,0 +1,78 @@
+"""Shared fixtures: small synthetic cases written as NIfTI, tiny exported weights, ../shared paths."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+EXAMPLE = REPO / "examples" / "BraTS-GLI-00001-000"
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+needs_shared = pytest.mark.skipif(not (SHARED / "reference").is_dir(), reason="../shared (reference fixtures) is absent")
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed (install the [torch] extra)")
+
+SMALL_SHAPE = (36, 40, 28)
+LPS_AFFINE = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, 239.0], [0, 0, 1.0, 0], [0, 0, 0, 1]])
+
+
+def brain_volume(shape=SMALL_SHAPE, scale: float = 1000.0, seed: int = 0) -> np.ndarray:
+    """An ellipsoid 'brain' with smooth texture, zero outside; int16-like values."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    inside = (grid**2).sum(0) < 0.7
+    texture = 0.6 + 0.3 * np.sin(3 * grid[0]) * np.cos(2 * grid[1]) + 0.1 * rng.random(shape)
+    return np.where(inside, texture * scale, 0).astype(np.float32)
+
+
+def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray = LPS_AFFINE, dtype=np.int16) -> Path:
+    image = nib.Nifti1Image(data.astype(dtype), affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    nib.save(image, str(path))
+    return path
+
+
+def make_case(root: Path, case_id: str, missing: str = "t2f", shape=SMALL_SHAPE, seg: bool = False) -> Path:
+    folder = root / case_id
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, mod in enumerate(("t1c", "t1n", "t2f", "t2w")):
+        if mod != missing:
+            write_nifti(folder / f"{case_id}-{mod}.nii.gz", brain_volume(shape, 800 + 200 * i, seed=i))
+    if seg:
+        labels = (brain_volume(shape) > 800).astype(np.uint8)
+        write_nifti(folder / f"{case_id}-seg.nii.gz", labels, dtype=np.uint8)
+    return folder
+
+
+@pytest.fixture
+def case_factory(tmp_path):
+    def factory(case_id: str = "BraTS-GLI-00042-000", missing: str = "t2f", root: Path | None = None, **kw) -> Path:
+        return make_case(root or tmp_path / "input", case_id, missing, **kw)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A random-init dim-8 HFGAN exported with the percentile scheme: fast, real ONNX, not trained."""
+    if not HAS_TORCH:
+        pytest.skip("torch is not installed (install the [torch] extra)")
+    import torch
+
+    from inference.constants import View
+    from inference.models.export import export
+    from inference.models.hfgan import HFGAN, HFGANConfig
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("weights")
+    reference = {"t1c": 1000.0, "t1n": 1000.0, "t2f": 1000.0, "t2w": 1000.0}
+    manifest = export(HFGAN(HFGANConfig(dim=8)), out, "tiny",
+                      normalization={"scheme": "percentile", "percentile": 99.5, "reference_scale": reference},
+                      default_view=View.AXIAL, provenance={"note": "random init, tests only"})
+    return manifest.path

@@ -1,0 +1,56 @@
+"""ONNX export: ONNX Runtime equals the reference outputs; a failed check writes nothing."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ..conftest import SHARED, needs_shared, needs_torch
+from .test_hfgan import reference_batch, reference_net
+
+pytestmark = needs_torch
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from inference.models.export import export
+
+    out = tmp_path_factory.mktemp("ref-weights")
+    return {c: export(reference_net(c), out, f"ref{c}") for c in ("A", "B")} if (SHARED / "reference").is_dir() else {}
+
+
+@needs_shared
+@pytest.mark.parametrize("cfg_name", ["A", "B"])
+@pytest.mark.parametrize("view", [0, 1, 2])
+def test_onnx_matches_reference(exported, cfg_name, view):
+    import onnxruntime as ort
+
+    manifest = exported[cfg_name]
+    session = ort.InferenceSession(str(manifest.onnx_path), providers=["CPUExecutionProvider"])
+    data, x, mask, missing = reference_batch(cfg_name)
+    feed = {"x": x.numpy(), "mask": mask.numpy(), "missing": missing.numpy(),
+            "view": np.full(len(x), view, dtype=np.float32)}
+    names = {i.name for i in session.get_inputs()}
+    y = session.run(None, {k: v for k, v in feed.items() if k in names})[0]
+    assert np.abs(y - data[f"y_view{view}"]).max() <= 1e-4
+
+
+@needs_shared
+def test_manifest_records_hash_and_config(exported):
+    from inference.manifest import load_manifest, sha256_of
+
+    manifest = load_manifest(exported["B"].path)
+    assert manifest.sha256 == sha256_of(manifest.onnx_path)
+    assert manifest.config["infuse_view"] is True and manifest.config["dim"] == 8
+    assert json.loads(manifest.path.read_text())["provenance"]["export"]["parity_max_abs_diff"] <= 1e-4
+
+
+def test_parity_failure_writes_nothing(tmp_path, monkeypatch):
+    from inference.errors import WeightsError
+    from inference.models import export as export_mod
+    from inference.models.hfgan import HFGAN, HFGANConfig
+
+    monkeypatch.setattr(export_mod, "parity", lambda net, path, batch=3: 0.5)
+    with pytest.raises(WeightsError, match="differs from torch"):
+        export_mod.export(HFGAN(HFGANConfig(dim=8)), tmp_path / "w", "bad")
+    assert list((tmp_path / "w").iterdir()) == []

@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from inference.constants import Modality, View
+from inference.generate import generate_volume
+
+
+class MeanModel:
+    """A stand-in generator: the mean of the available channels, counting calls and batch sizes."""
+
+    def __init__(self):
+        self.batches: list[int] = []
+
+    def __call__(self, x, mask, missing, view):
+        self.batches.append(len(x))
+        assert x.shape[1:] == (4, 240, 240) and mask.shape == (len(x), 4)
+        assert (x[np.arange(len(x)), missing.astype(int)] == -1).all()
+        w = mask[:, :, None, None]
+        return ((x * w).sum(1, keepdims=True) / w.sum(1, keepdims=True)).astype(np.float32)
+
+
+def volume(shape=(20, 24, 18), missing: Modality = Modality.T2F):
+    rng = np.random.default_rng(1)
+    x4 = rng.uniform(-0.9, 1, (4, *shape)).astype(np.float32)
+    x4[:, :3] = -1  # three empty slices along X
+    x4[missing.index] = -1
+    return x4
+
+
+@pytest.mark.parametrize("view", list(View))
+def test_matches_direct_computation(view):
+    x4 = volume()
+    y = generate_volume(MeanModel(), x4, Modality.T2F, view, batch_size=7)
+    expected = (x4[0] + x4[1] + x4[3]) / 3
+    brain = ~(x4[[0, 1, 3]] == -1).all(0)
+    np.testing.assert_allclose(y[brain], expected[brain], rtol=1e-6)
+
+
+def test_background_slices_skip_the_model_exactly():
+    x4 = volume()
+    model = MeanModel()
+    y = generate_volume(model, x4, Modality.T2F, View.SAGITTAL, batch_size=100)
+    assert sum(model.batches) == 20 - 3
+    assert (y[:3] == -1).all()
+
+
+def test_batch_size_does_not_change_the_result():
+    x4 = volume(missing=Modality.T1C)
+    a = generate_volume(MeanModel(), x4, Modality.T1C, View.AXIAL, batch_size=1)
+    b = generate_volume(MeanModel(), x4, Modality.T1C, View.AXIAL, batch_size=64)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_progress_counts_every_slice():
+    seen = []
+    generate_volume(MeanModel(), volume(), Modality.T2F, View.CORONAL, 5, on_batch=seen.append)
+    assert sum(seen) == 24

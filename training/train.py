@@ -1,0 +1,151 @@
+"""Train a small HFGAN on complete 4-modality cases and export it to ``weights/`` with its manifest.
+
+    python -m training.train --cases ../shared/data/cases --holdout BraTS-GLI-00001-000 --minutes 30
+
+Each step draws random brain slices of the chosen views from the training cases, drops one
+modality at random (its channel set to -1, its mask bit to 0) and learns to synthesize it with
+L1 + SSIM. Data are normalized per volume (foreground 99.5th percentile), the scheme the manifest
+declares. Deterministic for a given seed and thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inference.constants import MODALITIES, View
+from inference.models.export import export
+from inference.models.hfgan import HFGAN, HFGANConfig
+
+from .data import SliceSampler, load_complete_case
+from .losses import synthesis_loss
+
+PERCENTILE = 99.5
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", type=Path, default=Path("../shared/data/cases"), help="folder of complete case folders")
+    p.add_argument("--holdout", nargs="*", default=[], help="case IDs kept out of training (scored at the end)")
+    p.add_argument("--dim", type=int, default=16)
+    p.add_argument("--views", nargs="+", default=["sagittal"], choices=[v.value for v in View])
+    p.add_argument("--infuse-view", action="store_true", help="config B: condition on the view id")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--steps", type=int, default=100000, help="upper bound; --minutes usually stops first")
+    p.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget for the optimization loop")
+    p.add_argument("--ssim-weight", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--out", type=Path, default=Path("weights"))
+    p.add_argument("--name", default="default")
+    p.add_argument("--checkpoint-dir", type=Path, default=Path("runs"))
+    return p.parse_args(argv)
+
+
+def to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(net: HFGAN, sampler: SliceSampler, batches: int = 8) -> dict[str, float]:
+    net.eval()
+    totals = {"l1": 0.0, "ssim": 0.0}
+    for _ in range(batches):
+        b = to_torch(sampler.batch(4, augment=False))
+        _, parts = synthesis_loss(net(b["x"], b["mask"], b["missing"], b["view"]), b["target"])
+        for k in totals:
+            totals[k] += parts[k] / batches
+    net.train()
+    return totals
+
+
+def train(args: argparse.Namespace) -> dict:
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    folders = sorted(p for p in args.cases.iterdir() if p.is_dir())
+    train_dirs = [p for p in folders if p.name not in args.holdout]
+    hold_dirs = [p for p in folders if p.name in args.holdout]
+    if not train_dirs:
+        raise SystemExit(f"no training cases in {args.cases}")
+    t0 = time.perf_counter()
+    train_cases = [load_complete_case(p, PERCENTILE) for p in train_dirs]
+    hold_cases = [load_complete_case(p, PERCENTILE) for p in hold_dirs]
+    views = [View(v) for v in args.views]
+    sampler = SliceSampler(train_cases, views, args.seed)
+    hold_sampler = SliceSampler(hold_cases, views, args.seed + 1) if hold_cases else None
+    print(f"loaded {len(train_cases)} training cases ({len(sampler.items)} slices) in {time.perf_counter() - t0:.0f} s",
+          flush=True)
+
+    cfg = HFGANConfig(dim=args.dim, infuse_view=args.infuse_view)
+    net = HFGAN(cfg).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    budget = args.minutes * 60
+    history: list[dict] = []
+    start = time.perf_counter()
+    step = 0
+    running: dict[str, float] = {}
+    while step < args.steps:
+        elapsed = time.perf_counter() - start
+        if elapsed > budget:
+            break
+        lr = args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget)))
+        for group in opt.param_groups:
+            group["lr"] = max(lr, args.lr * 0.02)
+        b = to_torch(sampler.batch(args.batch))
+        loss, parts = synthesis_loss(net(b["x"], b["mask"], b["missing"], b["view"]), b["target"], args.ssim_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        for k, v in {"loss": float(loss), **parts}.items():
+            running[k] = running.get(k, v) * 0.95 + v * 0.05
+        if step % 50 == 0:
+            entry = {"step": step, "seconds": round(time.perf_counter() - start, 1), "lr": round(lr, 7),
+                     **{k: round(v, 5) for k, v in running.items()}}
+            if hold_sampler is not None and step % 250 == 0:
+                entry["holdout"] = {k: round(v, 5) for k, v in evaluate(net, hold_sampler).items()}
+            history.append(entry)
+            print(json.dumps(entry), flush=True)
+
+    record = {
+        "command": "python -m training.train " + " ".join(sys.argv[1:]),
+        "data": {"train": [c.case_id for c in train_cases], "holdout": [c.case_id for c in hold_cases],
+                 "source": "shared/data/cases (see weights/README.md for licenses)"},
+        "views": args.views, "dim": args.dim, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+        "ssim_weight": args.ssim_weight, "steps": step, "train_seconds": round(time.perf_counter() - start, 1),
+        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "final": history[-1] if history else {},
+        "history": history,
+    }
+    reference = {m.value: float(np.mean([c.scales[m.value] for c in train_cases])) for m in MODALITIES}
+    normalization = {"scheme": "percentile", "percentile": PERCENTILE, "reference_scale": reference}
+    args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file
+
+    ckpt = args.checkpoint_dir / f"{args.name}.safetensors"
+    save_file(net.state_dict(), str(ckpt))
+    net.eval()
+    manifest = export(net, args.out, args.name, normalization=normalization, default_view=views[0],
+                      provenance={"trained_by": "training/train.py (this repository)", "checkpoint": ckpt.name},
+                      training=record)
+    print(f"exported {manifest.onnx_path} ({manifest.onnx_path.stat().st_size / 1e6:.1f} MB), manifest {manifest.path}")
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
