@@ -42,12 +42,23 @@ def is_nifti(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(NIFTI_SUFFIXES) and not path.name.startswith(".")
 
 
-def parse_case(folder: Path, complete_ok: bool = False) -> Case:
-    """Classify a case folder's NIfTI files by role; exactly one modality must be absent.
+@dataclass(frozen=True)
+class CaseFiles:
+    """What a case folder holds, by role, before any check on which modalities are there."""
 
-    With ``complete_ok`` (dry runs), four modalities are accepted and ``missing`` is set to the
-    first one; callers then choose what to drop.
-    """
+    case_id: str
+    folder: Path
+    modalities: dict[Modality, Path]
+    seg: Path | None
+    ignored: tuple[Path, ...]
+
+    @property
+    def absent(self) -> list[Modality]:
+        return [m for m in MODALITIES if m not in self.modalities]
+
+
+def scan_folder(folder: Path) -> CaseFiles:
+    """Classify a folder's NIfTI files as t1c/t1n/t2f/t2w/seg by their suffix; others are ignored."""
     files = sorted(p for p in folder.iterdir() if is_nifti(p))
     if not files:
         raise CaseError("no NIfTI files (.nii.gz or .nii) in this case folder", folder,
@@ -71,28 +82,37 @@ def parse_case(folder: Path, complete_ok: bool = False) -> Case:
             raise CaseError(f"two files for {mod.value}: {found[mod].name} and {path.name}", folder,
                             "keep one file per modality")
         found[mod] = path
-    absent = [m for m in MODALITIES if m not in found]
     if not found:
         raise CaseError("no file named like <ID>-t1c/t1n/t2f/t2w.nii.gz", folder,
                         "name the inputs <ID>-<modality>.nii.gz")
+    case_id = prefixes.pop() if len(prefixes) == 1 and next(iter(prefixes), "") else folder.name
+    return CaseFiles(case_id, folder, found, seg, tuple(ignored))
+
+
+def parse_case(folder: Path) -> Case:
+    """A BraSyn case folder: exactly one of the four modalities must be absent."""
+    files = scan_folder(folder)
+    absent = files.absent
     if len(absent) > 1:
         raise CaseError(f"{len(absent)} modalities missing ({', '.join(m.value for m in absent)}); "
                         "BraSyn needs exactly one missing", folder, "provide three of the four modalities")
-    if not absent and not complete_ok:
+    if not absent:
         raise CaseError("no modality is missing (all of t1c, t1n, t2f, t2w are present)", folder,
                         "remove the modality to synthesize, or use `brasyn-infer evaluate` for dry runs")
-    case_id = prefixes.pop() if len(prefixes) == 1 and next(iter(prefixes), "") else folder.name
-    missing = absent[0] if absent else MODALITIES[0]
-    inputs = {m: p for m, p in found.items() if m is not missing}
-    return Case(case_id, folder, inputs, missing, seg, tuple(ignored))
+    return Case(files.case_id, folder, dict(files.modalities), absent[0], files.seg, files.ignored)
 
 
-def discover(root: Path, complete_ok: bool = False) -> list[CaseEntry]:
-    """INPUT is one case folder (it holds NIfTI files) or a folder of case folders (sorted by name).
+def complete_case(folder: Path) -> CaseFiles:
+    """A dry-run case folder: all four modalities must be present."""
+    files = scan_folder(folder)
+    if files.absent:
+        raise CaseError(f"not complete: {', '.join(m.value for m in files.absent)} missing", folder,
+                        "dry runs need all four modalities (t1c, t1n, t2f, t2w)")
+    return files
 
-    Raises :class:`BrasynError` when INPUT itself is unusable; a bad case folder becomes an entry
-    with its error so that the others still run.
-    """
+
+def list_case_folders(root: Path) -> list[Path]:
+    """INPUT is one case folder (it holds NIfTI files) or a folder of case folders (sorted by name)."""
     if not root.exists():
         raise BrasynError("input does not exist", root, "pass a case folder or a folder of case folders")
     if not root.is_dir():
@@ -108,10 +128,19 @@ def discover(root: Path, complete_ok: bool = False) -> list[CaseEntry]:
     if not folders:
         raise BrasynError("no NIfTI files and no case folders in the input", root,
                           "pass a case folder (<ID>-<mod>.nii.gz files) or a folder of them")
+    return folders
+
+
+def discover(root: Path) -> list[CaseEntry]:
+    """The cases of INPUT (see :func:`list_case_folders`).
+
+    Raises :class:`BrasynError` when INPUT itself is unusable; a bad case folder becomes an entry
+    with its error so that the others still run.
+    """
     entries = []
-    for folder in folders:
+    for folder in list_case_folders(root):
         try:
-            case = parse_case(folder, complete_ok)
+            case = parse_case(folder)
             entries.append(CaseEntry(case.case_id, folder, case=case))
         except CaseError as error:
             entries.append(CaseEntry(folder.name, folder, error=error))

@@ -179,6 +179,70 @@ def export(
                f"(ONNX vs torch max abs diff {manifest.provenance['export']['parity_max_abs_diff']:.2e})")
 
 
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Argument(help="A folder of complete (4-modality) case folders, or one such case.")],
+    report_dir: Annotated[Path, typer.Argument(help="Where cases.csv, summary.json, report.md and QC PNGs go.")],
+    drop: Annotated[str, typer.Option("--drop", help="Modalities to drop in turn: a comma list of t1c,t1n,t2f,t2w, or all.")] = "all",
+    baseline: Annotated[str, typer.Option("--baseline", help="Baselines to report beside the model: linear, mean, a comma list, or none.")] = "linear,mean",
+    weights: WeightsOpt = None,
+    view: ViewOpt = None,
+    batch_size: BatchOpt = None,
+    device: DeviceOpt = Device.AUTO,
+    segment: Annotated[bool, typer.Option("--segment", help="Also score downstream segmentation (Dice/HD95) with the brats package's BraTS 2023 segmenters; needs Docker and a GPU, skipped otherwise.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Dry run: drop each modality from complete cases, synthesize it, score it against the real one."""
+    _setup_logging(quiet)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .errors import BrasynError
+    from .evaluate import BASELINES, dry_run, parse_drop, segmentation_unavailable
+    from .pipeline import Synthesizer, check_output_dir
+    from .report import markdown_table, summarize
+
+    try:
+        drops = parse_drop(drop)
+        names = [] if baseline.strip().lower() == "none" else [b.strip().lower() for b in baseline.split(",") if b.strip()]
+        unknown = [b for b in names if b not in BASELINES]
+        if unknown:
+            raise BrasynError(f"unknown baseline {', '.join(unknown)}", fix="use linear, mean, or none")
+        check_output_dir(report_dir, data)
+        synth = Synthesizer(weights, view, batch_size, device)
+    except BrasynError as error:
+        _fail_line(str(error))
+        raise typer.Exit(1) from None
+    if segment:
+        reason = segmentation_unavailable()
+        typer.echo(f"downstream segmentation skipped: {reason}" if reason else
+                   "downstream segmentation: not run by this version (see README)", err=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), disable=quiet) as progress:
+        task = progress.add_task("dry runs", total=None)
+
+        def status(case_id: str) -> None:
+            progress.update(task, description=f"baseline samples: {case_id}")
+
+        def pair_done(case_id: str, missing) -> None:
+            progress.update(task, advance=1, description=f"done {case_id} -{missing.value}")
+
+        def total(n: int) -> None:
+            progress.update(task, total=n, description="dry runs")
+
+        try:
+            rows, errors = dry_run(data, report_dir, synth, drops, names, status, pair_done, total)
+        except BrasynError as error:
+            _fail_line(str(error))
+            raise typer.Exit(1) from None
+    for error in errors:
+        _fail_line(str(error))
+    if rows:
+        typer.echo(markdown_table(summarize(rows), ["ssim", "ssim_brain", "ssim_tumor", "psnr", "mae"]))
+    typer.echo(f"report: {report_dir / 'report.md'} ({len(rows)} rows, {len(errors)} cases skipped)", err=True)
+    raise typer.Exit(1 if errors or not rows else 0)
+
+
 def main() -> None:
     """Console entry point: ``brasyn-infer INPUT OUTPUT`` means ``brasyn-infer run INPUT OUTPUT``."""
     argv = sys.argv[1:]

@@ -106,9 +106,10 @@ class Normalizer:
             return cls(scheme, {"percentile": float(block.get("percentile", 99.5)), "reference_scale": reference})
         raise WeightsError(f"unknown normalization scheme {scheme!r}", fix="use brasyn25 or percentile")
 
-    def stack(self, volumes: Mapping[Modality, np.ndarray], missing: Modality) -> tuple[np.ndarray, dict[Modality, float]]:
+    def stack(self, volumes: Mapping[Modality, np.ndarray], missing: Modality | None) -> tuple[np.ndarray, dict[Modality, float]]:
         """Normalize the available volumes into a ``(4, X, Y, Z)`` float32 input, missing channel -1.
 
+        With ``missing=None`` every given volume is normalized (complete cases, for dry runs).
         Returns the input and the per-modality scales (empty for ``brasyn25``) for :meth:`restore`.
         """
         shape = next(iter(volumes.values())).shape

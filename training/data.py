@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.cases import parse_case
+from inference.cases import complete_case
 from inference.constants import MODALITIES, View
 from inference.io import read_inputs
 from inference.normalize import foreground_percentile, normalize_percentile
@@ -23,10 +23,8 @@ class CaseVolume:
 
 def load_complete_case(folder: Path, percentile: float) -> CaseVolume:
     """Read a complete 4-modality case and normalize each volume by its own foreground percentile."""
-    case = parse_case(folder, complete_ok=True)
-    paths = dict(case.inputs)
-    paths[case.missing] = next(p for p in folder.iterdir() if p.name.endswith(f"-{case.missing.value}.nii.gz"))
-    volumes = read_inputs(paths)
+    case = complete_case(folder)
+    volumes = read_inputs(case.modalities)
     x4 = np.empty((4, *volumes[MODALITIES[0]].data.shape), dtype=np.float32)
     scales = {}
     for mod in MODALITIES:

@@ -1,0 +1,179 @@
+"""Dry runs: drop a modality from complete cases, synthesize it with the normal pipeline, score it.
+
+For each complete case in DATA and each dropped modality, a temporary three-input case (symlinks:
+DATA is never written) goes through :func:`inference.pipeline.run`; the output is scored against
+the real volume with :mod:`inference.metrics`, next to the baselines of :mod:`inference.baselines`.
+Rows are appended to ``cases.csv`` as they are computed, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .baselines import brain_voxels, fit_linear, predict_linear, predict_mean
+from .cases import CaseFiles, complete_case, discover, list_case_folders
+from .constants import MODALITIES, Modality
+from .errors import BrasynError, CaseError
+from .io import load_volume, read_inputs
+from .metrics import score
+from .normalize import background_mask
+from .pipeline import Synthesizer, run
+from .report import CSV_FIELDS, qc_png, read_rows, write_reports, append_row
+
+MODEL = "model"
+BASELINES = ("linear", "mean")
+
+
+@dataclass(frozen=True)
+class DryRunCase:
+    files: CaseFiles
+    error: BrasynError | None = None
+
+
+def find_complete_cases(data: Path) -> list[DryRunCase]:
+    out = []
+    for folder in list_case_folders(data):
+        try:
+            out.append(DryRunCase(complete_case(folder)))
+        except CaseError as error:
+            out.append(DryRunCase(None, error))  # type: ignore[arg-type]
+    return out
+
+
+def _voxel_samples(synth: Synthesizer, cases: list[CaseFiles], drops: list[Modality],
+                   on_case: Callable[[str], None] | None) -> dict[str, dict[Modality, tuple[np.ndarray, np.ndarray]]]:
+    """Per case and dropped modality, a sample of (available channels, target) brain voxels."""
+    rng = np.random.default_rng(0)
+    samples: dict[str, dict[Modality, tuple[np.ndarray, np.ndarray]]] = {}
+    for files in cases:
+        volumes = {m: v.data for m, v in read_inputs(files.modalities).items()}
+        x4, _ = synth.normalizer.stack(volumes, None)
+        samples[files.case_id] = {m: brain_voxels(x4, m, rng) for m in drops}
+        if on_case:
+            on_case(files.case_id)
+    return samples
+
+
+def _fit_loco(samples, case_id: str, missing: Modality) -> np.ndarray | None:
+    """Linear coefficients from every case but ``case_id`` (None when there is no other case)."""
+    others = [samples[c][missing] for c in samples if c != case_id]
+    return fit_linear(others) if others else None
+
+
+def dry_run(
+    data: Path,
+    report_dir: Path,
+    synth: Synthesizer,
+    drops: list[Modality],
+    baselines: list[str],
+    on_status: Callable[[str], None] | None = None,
+    on_pair_done: Callable[[str, Modality], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> tuple[list[dict], list[BrasynError]]:
+    """Run the dry run into ``report_dir``; returns all rows (resumed ones included) and case errors."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = report_dir / "cases.csv"
+    rows = read_rows(csv_path)
+    done = {(r["case"], r["modality"], r["method"]) for r in rows}
+    methods = [MODEL, *baselines]
+    found = find_complete_cases(data)
+    errors = [c.error for c in found if c.error is not None]
+    cases = [c.files for c in found if c.error is None]
+    if not cases:
+        return rows, errors
+    if on_total:
+        on_total(len(cases) * len(drops))
+    samples = _voxel_samples(synth, cases, drops, on_status) if "linear" in baselines else {}
+
+    with tempfile.TemporaryDirectory(prefix="brasyn-dryrun-") as tmp:
+        for files in cases:
+            for missing in drops:
+                if all((files.case_id, missing.value, m) in done for m in methods):
+                    if on_pair_done:
+                        on_pair_done(files.case_id, missing)
+                    continue
+                new_rows = _evaluate_pair(files, missing, synth, baselines, samples, Path(tmp), report_dir)
+                for row in new_rows:
+                    if (row["case"], row["modality"], row["method"]) not in done:
+                        append_row(csv_path, row)
+                        rows.append(row)
+                if on_pair_done:
+                    on_pair_done(files.case_id, missing)
+    write_reports(rows, report_dir, synth)
+    return rows, errors
+
+
+def _evaluate_pair(files: CaseFiles, missing: Modality, synth: Synthesizer, baselines: list[str],
+                   samples, tmp: Path, report_dir: Path) -> list[dict]:
+    case_dir = tmp / "in" / files.case_id
+    out_dir = tmp / "out"
+    case_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(exist_ok=True)
+    for old in case_dir.iterdir():
+        old.unlink()
+    for mod, path in files.modalities.items():
+        if mod is not missing:
+            (case_dir / f"{files.case_id}-{mod.value}.nii.gz").symlink_to(path.resolve())
+    entries = discover(case_dir)
+    started = time.perf_counter()
+    result = run(entries, synth, out_dir)[0]
+    seconds = time.perf_counter() - started
+    if result.error is not None:
+        raise result.error
+    synthesized = load_volume(result.output).data
+    result.output.unlink()
+
+    volumes = {m: v.data for m, v in read_inputs(files.modalities).items()}
+    truth = volumes[missing]
+    seg = load_volume(files.seg).data if files.seg is not None else None
+    base = {"case": files.case_id, "modality": missing.value}
+    rows = [{**base, "method": MODEL, **score(synthesized, truth, seg), "seconds": seconds}]
+
+    inputs = {m: v for m, v in volumes.items() if m is not missing}
+    x4, scales = synth.normalizer.stack(inputs, missing)
+    background = background_mask(x4, missing)
+    predictions = {}
+    for name in baselines:
+        t0 = time.perf_counter()
+        if name == "linear":
+            coef = _fit_loco(samples, files.case_id, missing)
+            if coef is None:
+                continue
+            y = predict_linear(x4, missing, coef)
+        else:
+            y = predict_mean(x4, missing)
+        predictions[name] = synth.normalizer.restore(y, background, missing, scales)
+        rows.append({**base, "method": name, **score(predictions[name], truth, seg),
+                     "seconds": time.perf_counter() - t0})
+    qc_png(report_dir / f"{files.case_id}-{missing.value}.png", inputs, synthesized, truth, seg,
+           title=f"{files.case_id}: {missing.value} synthesized ({synth.manifest.name}, {synth.view.value})")
+    return rows
+
+
+def parse_drop(text: str) -> list[Modality]:
+    if text.strip().lower() == "all":
+        return list(MODALITIES)
+    try:
+        return [Modality(t.strip().lower()) for t in text.split(",") if t.strip()]
+    except ValueError as error:
+        raise BrasynError(f"--drop {text!r}: {error}", fix="use a comma list of t1c,t1n,t2f,t2w or all") from error
+
+
+def segmentation_unavailable() -> str | None:
+    """Why downstream segmentation cannot run here (None when Docker, a GPU and ``brats`` are present)."""
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("brats") is None:
+        return "the brats package is not installed (pip install brats)"
+    if shutil.which("docker") is None:
+        return "no docker command"
+    if shutil.which("nvidia-smi") is None:
+        return "no NVIDIA GPU (nvidia-smi not found)"
+    return None

@@ -1,0 +1,70 @@
+"""Synthesis quality metrics, the organizers' way (spec section 7). Pure functions on ``(X, Y, Z)`` arrays.
+
+SSIM: each volume is clipped to its own 0.5 and 99.5 percentiles (over the whole volume, lower
+bound at least 0) and scaled to [0, 1]; the SSIM map uses a Gaussian window of sigma 1.5 (11
+voxels wide) in 3D with population covariances (scikit-image). The organizers average the map over
+the whole volume; we also report its mean over the brain (truth > 0), the tumor (seg > 0) and
+healthy tissue (brain and not tumor). PSNR and MAE are computed over the brain on the [0, 1] images.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+P_LOW, P_HIGH = 0.5, 99.5
+SIGMA = 1.5
+TRUNCATE = 3.5  # scikit-image's default: a window of 2 * round(3.5 * 1.5) + 1 = 11 voxels
+
+
+def percentile_scale(x: np.ndarray, p_low: float = P_LOW, p_high: float = P_HIGH) -> np.ndarray:
+    """Clip to the volume's own ``[P_low, P_high]`` (lower bound >= 0) and scale to [0, 1], float64."""
+    lo, hi = np.percentile(x, [p_low, p_high])
+    lo = max(float(lo), 0.0)
+    if hi <= lo:
+        return np.zeros(x.shape, dtype=np.float64)
+    return (np.clip(x, lo, hi).astype(np.float64) - lo) / (hi - lo)
+
+
+def ssim_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per-voxel SSIM of two volumes already scaled to [0, 1]."""
+    from skimage.metrics import structural_similarity
+
+    _, full = structural_similarity(truth, pred, data_range=1.0, gaussian_weights=True, sigma=SIGMA,
+                                    use_sample_covariance=False, full=True, truncate=TRUNCATE)
+    return full
+
+
+def masked_mean(values: np.ndarray, mask: np.ndarray | None) -> float:
+    if mask is None:
+        return float(values.mean())
+    return float(values[mask].mean()) if mask.any() else math.nan
+
+
+def psnr(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, data_range: float = 1.0) -> float:
+    """PSNR in dB over ``mask``; ``inf`` for identical images."""
+    mse = float(np.mean((pred[mask] - truth[mask]) ** 2)) if mask.any() else math.nan
+    if mse == 0:
+        return math.inf
+    return 10 * math.log10(data_range**2 / mse)
+
+
+def mae(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    return float(np.mean(np.abs(pred[mask] - truth[mask]))) if mask.any() else math.nan
+
+
+def score(pred: np.ndarray, truth: np.ndarray, seg: np.ndarray | None = None) -> dict[str, float]:
+    """All metrics for one synthesized volume against the real one (both in scanner units)."""
+    p, t = percentile_scale(pred), percentile_scale(truth)
+    smap = ssim_map(p, t)
+    brain = truth > 0
+    tumor = (seg > 0) & brain if seg is not None else None
+    return {
+        "ssim": masked_mean(smap, None),
+        "ssim_brain": masked_mean(smap, brain),
+        "ssim_tumor": masked_mean(smap, tumor) if tumor is not None else math.nan,
+        "ssim_healthy": masked_mean(smap, brain & ~tumor) if tumor is not None else math.nan,
+        "psnr": psnr(p, t, brain),
+        "mae": mae(p, t, brain),
+    }

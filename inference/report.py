@@ -1,0 +1,148 @@
+"""Dry-run reports: ``cases.csv`` (appended row by row), ``summary.json``, ``report.md`` and QC PNGs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from .constants import MODALITIES, Modality
+
+CSV_FIELDS = ["case", "modality", "method", "ssim", "ssim_brain", "ssim_tumor", "ssim_healthy", "psnr", "mae", "seconds"]
+METRICS = CSV_FIELDS[3:]
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of an existing ``cases.csv`` (numbers as floats); [] when absent."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for key in METRICS:
+            row[key] = float(row[key]) if row.get(key) not in (None, "") else math.nan
+    return rows
+
+
+def append_row(path: Path, row: Mapping) -> None:
+    """Append one row, writing the header first for a new file; flushed so a kill keeps it."""
+    new = not path.is_file()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def summarize(rows: list[dict]) -> dict:
+    """``{modality: {method: {metric: {mean, std, n}}}}`` plus ``all`` over modalities; NaN/inf excluded."""
+    out: dict = {}
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["modality"], row["method"]), []).append(row)
+        groups.setdefault(("all", row["method"]), []).append(row)
+    for (modality, method), members in sorted(groups.items()):
+        stats = {}
+        for metric in METRICS:
+            values = np.array([r[metric] for r in members], dtype=float)
+            values = values[np.isfinite(values)]
+            stats[metric] = ({"mean": round(float(values.mean()), 4), "std": round(float(values.std()), 4), "n": int(len(values))}
+                             if len(values) else {"mean": None, "std": None, "n": 0})
+        out.setdefault(modality, {})[method] = stats
+    return out
+
+
+def markdown_table(summary: dict, metrics: list[str]) -> str:
+    methods = sorted({m for mod in summary.values() for m in mod}, key=lambda m: (m != "model", m))
+    lines = ["| modality | method | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    for modality in [m.value for m in MODALITIES] + ["all"]:
+        for method in methods:
+            stats = summary.get(modality, {}).get(method)
+            if not stats:
+                continue
+            cells = [f"{stats[k]['mean']:.4f} ± {stats[k]['std']:.4f}" if stats[k]["mean"] is not None else "–"
+                     for k in metrics]
+            lines.append(f"| {modality} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_reports(rows: list[dict], report_dir: Path, synth) -> dict:
+    summary = summarize(rows)
+    (report_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    pictures = sorted(p.name for p in report_dir.glob("*.png"))
+    cases = sorted({r["case"] for r in rows})
+    text = [
+        "# Dry-run report",
+        "",
+        f"Weights `{synth.manifest.name}` ({synth.manifest.onnx}), view {synth.view.value}; {len(cases)} cases: "
+        + ", ".join(cases) + ".",
+        "",
+        "SSIM the organizers' way (each volume clipped to its own 0.5-99.5 percentiles, scaled to [0, 1], "
+        "Gaussian window 11, sigma 1.5): `ssim` is the mean over the whole volume (background included, "
+        "the challenge's figure), `ssim_brain` over truth > 0, `ssim_tumor` / `ssim_healthy` inside / "
+        "outside the segmentation (cases with a `-seg` file only). PSNR (dB) and MAE over the brain, on the "
+        "[0, 1] images. `seconds`: the pipeline's time per case (model), or the baseline's.",
+        "",
+        "## Mean ± std per modality and method",
+        "",
+        markdown_table(summary, METRICS),
+        "",
+        "## QC pictures",
+        "",
+        "Rows: axial, coronal, sagittal through the tumor (or the brain's center). Columns: the three "
+        "inputs, the synthesized, the real, |synthesized - real| (the last three share one color scale).",
+        "",
+    ]
+    text += [f"![{name}]({name})\n" for name in pictures]
+    (report_dir / "report.md").write_text("\n".join(text))
+    return summary
+
+
+def _center(truth: np.ndarray, seg: np.ndarray | None) -> tuple[int, int, int]:
+    mask = seg > 0 if seg is not None and (seg > 0).any() else truth > 0
+    if not mask.any():
+        return tuple(s // 2 for s in truth.shape)  # type: ignore[return-value]
+    return tuple(int(round(c)) for c in np.argwhere(mask).mean(0))  # type: ignore[return-value]
+
+
+def _planes(volume: np.ndarray, center: tuple[int, int, int]) -> list[np.ndarray]:
+    x, y, z = center
+    return [np.rot90(volume[:, :, z]), np.rot90(volume[:, y, :]), np.rot90(volume[x, :, :])]
+
+
+def qc_png(path: Path, inputs: Mapping[Modality, np.ndarray], synthesized: np.ndarray, truth: np.ndarray,
+           seg: np.ndarray | None, title: str) -> None:
+    """Three orthogonal slices: inputs, synthesized, real, |difference|; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    center = _center(truth, seg)
+    columns = [(m.value, v, float(np.percentile(v[v > 0], 99.5)) if (v > 0).any() else 1.0)
+               for m, v in inputs.items()]
+    top = float(np.percentile(truth[truth > 0], 99.5)) if (truth > 0).any() else 1.0
+    columns += [("synthesized", synthesized, top), ("real", truth, top),
+                ("|difference|", np.abs(synthesized - truth), top)]
+    fig, axes = plt.subplots(3, len(columns), figsize=(2.2 * len(columns), 6.9), facecolor="black")
+    for col, (name, volume, vmax) in enumerate(columns):
+        for row, plane in enumerate(_planes(volume, center)):
+            ax = axes[row, col]
+            ax.imshow(plane, cmap="magma" if name == "|difference|" else "gray", vmin=0, vmax=vmax,
+                      interpolation="nearest")
+            ax.set_axis_off()
+            if row == 0:
+                ax.set_title(name, color="white", fontsize=9)
+    fig.suptitle(title, color="white", fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=80, facecolor="black")
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,76 @@
+"""Dry runs end to end on small synthetic complete cases."""
+
+import hashlib
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from inference.cli import app
+from inference.constants import Modality
+from inference.errors import BrasynError
+from inference.evaluate import parse_drop
+from inference.report import read_rows
+
+from .conftest import make_case
+
+
+def tree_digest(root):
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def data(tmp_path):
+    root = tmp_path / "data"
+    make_case(root, "C-1", missing="none", seg=True)
+    make_case(root, "C-2", missing="none")
+    make_case(root, "C-3", missing="none")
+    make_case(root, "INCOMPLETE", missing="t1c")
+    return root
+
+
+def test_evaluate_writes_reports_and_leaves_data_untouched(data, tmp_path, tiny_weights):
+    before = tree_digest(data)
+    report = tmp_path / "report"
+    args = ["evaluate", str(data), str(report), "--drop", "t2f,t1n", "--weights", str(tiny_weights), "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output  # the incomplete case is reported
+    assert "INCOMPLETE" in result.output and "not complete: t1c missing" in result.output
+    assert tree_digest(data) == before
+    rows = read_rows(report / "cases.csv")
+    assert len(rows) == 3 * 2 * 3  # cases x dropped modalities x (model, linear, mean)
+    assert {(r["method"]) for r in rows} == {"model", "linear", "mean"}
+    seg_rows = [r for r in rows if r["case"] == "C-1"]
+    assert all(not math.isnan(r["ssim_tumor"]) for r in seg_rows)
+    assert all(math.isnan(r["ssim_tumor"]) for r in rows if r["case"] == "C-2")
+    summary = json.loads((report / "summary.json").read_text())
+    assert set(summary) == {"t2f", "t1n", "all"} and summary["all"]["model"]["ssim"]["n"] == 6
+    pngs = sorted(p.name for p in report.glob("*.png"))
+    assert pngs == sorted(f"C-{i}-{m}.png" for i in (1, 2, 3) for m in ("t2f", "t1n"))
+    md = (report / "report.md").read_text()
+    assert "| t2f | model |" in md and "![C-1-t2f.png](C-1-t2f.png)" in md
+
+    # resume: nothing is recomputed, the CSV keeps one row per (case, modality, method)
+    stamp = (report / "C-1-t2f.png").stat().st_mtime_ns
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1
+    assert len(read_rows(report / "cases.csv")) == 18
+    assert (report / "C-1-t2f.png").stat().st_mtime_ns == stamp
+
+
+def test_report_inside_data_is_refused(data, tiny_weights):
+    result = CliRunner().invoke(app, ["evaluate", str(data), str(data / "r"), "--weights", str(tiny_weights)])
+    assert result.exit_code == 1 and "inside" in result.output
+
+
+def test_parse_drop():
+    assert parse_drop("all") == [Modality.T1C, Modality.T1N, Modality.T2F, Modality.T2W]
+    assert parse_drop("t2f, T1C") == [Modality.T2F, Modality.T1C]
+    with pytest.raises(BrasynError):
+        parse_drop("flair")
