@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test lint bench train clean
+.PHONY: install install-dev demo test lint bench train clean docker-build docker-run mlcube-run
+IMAGE ?= brasyn-infer:0.1.0
+IN ?= $(CURDIR)/examples
+DOCKER_OUT ?= $(CURDIR)/output-docker
 
 $(BIN)/.installed-runtime: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +35,24 @@ test: $(BIN)/.installed-dev
 
 bench: $(BIN)/.installed-dev
 	$(BIN)/python benchmarks/bench.py
+
+## lint: ruff on the Python code, hadolint on the Dockerfile
+lint: $(BIN)/.installed-dev
+	$(BIN)/ruff check inference training benchmarks tests
+	$(BIN)/hadolint Dockerfile
+
+## docker-build / docker-run: the image, run exactly as Synapse runs it (BraSyn 2025)
+docker-build:
+	docker build -t $(IMAGE) .
+
+docker-run:
+	mkdir -p $(DOCKER_OUT)
+	docker run --rm --network none --gpus all -v $(IN):/input:ro -v $(DOCKER_OUT):/output:rw \
+		--memory 16G --shm-size 4G $(IMAGE)
+
+## mlcube-run: the MedPerf way (pip install mlcube mlcube-docker); data in mlcube/workspace/data
+mlcube-run:
+	mlcube run --mlcube=mlcube/mlcube.yaml --task=infer
 
 train: $(BIN)/.installed-dev
 	$(BIN)/python -m training.train

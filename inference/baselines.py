@@ -39,7 +39,7 @@ def predict_linear(x4: np.ndarray, missing: Modality, coef: np.ndarray) -> np.nd
     """``(X, Y, Z)`` normalized prediction; the caller applies the background mask."""
     available = [m.index for m in MODALITIES if m is not missing]
     out = np.full(x4.shape[1:], coef[-1], dtype=np.float64)
-    for weight, channel in zip(coef[:-1], available):
+    for weight, channel in zip(coef[:-1], available, strict=True):
         out += weight * x4[channel]
     return out.astype(np.float32)
 

@@ -64,7 +64,7 @@ def run(
     from .cases import discover
     from .errors import BrasynError
     from .io import remove_stale_temps
-    from .pipeline import Synthesizer, check_output_dir, run as run_pipeline
+    from .pipeline import Synthesizer, check_output_dir
 
     try:
         entries = discover(input)
@@ -157,7 +157,8 @@ def export(
     """Export a checkpoint to ONNX + manifest, checked against torch (needs the torch extra)."""
     _setup_logging(False)
     try:
-        from .models.export import export as do_export, load_config
+        from .models.export import export as do_export
+        from .models.export import load_config
         from .models.hfgan import load_checkpoint
     except ImportError as error:
         _fail_line(f"export needs torch ({error}); install brasyn-infer[torch]")

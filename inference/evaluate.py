@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from .io import load_volume, read_inputs
 from .metrics import score
 from .normalize import background_mask
 from .pipeline import Synthesizer, run
-from .report import CSV_FIELDS, qc_png, read_rows, write_reports, append_row
+from .report import append_row, qc_png, read_rows, write_reports
 
 MODEL = "model"
 BASELINES = ("linear", "mean")

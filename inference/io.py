@@ -5,9 +5,9 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import nibabel as nib
 import numpy as np

@@ -19,8 +19,9 @@ Schemes:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class Normalizer:
     params: Mapping[str, Any]
 
     @classmethod
-    def from_manifest(cls, block: Mapping[str, Any]) -> "Normalizer":
+    def from_manifest(cls, block: Mapping[str, Any]) -> Normalizer:
         scheme = block.get("scheme")
         if scheme == "brasyn25":
             stats = block.get("stats", BRASYN25_STATS)

