@@ -77,6 +77,7 @@ def run(
         raise typer.Exit(1) from None
     log.info("weights %s (%s), view %s, batch %d, providers %s", synth.manifest.name, synth.manifest.onnx,
              synth.view.value, synth.batch_size, ",".join(synth.session.providers))
+    _exit_on_sigterm()
     results = _run_with_progress(entries, synth, output, resume, quiet)
     failed = [r for r in results if not r.ok]
     for result in failed:
@@ -85,6 +86,21 @@ def run(
     seconds = sum(r.seconds for r in results)
     typer.echo(f"{done} of {len(results)} cases written to {output}, {len(failed)} failed ({seconds:.1f} s)", err=True)
     raise typer.Exit(1 if failed else 0)
+
+
+def _exit_on_sigterm() -> None:
+    """SIGTERM (docker stop, a scheduler's kill) unwinds like Ctrl-C: the write in flight completes
+    or its temp file is removed, so OUTPUT never holds a partial prediction."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _run_with_progress(entries, synth, output: Path, resume: bool, quiet: bool):

@@ -27,3 +27,7 @@ class WeightsError(BrasynError):
 
 class OutputError(BrasynError):
     """The output folder cannot be used."""
+
+
+class DeviceOutOfMemory(BrasynError):
+    """The accelerator ran out of memory for one batch; the caller retries with a smaller one."""

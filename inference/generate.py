@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
 from .constants import BACKGROUND, MODALITIES, Modality, View
+from .errors import DeviceOutOfMemory
 from .views import SliceGeometry
+
+log = logging.getLogger(__name__)
 
 
 class SliceModel(Protocol):
@@ -27,7 +31,8 @@ def generate_volume(
 
     Slices in which every available channel is background skip the model and stay -1: the
     background re-mask would set them to -1 anyway, so the result is exact. ``on_batch`` gets
-    the number of slices done after each batch (skipped ones included).
+    the number of slices done after each batch (skipped ones included). When the model raises
+    :class:`DeviceOutOfMemory`, the batch size is halved (down to 1) and the batch retried.
     """
     geometry = SliceGeometry(view, x4.shape[1:])  # type: ignore[arg-type]
     available = [m.index for m in MODALITIES if m is not missing]
@@ -37,16 +42,25 @@ def generate_volume(
         on_batch(geometry.count - len(todo))
     mask_row = np.ones(len(MODALITIES), dtype=np.float32)
     mask_row[missing.index] = 0
-    for start in range(0, len(todo), batch_size):
+    start = 0
+    while start < len(todo):
         index = todo[start : start + batch_size]
         n = len(index)
-        y = model(
-            geometry.take(x4, index),
-            np.tile(mask_row, (n, 1)),
-            np.full(n, missing.index, dtype=np.float32),
-            np.full(n, view.id, dtype=np.float32),
-        )
+        try:
+            y = model(
+                geometry.take(x4, index),
+                np.tile(mask_row, (n, 1)),
+                np.full(n, missing.index, dtype=np.float32),
+                np.full(n, view.id, dtype=np.float32),
+            )
+        except DeviceOutOfMemory:
+            if batch_size == 1:
+                raise
+            batch_size = max(1, batch_size // 2)
+            log.warning("out of device memory: retrying with batch size %d", batch_size)
+            continue
         geometry.put(out, index, y[:, 0])
+        start += n
         if on_batch:
             on_batch(n)
     return out

@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from .constants import Device
-from .errors import WeightsError
+from .errors import DeviceOutOfMemory, WeightsError
+
+#: How ONNX Runtime's CUDA/TensorRT providers word an allocation failure.
+OOM_MARKERS = ("out of memory", "failed to allocate memory", "cudaerrormemoryallocation", "bfcarena")
 
 log = logging.getLogger(__name__)
 
@@ -96,4 +99,10 @@ class GeneratorSession:
     def __call__(self, x: np.ndarray, mask: np.ndarray, missing: np.ndarray, view: np.ndarray) -> np.ndarray:
         """``x`` (B, 4, 240, 240), ``mask`` (B, 4), ``missing`` and ``view`` (B,), all float32 -> (B, 1, 240, 240)."""
         feed = {"x": x, "mask": mask, "missing": missing, "view": view}
-        return self.session.run(None, {k: v for k, v in feed.items() if k in self.input_names})[0]
+        try:
+            return self.session.run(None, {k: v for k, v in feed.items() if k in self.input_names})[0]
+        except Exception as error:  # onnxruntime's RuntimeException and friends
+            if any(marker in str(error).lower() for marker in OOM_MARKERS):
+                raise DeviceOutOfMemory(f"batch of {len(x)} slices does not fit ({error})", self.path,
+                                        "use a smaller --batch-size") from error
+            raise

@@ -73,3 +73,30 @@ def test_unusable_input(tmp_path):
         discover(tmp_path / "f.txt")
     with pytest.raises(BrasynError, match="no NIfTI files and no case folders"):
         discover(tmp_path)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+ROLES = ["t1c", "t1n", "t2f", "t2w", "seg"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(present=st.sets(st.sampled_from(ROLES)), junk=st.lists(st.sampled_from(["notes.txt", "mask.nii.gz", ".hidden.nii.gz"]), unique=True),
+       case_id=st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,6}(-[0-9]{3,5}){0,2}", fullmatch=True))
+def test_discovery_property(tmp_path_factory, present, junk, case_id):
+    folder = tmp_path_factory.mktemp("prop") / case_id
+    folder.mkdir()
+    for role in present:
+        (folder / f"{case_id}-{role}.nii.gz").write_bytes(b"")
+    for name in junk:
+        (folder / name).write_bytes(b"")
+    modalities = [r for r in ROLES[:4] if r in present]
+    if len(modalities) == 3:
+        case = parse_case(folder)
+        assert case.missing.value == next(r for r in ROLES[:4] if r not in present)
+        assert case.case_id == case_id and len(case.inputs) == 3
+        assert (case.seg is not None) == ("seg" in present)
+    else:
+        with pytest.raises(CaseError):
+            parse_case(folder)

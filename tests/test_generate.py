@@ -55,3 +55,36 @@ def test_progress_counts_every_slice():
     seen = []
     generate_volume(MeanModel(), volume(), Modality.T2F, View.CORONAL, 5, on_batch=seen.append)
     assert sum(seen) == 24
+
+
+class OutOfMemoryAbove(MeanModel):
+    """Fails like a GPU that fits only ``limit`` slices per call."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit = limit
+
+    def __call__(self, x, mask, missing, view):
+        from inference.errors import DeviceOutOfMemory
+
+        if len(x) > self.limit:
+            raise DeviceOutOfMemory(f"{len(x)} slices do not fit")
+        return super().__call__(x, mask, missing, view)
+
+
+def test_out_of_memory_halves_the_batch_and_retries(caplog):
+    x4 = volume()
+    model = OutOfMemoryAbove(limit=5)
+    with caplog.at_level("WARNING"):
+        y = generate_volume(model, x4, Modality.T2F, View.AXIAL, batch_size=16)
+    assert max(model.batches) <= 5 and sum(model.batches) == 18
+    np.testing.assert_allclose(y, generate_volume(MeanModel(), x4, Modality.T2F, View.AXIAL, 16), rtol=1e-6)
+    assert [r.message for r in caplog.records] == ["out of device memory: retrying with batch size 8",
+                                                   "out of device memory: retrying with batch size 4"]
+
+
+def test_out_of_memory_at_batch_one_is_raised():
+    from inference.errors import DeviceOutOfMemory
+
+    with pytest.raises(DeviceOutOfMemory):
+        generate_volume(OutOfMemoryAbove(limit=0), volume(), Modality.T2F, View.AXIAL, batch_size=4)

@@ -1,0 +1,46 @@
+import json
+import shutil
+
+import pytest
+
+from inference.errors import WeightsError
+from inference.manifest import load_manifest, resolve_manifest_path, verify
+from inference.pipeline import Synthesizer
+
+
+@pytest.fixture
+def weights_copy(tmp_path, tiny_weights):
+    folder = tmp_path / "w"
+    folder.mkdir()
+    shutil.copy(tiny_weights, folder / "tiny.json")
+    shutil.copy(tiny_weights.with_suffix(".onnx"), folder / "tiny.onnx")
+    return folder / "tiny.json"
+
+
+def test_resolution_by_name_path_and_folder(weights_copy, monkeypatch):
+    monkeypatch.setenv("BRASYN_WEIGHTS_DIR", str(weights_copy.parent))
+    assert resolve_manifest_path("tiny") == weights_copy
+    assert resolve_manifest_path(str(weights_copy)) == weights_copy
+    assert resolve_manifest_path(str(weights_copy.parent)) == weights_copy
+    with pytest.raises(WeightsError, match="no weights named 'nope'"):
+        resolve_manifest_path("nope")
+
+
+def test_sha256_mismatch_is_refused_before_loading(weights_copy):
+    onnx = weights_copy.with_suffix(".onnx")
+    onnx.write_bytes(onnx.read_bytes() + b"tampered")
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        verify(load_manifest(weights_copy))
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        Synthesizer(weights_copy)
+
+
+def test_incomplete_manifest_and_missing_onnx(weights_copy):
+    data = json.loads(weights_copy.read_text())
+    weights_copy.with_suffix(".onnx").unlink()
+    with pytest.raises(WeightsError, match="ONNX file is missing"):
+        load_manifest(weights_copy)
+    del data["sha256"]
+    weights_copy.write_text(json.dumps(data))
+    with pytest.raises(WeightsError, match="lacks sha256"):
+        load_manifest(weights_copy)

@@ -1,0 +1,45 @@
+import logging
+
+import numpy as np
+import pytest
+
+from inference.constants import Device
+from inference.runtime import CPU, CUDA, TRT, GeneratorSession, available_providers, choose_providers
+
+
+def test_provider_order_and_cpu_always_last():
+    chosen = choose_providers(Device.AUTO, [TRT, CUDA, CPU], batch_size=16)
+    assert [p if isinstance(p, str) else p[0] for p in chosen] == [TRT, CUDA, CPU]
+    trt_options = chosen[0][1]
+    assert trt_options["trt_engine_cache_enable"] is True
+    assert trt_options["trt_profile_max_shapes"].startswith("x:16x4x240x240")
+    assert choose_providers(Device.CPU, [TRT, CUDA, CPU], 16) == [CPU]
+    assert choose_providers(Device.AUTO, [CPU], 16) == [CPU]
+
+
+def test_missing_gpu_falls_back_with_one_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert choose_providers(Device.CUDA, [CPU], 8) == [CPU]
+    assert len(caplog.records) == 1 and "running on CPU" in caplog.records[0].message
+
+
+def test_session_runs_on_cpu(tiny_weights, caplog):
+    session = GeneratorSession(tiny_weights.with_suffix(".onnx"), Device.CPU)
+    assert session.providers[-1] == CPU and session.batch_size == 8 and not session.on_gpu
+    x = np.full((2, 4, 240, 240), -1, dtype=np.float32)
+    mask = np.array([[1, 1, 0, 1]] * 2, dtype=np.float32)
+    y = session(x, mask, np.array([2, 2], np.float32), np.zeros(2, np.float32))
+    assert y.shape == (2, 1, 240, 240) and np.isfinite(y).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(CUDA not in available_providers(), reason="no CUDA provider in this onnxruntime (no GPU here)")
+def test_cuda_session_matches_cpu(tiny_weights):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (4, 4, 240, 240)).astype(np.float32)
+    x[:, 2] = -1
+    args = (x, np.array([[1, 1, 0, 1]] * 4, np.float32), np.full(4, 2, np.float32), np.zeros(4, np.float32))
+    cpu = GeneratorSession(tiny_weights.with_suffix(".onnx"), Device.CPU)(*args)
+    gpu_session = GeneratorSession(tiny_weights.with_suffix(".onnx"), Device.CUDA)
+    assert gpu_session.on_gpu
+    np.testing.assert_allclose(gpu_session(*args), cpu, atol=1e-3)
