@@ -1,11 +1,18 @@
 """Benchmark: one case end to end vs the pure model time on the same slices, with per-stage times.
 
     python benchmarks/bench.py [--weights default] [--case examples/BraTS-GLI-00001-000] [--repeat 3]
+                               [--cases 4] [--torch-baseline weights/default.safetensors] [--write]
 
 "Pure model" is ONNX Runtime alone on exactly the slices the pipeline sends it (same batches),
 inputs prepared beforehand. "End to end" is :func:`inference.pipeline.run` on the case (read,
 normalize, generate, de-normalize, write .nii.gz). The overhead ratio is end-to-end / pure model.
 Both are the median of --repeat runs in this one process, so the ratio is robust to a noisy machine.
+
+``--cases N`` also times N copies of the case in one run (read-ahead and background writing
+overlap the model) against N single-case runs one after another. ``--torch-baseline CKPT`` times
+our torch HFGAN driven the way the published BraSyn25 code drives it: eager, fixed slabs of 31
+(axial) or 40 slices, every slice through the model, no overlap of I/O and compute. The peak RSS
+is that of a separate ``brasyn-infer`` process on one case. ``--write`` saves benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -59,6 +65,66 @@ def pure_model_seconds(synth: Synthesizer, x4: np.ndarray, missing) -> tuple[flo
     return time.perf_counter() - start, len(todo)
 
 
+def torch_reference_seconds(checkpoint: Path, synth: Synthesizer, case) -> float:
+    """Read + normalize + eager torch on fixed slabs (no skipping) + de-normalize + write, as BraSyn25 does."""
+    import torch
+
+    from inference.models.hfgan import HFGANConfig, load_checkpoint
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    net = load_checkpoint(str(checkpoint), HFGANConfig.from_dict(synth.manifest.config))
+    slab = 31 if synth.view is View.AXIAL else 40
+    start = time.perf_counter()
+    volumes = read_inputs(case.inputs)
+    x4, scales = synth.normalizer.stack({m: v.data for m, v in volumes.items()}, case.missing)
+    geometry = SliceGeometry(synth.view, x4.shape[1:])
+    out = np.empty(x4.shape[1:], dtype=np.float32)
+    mask_row = torch.ones(4)
+    mask_row[case.missing.index] = 0
+    with torch.no_grad():
+        for s0 in range(0, geometry.count, slab):
+            index = np.arange(s0, min(s0 + slab, geometry.count))
+            n = len(index)
+            y = net(torch.from_numpy(geometry.take(x4, index)), mask_row.repeat(n, 1),
+                    torch.full((n,), float(case.missing.index)), torch.full((n,), float(synth.view.id)))
+            geometry.put(out, index, y[:, 0].numpy())
+    volume = synth.normalizer.restore(out, background_mask(x4, case.missing), case.missing, scales)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_atomic(output_image(volume, next(iter(volumes.values())).image), Path(tmp) / "ref.nii.gz")
+    return time.perf_counter() - start
+
+
+def many_cases(case, n: int, folder: Path) -> Path:
+    """N copies of ``case`` (symlinked files, distinct IDs) under ``folder``."""
+    for i in range(n):
+        copy = folder / f"{case.case_id}-copy{i}"
+        copy.mkdir(parents=True)
+        for mod, path in case.inputs.items():
+            (copy / f"{case.case_id}-copy{i}-{mod.value}.nii.gz").symlink_to(path.resolve())
+    return folder
+
+
+def cli_run(inputs: Path, output: Path, weights: str | None, view: str | None) -> tuple[float, float]:
+    """Run ``brasyn-infer`` in a fresh process; returns (seconds, its own peak RSS in MB).
+
+    The child reports its VmHWM itself: a forked child's ru_maxrss would count the parent's pages.
+    """
+    import subprocess
+
+    report = output.parent / f".{output.name}.vmhwm"
+    code = ("import atexit, sys\n"
+            f"atexit.register(lambda: open({str(report)!r}, 'w').write("
+            "open('/proc/self/status').read().split('VmHWM:')[1].split()[0]))\n"
+            "from inference.cli import main\nmain()\n")
+    cmd = [sys.executable, "-c", code, "run", str(inputs), str(output), "--quiet"]
+    cmd += ["--weights", weights] if weights else []
+    cmd += ["--view", view] if view else []
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    seconds = time.perf_counter() - start
+    return seconds, int(report.read_text()) / 1024
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=None)
@@ -67,6 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", choices=[d.value for d in Device], default="auto")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--cases", type=int, default=0, help="also time N cases in one run vs N sequential runs")
+    p.add_argument("--torch-baseline", type=Path, default=None, help="safetensors checkpoint of the same weights")
+    p.add_argument("--write", action="store_true", help="write benchmarks/RESULTS.md")
     args = p.parse_args(argv)
 
     synth = Synthesizer(args.weights, View(args.view) if args.view else None, args.batch_size, Device(args.device))
@@ -98,17 +167,44 @@ def main(argv: list[str] | None = None) -> None:
             stages["end to end"].append(t)
 
     med = {k: statistics.median(v) for k, v in stages.items()}
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
-          f"onnxruntime providers {','.join(synth.session.providers)}")
-    print(f"weights: {synth.manifest.name} (config dim {synth.manifest.config.get('dim')}), view {synth.view.value}, "
-          f"batch {synth.batch_size}, case {case.case_id} ({case.missing.value} missing), "
-          f"{slices} brain slices of {SliceGeometry(synth.view, x4.shape[1:]).count}, median of {args.repeat}")
-    print(f"{'stage':<12} {'seconds':>8}")
-    for key, value in med.items():
-        print(f"{key:<12} {value:8.2f}")
-    print(f"overhead ratio (end to end / pure model): {med['end to end'] / med['pure model']:.3f}")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS of this process: {peak:.0f} MB")
+    lines = [
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"onnxruntime {__import__('onnxruntime').__version__}, providers {','.join(synth.session.providers)}",
+        f"weights: {synth.manifest.name} (dim {synth.manifest.config.get('dim')}), view {synth.view.value}, "
+        f"batch {synth.batch_size}, case {case.case_id} ({case.missing.value} missing), "
+        f"{slices} brain slices of {SliceGeometry(synth.view, x4.shape[1:]).count}, median of {args.repeat}",
+        "",
+        f"{'stage':<28} {'seconds':>8}",
+    ]
+    lines += [f"{key:<28} {value:8.2f}" for key, value in med.items()]
+    lines.append(f"overhead ratio (end to end / pure model): {med['end to end'] / med['pure model']:.3f}")
+    if args.cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = many_cases(case, args.cases, Path(tmp) / "in")
+            _, together = timed(run, discover(root), synth, Path(tmp) / "together")
+            sequential = sum(timed(run, [entry], synth, Path(tmp) / f"single{i}")[1]
+                             for i, entry in enumerate(discover(root)))
+            cli_together, _ = cli_run(root, Path(tmp) / "cli-together", args.weights, args.view)
+            cli_sequential = sum(cli_run(folder, Path(tmp) / f"cli-single{i}", args.weights, args.view)[0]
+                                 for i, folder in enumerate(sorted(root.iterdir())))
+        lines.append(f"{args.cases} cases, one warm synthesizer: one run {together:.2f} s vs {args.cases} runs "
+                     f"{sequential:.2f} s, ratio {sequential / together:.3f}")
+        lines.append(f"{args.cases} cases, brasyn-infer processes: one run {cli_together:.2f} s vs {args.cases} runs "
+                     f"{cli_sequential:.2f} s, throughput ratio {cli_sequential / cli_together:.3f}")
+    if args.torch_baseline:
+        ref = statistics.median(torch_reference_seconds(args.torch_baseline, synth, case) for _ in range(args.repeat))
+        lines.append(f"reference-style torch (eager, slabs of {31 if synth.view is View.AXIAL else 40}, no skipping): "
+                     f"{ref:.2f} s; ours end to end {med['end to end']:.2f} s; speed-up {ref / med['end to end']:.2f}x")
+    with tempfile.TemporaryDirectory() as tmp:
+        cli_seconds, peak = cli_run(args.case, Path(tmp) / "out", args.weights, args.view)
+    lines.append(f"one brasyn-infer process on this case: {cli_seconds:.2f} s (imports and session included), "
+                 f"peak RSS {peak:.0f} MB")
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        (REPO / "benchmarks" / "RESULTS.md").write_text(
+            "# Benchmark results\n\nMade by `python benchmarks/bench.py " + " ".join(argv or sys.argv[1:])
+            + "` on " + time.strftime("%Y-%m-%d") + ".\n\n```\n" + text + "\n```\n")
 
 
 if __name__ == "__main__":

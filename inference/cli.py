@@ -206,6 +206,7 @@ def evaluate(
     view: ViewOpt = None,
     batch_size: BatchOpt = None,
     device: DeviceOpt = Device.AUTO,
+    only: Annotated[Optional[str], typer.Option("--only", help="Score only these case IDs (comma list); baselines still fit on all of DATA.")] = None,
     segment: Annotated[bool, typer.Option("--segment", help="Also score downstream segmentation (Dice/HD95) with the brats package's BraTS 2023 segmenters; needs Docker and a GPU, skipped otherwise.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -248,7 +249,8 @@ def evaluate(
             progress.update(task, total=n, description="dry runs")
 
         try:
-            rows, errors = dry_run(data, report_dir, synth, drops, names, status, pair_done, total)
+            rows, errors = dry_run(data, report_dir, synth, drops, names, status, pair_done, total,
+                                   only=[c.strip() for c in only.split(",")] if only else None)
         except BrasynError as error:
             _fail_line(str(error))
             raise typer.Exit(1) from None

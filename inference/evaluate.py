@@ -75,8 +75,13 @@ def dry_run(
     on_status: Callable[[str], None] | None = None,
     on_pair_done: Callable[[str, Modality], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    only: list[str] | None = None,
 ) -> tuple[list[dict], list[BrasynError]]:
-    """Run the dry run into ``report_dir``; returns all rows (resumed ones included) and case errors."""
+    """Run the dry run into ``report_dir``; returns all rows (resumed ones included) and case errors.
+
+    ``only`` restricts which case IDs are scored (a held-out fold); the linear baseline still fits
+    on every other complete case of DATA.
+    """
     report_dir.mkdir(parents=True, exist_ok=True)
     csv_path = report_dir / "cases.csv"
     rows = read_rows(csv_path)
@@ -90,6 +95,14 @@ def dry_run(
     if on_total:
         on_total(len(cases) * len(drops))
     samples = _voxel_samples(synth, cases, drops, on_status) if "linear" in baselines else {}
+    if only:
+        unknown = set(only) - {c.case_id for c in cases}
+        if unknown:
+            raise BrasynError(f"--only names cases not in DATA: {', '.join(sorted(unknown))}", data,
+                              "use the case IDs of complete cases in DATA")
+        cases = [c for c in cases if c.case_id in only]
+        if on_total:
+            on_total(len(cases) * len(drops))
 
     with tempfile.TemporaryDirectory(prefix="brasyn-dryrun-") as tmp:
         for files in cases:

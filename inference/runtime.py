@@ -74,6 +74,8 @@ class GeneratorSession:
         self.path = onnx_path
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Memory patterns pre-plan one buffer per batch shape: +0.4 GB at batch 8 on CPU, no speed gain.
+        options.enable_mem_pattern = False
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3

@@ -74,3 +74,15 @@ def test_parse_drop():
     assert parse_drop("t2f, T1C") == [Modality.T2F, Modality.T1C]
     with pytest.raises(BrasynError):
         parse_drop("flair")
+
+
+def test_only_scores_the_held_out_case_with_baselines_fitted_on_the_rest(data, tmp_path, tiny_weights):
+    report = tmp_path / "fold"
+    result = CliRunner().invoke(app, ["evaluate", str(data), str(report), "--only", "C-2", "--drop", "t2f",
+                                      "--baseline", "linear", "--weights", str(tiny_weights), "--quiet"])
+    assert result.exit_code == 1, result.output  # INCOMPLETE is still reported
+    rows = read_rows(report / "cases.csv")
+    assert {(r["case"], r["method"]) for r in rows} == {("C-2", "model"), ("C-2", "linear")}
+    bad = CliRunner().invoke(app, ["evaluate", str(data), str(tmp_path / "x"), "--only", "NOPE",
+                                   "--weights", str(tiny_weights), "--quiet"])
+    assert bad.exit_code == 1 and "--only names cases not in DATA" in bad.output

@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--out", type=Path, default=Path("weights"))
     p.add_argument("--name", default="default")
-    p.add_argument("--checkpoint-dir", type=Path, default=Path("runs"))
+    p.add_argument("--checkpoint-dir", type=Path, default=Path("weights"),
+                   help="where the torch checkpoint (<name>.safetensors) goes, beside the ONNX file by default")
     return p.parse_args(argv)
 
 
@@ -134,7 +135,7 @@ def train(args: argparse.Namespace) -> dict:
     from safetensors.torch import save_file
 
     ckpt = args.checkpoint_dir / f"{args.name}.safetensors"
-    save_file(net.state_dict(), str(ckpt))
+    save_file(net.state_dict(), str(ckpt), metadata={"config": json.dumps(cfg.to_dict())})
     net.eval()
     manifest = export(net, args.out, args.name, normalization=normalization, default_view=views[0],
                       provenance={"trained_by": "training/train.py (this repository)", "checkpoint": ckpt.name},

@@ -1,0 +1,76 @@
+"""Leave-one-case-out evaluation of the trainer: one fold per case, scored by ``brasyn-infer evaluate``.
+
+    python -m training.loco --cases ../shared/data/cases --minutes 15 --out runs/loco [-- trainer options]
+
+Fold k trains on every case but k (``training.train --holdout k``), then
+``brasyn-infer evaluate CASES REPORT --only k --drop all --baseline linear`` scores the held-out case,
+the linear baseline fitted on the same three training cases. The table of all folds (model vs
+linear, per modality, whole-volume / brain / tumor / healthy SSIM, PSNR, MAE) is printed and
+written to ``OUT/loco.md`` and ``OUT/loco.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from inference.report import METRICS, read_rows, summarize
+
+
+def run_fold(case_id: str, args: argparse.Namespace, extra: list[str]) -> Path:
+    fold = args.out / f"fold-{case_id}"
+    fold.mkdir(parents=True, exist_ok=True)
+    manifest = fold / "fold.json"
+    if not manifest.is_file():
+        subprocess.run([sys.executable, "-m", "training.train", "--cases", str(args.cases), "--holdout", case_id,
+                        "--minutes", str(args.minutes), "--seed", str(args.seed), "--out", str(fold), "--name", "fold",
+                        "--checkpoint-dir", str(fold), *extra], check=True)
+    report = fold / "report"
+    subprocess.run([sys.executable, "-m", "inference.cli", "evaluate", str(args.cases), str(report), "--only", case_id,
+                    "--drop", "all", "--baseline", "linear", "--weights", str(manifest), "--quiet"], check=True)
+    return report
+
+
+def table(rows: list[dict]) -> str:
+    summary = summarize(rows)
+    lines = ["| modality | method | " + " | ".join(METRICS[:-1]) + " |", "|---|---|" + "---|" * (len(METRICS) - 1)]
+    for modality in ["t1c", "t1n", "t2f", "t2w", "all"]:
+        for method in ("model", "linear"):
+            stats = summary.get(modality, {}).get(method)
+            if stats:
+                cells = [f"{stats[m]['mean']:.4f}" if stats[m]["mean"] is not None else "–" for m in METRICS[:-1]]
+                lines.append(f"| {modality} | {method} | " + " | ".join(cells) + " |")
+        model, linear = summary.get(modality, {}).get("model"), summary.get(modality, {}).get("linear")
+        if model and linear:
+            delta = model["ssim"]["mean"] - linear["ssim"]["mean"]
+            lines.append(f"| {modality} | model - linear (ssim) | {delta:+.4f} |" + " |" * (len(METRICS) - 2))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    mine = argv[: argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", type=Path, default=Path("../shared/data/cases"))
+    p.add_argument("--minutes", type=float, default=15.0, help="training budget per fold")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/loco"))
+    p.add_argument("--folds", nargs="*", default=None, help="case IDs to hold out (default: every case)")
+    args = p.parse_args(mine)
+    case_ids = args.folds or sorted(d.name for d in args.cases.iterdir() if d.is_dir())
+    rows = []
+    for case_id in case_ids:
+        rows += read_rows(run_fold(case_id, args, extra) / "cases.csv")
+    text = table(rows)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "loco.md").write_text(text + "\n")
+    (args.out / "loco.json").write_text(json.dumps(summarize(rows), indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
