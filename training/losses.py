@@ -30,4 +30,4 @@ def synthesis_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float 
     l1 = (pred - target).abs().mean()
     s = ssim((pred.clamp(-1, 1) + 1) / 2, (target + 1) / 2)
     loss = l1 + ssim_weight * (1 - s)
-    return loss, {"l1": float(l1), "ssim": float(s)}
+    return loss, {"l1": float(l1.detach()), "ssim": float(s.detach())}

@@ -1,0 +1,52 @@
+"""The weights shipped in weights/: integrity, size limits, provenance."""
+
+import json
+
+import pytest
+
+from inference.manifest import BUNDLED_WEIGHTS_DIR, load_manifest, sha256_of, verify
+
+
+def test_default_manifest_hash_matches_file():
+    manifest = load_manifest("default")
+    assert manifest.path.parent == BUNDLED_WEIGHTS_DIR
+    assert sha256_of(manifest.onnx_path) == manifest.sha256
+    verify(manifest)
+
+
+def test_size_limits():
+    files = [p for p in BUNDLED_WEIGHTS_DIR.iterdir() if p.is_file()]
+    assert all(p.stat().st_size < 50e6 for p in files)
+    assert sum(p.stat().st_size for p in files) < 100e6
+
+
+@pytest.mark.parametrize("manifest_path", sorted(BUNDLED_WEIGHTS_DIR.glob("*.json")), ids=lambda p: p.stem)
+def test_every_shipped_model_has_provenance(manifest_path):
+    data = json.loads(manifest_path.read_text())
+    manifest = load_manifest(manifest_path)
+    verify(manifest)
+    assert data["provenance"]["export"]["parity_max_abs_diff"] <= 1e-4
+    training = data.get("training") or {}
+    if "trained_by" in data["provenance"]:
+        assert training["steps"] > 0 and training["history"] and training["command"].startswith("python -m training.train")
+        assert training["history"][-1]["loss"] < training["history"][0]["loss"]
+
+
+def test_checkpoint_matches_the_onnx_file():
+    """weights/default.safetensors is the torch checkpoint the ONNX file was exported from."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+    import onnxruntime as ort
+
+    from inference.models.export import example_inputs
+    from inference.models.hfgan import HFGANConfig, load_checkpoint
+
+    manifest = load_manifest("default")
+    net = load_checkpoint(str(manifest.path.with_suffix(".safetensors")), HFGANConfig.from_dict(manifest.config))
+    inputs = example_inputs(2, seed=3)
+    session = ort.InferenceSession(str(manifest.onnx_path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    feed = {n: t.numpy() for n, t in zip(["x", "mask", "missing", "view"], inputs, strict=True) if n in names}
+    with torch.no_grad():
+        expected = net(*inputs).numpy()
+    assert np.abs(session.run(None, feed)[0] - expected).max() < 1e-3
