@@ -40,7 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--infuse-view", action="store_true", help="config B: condition on the view id")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--steps", type=int, default=100000, help="upper bound; --minutes usually stops first")
+    p.add_argument("--steps", type=int, default=100000, help="step budget; training stops at --steps or --minutes, "
+                   "whichever comes first, and the learning rate follows that budget")
     p.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget for the optimization loop")
     p.add_argument("--ssim-weight", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
@@ -95,11 +96,12 @@ def train(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     step = 0
     running: dict[str, float] = {}
-    while step < args.steps:
-        elapsed = time.perf_counter() - start
-        if elapsed > budget:
+    while True:
+        # Cosine schedule over whichever budget binds first: wall-clock minutes or steps.
+        progress = max((time.perf_counter() - start) / budget, step / args.steps)
+        if progress >= 1:
             break
-        lr = args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget)))
+        lr = args.lr * 0.5 * (1 + math.cos(math.pi * progress))
         for group in opt.param_groups:
             group["lr"] = max(lr, args.lr * 0.02)
         b = to_torch(sampler.batch(args.batch))
