@@ -96,11 +96,11 @@ def load_config(spec: str, checkpoint: Path) -> HFGANConfig:
     """``A``/``B`` (dim inferred from the checkpoint) or a JSON config file."""
     if Path(spec).is_file():
         return HFGANConfig.from_dict(json.loads(Path(spec).read_text()))
-    from safetensors import safe_open
+    from .hfgan import config_preset, read_safetensors
 
-    with safe_open(str(checkpoint), "pt") as handle:
-        key = next(k for k in handle.keys() if k.endswith("encoder_early.conv_initial.weight"))
-        dim = handle.get_slice(key).get_shape()[0]
-    from .hfgan import config_preset
-
-    return config_preset(spec, dim=dim)
+    state = read_safetensors(str(checkpoint))
+    key = next((k for k in state if k.endswith("encoder_early.conv_initial.weight")), None)
+    if key is None:
+        raise WeightsError("no HFGAN encoder weights in this checkpoint", checkpoint,
+                           "give an HFGAN checkpoint (published BraSyn25 format or training/train.py's)")
+    return config_preset(spec, dim=int(state[key].shape[0]))

@@ -485,10 +485,21 @@ def strip_module_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
-def load_checkpoint(path: str, cfg: HFGANConfig) -> HFGAN:
-    """Build an HFGAN and load a safetensors checkpoint strictly (never through pickle)."""
+def read_safetensors(path: str) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors; only safetensors are read (never pickle, which can run code)."""
     from safetensors.torch import load_file
 
+    from ..errors import WeightsError
+
+    try:
+        return load_file(path)
+    except Exception as error:  # SafetensorError, OSError: not a safetensors file
+        raise WeightsError(f"not a readable safetensors file ({error})", path,
+                           "convert the checkpoint to .safetensors; pickle (.pth/.pt) files are never loaded") from error
+
+
+def load_checkpoint(path: str, cfg: HFGANConfig) -> HFGAN:
+    """Build an HFGAN and load a safetensors checkpoint strictly."""
     net = HFGAN(cfg)
-    net.load_state_dict(strip_module_prefix(load_file(path)), strict=True)
+    net.load_state_dict(strip_module_prefix(read_safetensors(path)), strict=True)
     return net.eval()

@@ -54,3 +54,33 @@ def test_parity_failure_writes_nothing(tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match="differs from torch"):
         export_mod.export(HFGAN(HFGANConfig(dim=8)), tmp_path / "w", "bad")
     assert list((tmp_path / "w").iterdir()) == []
+
+
+@needs_shared
+def test_export_cli_writes_manifest_and_onnx(tmp_path):
+    from typer.testing import CliRunner
+
+    from inference.cli import app
+    from inference.manifest import load_manifest, verify
+
+    result = CliRunner().invoke(app, ["export", str(SHARED / "reference" / "B.safetensors"), "--config", "B",
+                                      "--out", str(tmp_path), "--name", "refB", "--default-view", "coronal"])
+    assert result.exit_code == 0, result.output
+    manifest = load_manifest(tmp_path / "refB.json")
+    verify(manifest)
+    assert manifest.config["dim"] == 8 and manifest.config["infuse_view"] and manifest.default_view.value == "coronal"
+    assert manifest.provenance["checkpoint"] == "B.safetensors"
+
+
+def test_export_cli_refuses_pickle(tmp_path):
+    import torch
+    from typer.testing import CliRunner
+
+    from inference.cli import app
+
+    fake = tmp_path / "model.safetensors"
+    torch.save({"w": torch.zeros(2)}, fake)  # a pickle behind a .safetensors name
+    result = CliRunner().invoke(app, ["export", str(fake), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "not a readable safetensors file" in result.output and "pickle" in result.output
+    assert not (tmp_path / "out").exists()
