@@ -215,8 +215,9 @@ def evaluate(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .downstream import segmentation_unavailable
     from .errors import BrasynError
-    from .evaluate import BASELINES, dry_run, parse_drop, segmentation_unavailable
+    from .evaluate import BASELINES, dry_run, parse_drop
     from .pipeline import Synthesizer, check_output_dir
     from .report import markdown_table, summarize
 
@@ -231,10 +232,9 @@ def evaluate(
     except BrasynError as error:
         _fail_line(str(error))
         raise typer.Exit(1) from None
-    if segment:
-        reason = segmentation_unavailable()
-        typer.echo(f"downstream segmentation skipped: {reason}" if reason else
-                   "downstream segmentation: not run by this version (see README)", err=True)
+    if segment and (reason := segmentation_unavailable()):
+        typer.echo(f"downstream segmentation skipped: {reason}", err=True)
+        segment = False
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), disable=quiet) as progress:
         task = progress.add_task("dry runs", total=None)
@@ -250,7 +250,7 @@ def evaluate(
 
         try:
             rows, errors = dry_run(data, report_dir, synth, drops, names, status, pair_done, total,
-                                   only=[c.strip() for c in only.split(",")] if only else None)
+                                   only=[c.strip() for c in only.split(",")] if only else None, segment=segment)
         except BrasynError as error:
             _fail_line(str(error))
             raise typer.Exit(1) from None

@@ -76,11 +76,13 @@ def dry_run(
     on_pair_done: Callable[[str, Modality], None] | None = None,
     on_total: Callable[[int], None] | None = None,
     only: list[str] | None = None,
+    segment: bool = False,
 ) -> tuple[list[dict], list[BrasynError]]:
     """Run the dry run into ``report_dir``; returns all rows (resumed ones included) and case errors.
 
     ``only`` restricts which case IDs are scored (a held-out fold); the linear baseline still fits
-    on every other complete case of DATA.
+    on every other complete case of DATA. ``segment`` adds downstream Dice/HD95 of the model's
+    synthesis (see :mod:`inference.downstream`; the caller checks that it can run).
     """
     report_dir.mkdir(parents=True, exist_ok=True)
     csv_path = report_dir / "cases.csv"
@@ -111,7 +113,7 @@ def dry_run(
                     if on_pair_done:
                         on_pair_done(files.case_id, missing)
                     continue
-                new_rows = _evaluate_pair(files, missing, synth, baselines, samples, Path(tmp), report_dir)
+                new_rows = _evaluate_pair(files, missing, synth, baselines, samples, Path(tmp), report_dir, segment)
                 for row in new_rows:
                     if (row["case"], row["modality"], row["method"]) not in done:
                         append_row(csv_path, row)
@@ -122,8 +124,28 @@ def dry_run(
     return rows, errors
 
 
+def _reference_segmentation(files: CaseFiles, tmp: Path) -> np.ndarray:
+    """The case's own ``-seg`` file, else the segmenter's output on its four real modalities (cached)."""
+    from .downstream import segment
+
+    if files.seg is not None:
+        return load_volume(files.seg).data
+    cached = tmp / f"{files.case_id}-reference-seg.nii.gz"
+    if not cached.is_file():
+        segment(files.modalities, cached)
+    return load_volume(cached).data
+
+
+def _downstream(files: CaseFiles, missing: Modality, synthesized_path: Path, tmp: Path) -> dict[str, float]:
+    from .downstream import score_segmentation, segment
+
+    inputs = {**files.modalities, missing: synthesized_path}
+    predicted = segment(inputs, tmp / f"{files.case_id}-{missing.value}-seg.nii.gz")
+    return score_segmentation(load_volume(predicted).data, _reference_segmentation(files, tmp))
+
+
 def _evaluate_pair(files: CaseFiles, missing: Modality, synth: Synthesizer, baselines: list[str],
-                   samples, tmp: Path, report_dir: Path) -> list[dict]:
+                   samples, tmp: Path, report_dir: Path, segment: bool = False) -> list[dict]:
     case_dir = tmp / "in" / files.case_id
     out_dir = tmp / "out"
     case_dir.mkdir(parents=True, exist_ok=True)
@@ -140,13 +162,14 @@ def _evaluate_pair(files: CaseFiles, missing: Modality, synth: Synthesizer, base
     if result.error is not None:
         raise result.error
     synthesized = load_volume(result.output).data
+    downstream = _downstream(files, missing, result.output, tmp) if segment else {}
     result.output.unlink()
 
     volumes = {m: v.data for m, v in read_inputs(files.modalities).items()}
     truth = volumes[missing]
     seg = load_volume(files.seg).data if files.seg is not None else None
     base = {"case": files.case_id, "modality": missing.value}
-    rows = [{**base, "method": MODEL, **score(synthesized, truth, seg), "seconds": seconds}]
+    rows = [{**base, "method": MODEL, **score(synthesized, truth, seg), **downstream, "seconds": seconds}]
 
     inputs = {m: v for m, v in volumes.items() if m is not missing}
     x4, scales = synth.normalizer.stack(inputs, missing)
@@ -176,17 +199,3 @@ def parse_drop(text: str) -> list[Modality]:
         return [Modality(t.strip().lower()) for t in text.split(",") if t.strip()]
     except ValueError as error:
         raise BrasynError(f"--drop {text!r}: {error}", fix="use a comma list of t1c,t1n,t2f,t2w or all") from error
-
-
-def segmentation_unavailable() -> str | None:
-    """Why downstream segmentation cannot run here (None when Docker, a GPU and ``brats`` are present)."""
-    import importlib.util
-    import shutil
-
-    if importlib.util.find_spec("brats") is None:
-        return "the brats package is not installed (pip install brats)"
-    if shutil.which("docker") is None:
-        return "no docker command"
-    if shutil.which("nvidia-smi") is None:
-        return "no NVIDIA GPU (nvidia-smi not found)"
-    return None

@@ -13,8 +13,11 @@ import numpy as np
 
 from .constants import MODALITIES, Modality
 
-CSV_FIELDS = ["case", "modality", "method", "ssim", "ssim_brain", "ssim_tumor", "ssim_healthy", "psnr", "mae", "seconds"]
+CSV_FIELDS = ["case", "modality", "method", "ssim", "ssim_brain", "ssim_tumor", "ssim_healthy", "psnr", "mae",
+              "dice_wt", "dice_tc", "dice_et", "hd95_wt", "hd95_tc", "hd95_et", "seconds"]
 METRICS = CSV_FIELDS[3:]
+#: Downstream columns, empty unless `evaluate --segment` ran.
+DOWNSTREAM = ["dice_wt", "dice_tc", "dice_et", "hd95_wt", "hd95_tc", "hd95_et"]
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -51,7 +54,7 @@ def summarize(rows: list[dict]) -> dict:
     for (modality, method), members in sorted(groups.items()):
         stats = {}
         for metric in METRICS:
-            values = np.array([r[metric] for r in members], dtype=float)
+            values = np.array([r.get(metric, math.nan) for r in members], dtype=float)
             values = values[np.isfinite(values)]
             stats[metric] = ({"mean": round(float(values.mean()), 4), "std": round(float(values.std()), 4), "n": int(len(values))}
                              if len(values) else {"mean": None, "std": None, "n": 0})
@@ -88,11 +91,13 @@ def write_reports(rows: list[dict], report_dir: Path, synth) -> dict:
         "Gaussian window 11, sigma 1.5): `ssim` is the mean over the whole volume (background included, "
         "the challenge's figure), `ssim_brain` over truth > 0, `ssim_tumor` / `ssim_healthy` inside / "
         "outside the segmentation (cases with a `-seg` file only). PSNR (dB) and MAE over the brain, on the "
-        "[0, 1] images. `seconds`: the pipeline's time per case (model), or the baseline's.",
+        "[0, 1] images. `seconds`: the pipeline's time per case (model), or the baseline's. With `--segment`: "
+        "Dice and HD95 (mm) of WT/TC/ET between the BraTS 2023 segmenter's output on the case with the "
+        "synthesized modality and the case's `-seg` (or the segmenter's output on the four real modalities).",
         "",
         "## Mean ± std per modality and method",
         "",
-        markdown_table(summary, METRICS),
+        markdown_table(summary, [m for m in METRICS if m not in DOWNSTREAM or _has(rows, m)]),
         "",
         "## QC pictures",
         "",
@@ -103,6 +108,10 @@ def write_reports(rows: list[dict], report_dir: Path, synth) -> dict:
     text += [f"![{name}]({name})\n" for name in pictures]
     (report_dir / "report.md").write_text("\n".join(text))
     return summary
+
+
+def _has(rows: list[dict], metric: str) -> bool:
+    return any(isinstance(r.get(metric), float) and math.isfinite(r[metric]) for r in rows)
 
 
 def _center(truth: np.ndarray, seg: np.ndarray | None) -> tuple[int, int, int]:

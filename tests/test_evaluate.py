@@ -86,3 +86,35 @@ def test_only_scores_the_held_out_case_with_baselines_fitted_on_the_rest(data, t
     bad = CliRunner().invoke(app, ["evaluate", str(data), str(tmp_path / "x"), "--only", "NOPE",
                                    "--weights", str(tiny_weights), "--quiet"])
     assert bad.exit_code == 1 and "--only names cases not in DATA" in bad.output
+
+
+def test_segment_flag_skips_with_one_line_when_unavailable(data, tmp_path, tiny_weights, monkeypatch):
+    monkeypatch.setattr("inference.downstream.segmentation_unavailable", lambda: "no docker command")
+    result = CliRunner().invoke(app, ["evaluate", str(data), str(tmp_path / "r"), "--only", "C-1", "--drop", "t2f",
+                                      "--baseline", "none", "--segment", "--weights", str(tiny_weights), "--quiet"])
+    lines = [ln for ln in result.output.splitlines() if "downstream segmentation skipped" in ln]
+    assert lines == ["downstream segmentation skipped: no docker command"]
+    rows = read_rows(tmp_path / "r" / "cases.csv")
+    assert len(rows) == 1 and math.isnan(rows[0]["dice_wt"])
+
+
+def test_segment_scores_with_a_stand_in_segmenter(data, tmp_path, tiny_weights, monkeypatch):
+    """The wiring: the synthesized case is segmented and compared with the case's -seg file."""
+    import nibabel as nib
+
+    calls = []
+
+    def fake_segment(inputs, output_file, cuda_devices="0"):
+        calls.append(sorted(m.value for m in inputs))
+        seg_path = next((data / "C-1").glob("*-seg.nii.gz"))
+        nib.save(nib.load(str(seg_path)), str(output_file))  # a perfect segmenter
+        return output_file
+
+    monkeypatch.setattr("inference.downstream.segmentation_unavailable", lambda: None)
+    monkeypatch.setattr("inference.downstream.segment", fake_segment)
+    result = CliRunner().invoke(app, ["evaluate", str(data), str(tmp_path / "r"), "--only", "C-1", "--drop", "t2f",
+                                      "--baseline", "none", "--segment", "--weights", str(tiny_weights), "--quiet"])
+    assert calls == [["t1c", "t1n", "t2f", "t2w"]], result.output
+    row = read_rows(tmp_path / "r" / "cases.csv")[0]
+    assert row["dice_wt"] == 1.0 and row["hd95_wt"] == 0.0
+    assert "dice_wt" in (tmp_path / "r" / "report.md").read_text()
