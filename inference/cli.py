@@ -46,6 +46,7 @@ ViewOpt = Annotated[Optional[View], typer.Option("--view", help="Slicing view; d
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, help="Slices per model call; default 8 on CPU, 32 on GPU.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="auto: TensorRT, CUDA, then CPU as available.", case_sensitive=False)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; warnings and errors only.")]
+Fp16Opt = Annotated[bool, typer.Option("--fp16", help="Let TensorRT build fp16 engines (GPU only; CUDA and CPU stay fp32).")]
 
 
 @app.command()
@@ -57,6 +58,7 @@ def run(
     batch_size: BatchOpt = None,
     device: DeviceOpt = Device.AUTO,
     resume: Annotated[bool, typer.Option("--resume", help="Skip cases whose output already loads completely.")] = False,
+    fp16: Fp16Opt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Synthesize the missing modality of every case in INPUT into OUTPUT."""
@@ -71,7 +73,7 @@ def run(
         check_output_dir(output, input)
         for stale in remove_stale_temps(output):
             log.warning("removed a partial file left by an interrupted run: %s", stale.name)
-        synth = Synthesizer(weights, view, batch_size, device)
+        synth = Synthesizer(weights, view, batch_size, device, fp16=fp16)
     except BrasynError as error:
         _fail_line(str(error))
         raise typer.Exit(1) from None

@@ -21,6 +21,8 @@ DEFAULT_INPUT = Path("/input")
 DEFAULT_OUTPUT = Path("/output")
 #: parameters.yaml keys -> CLI options
 PARAMETERS = {"view": "--view", "batch_size": "--batch-size", "device": "--device", "weights": "--weights"}
+#: parameters.yaml booleans -> CLI flags
+FLAGS = {"quiet": "--quiet", "fp16": "--fp16"}
 
 
 def prepare_environment() -> None:
@@ -73,8 +75,8 @@ def mlcube_argv(args: list[str]) -> list[str]:
             continue
         if key in PARAMETERS and value is not None:
             argv += [PARAMETERS[key], str(value)]
-        elif key == "quiet" and value:
-            argv.append("--quiet")
+        elif key in FLAGS and value:
+            argv.append(FLAGS[key])
     return argv + weights
 
 

@@ -38,12 +38,12 @@ class Synthesizer:
     """
 
     def __init__(self, weights: str | Path | None = None, view: View | None = None, batch_size: int | None = None,
-                 device: Device = Device.AUTO, threads: int | None = None) -> None:
+                 device: Device = Device.AUTO, threads: int | None = None, fp16: bool = False) -> None:
         self.manifest: Manifest = load_manifest(weights)
         verify(self.manifest)
         self.normalizer = Normalizer.from_manifest(self.manifest.normalization)
         self.view = view or self.manifest.default_view
-        self.session = GeneratorSession(self.manifest.onnx_path, device, batch_size, threads)
+        self.session = GeneratorSession(self.manifest.onnx_path, device, batch_size, threads, fp16=fp16)
         self.batch_size = self.session.batch_size
 
     def synthesize(self, volumes: Mapping[Modality, np.ndarray], missing: Modality,

@@ -41,13 +41,14 @@ def test_translate_forms():
 
 def test_mlcube_parameters_are_honored(tmp_path):
     params = tmp_path / "parameters.yaml"
-    params.write_text("view: coronal\nbatch_size: 4\ndevice: cpu\nrefine: false\n")
+    params.write_text("view: coronal\nbatch_size: 4\ndevice: cpu\nrefine: false\nfp16: true\n")
     weights = tmp_path / "w"
     weights.mkdir()
     (weights / "x.json").write_text("{}")
     argv = container.translate(["infer", "--data_path", "/d", "--output_path=/o", f"--parameters_file={params}",
                                 f"--weights={weights}"])
-    assert argv == ["run", "/d", "/o", "--view", "coronal", "--batch-size", "4", "--device", "cpu", "--weights", str(weights)]
+    assert argv == ["run", "/d", "/o", "--view", "coronal", "--batch-size", "4", "--device", "cpu", "--fp16",
+                    "--weights", str(weights)]
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "--weights" not in container.translate(["infer", "--data_path=/d", "--output_path=/o", f"--weights={empty}"])
@@ -64,7 +65,7 @@ def test_mlcube_yaml_parses_and_names_existing_files():
     assert set(infer["outputs"]) == {"output_path"} and infer["outputs"]["output_path"]["type"] == "directory"
     workspace = REPO / "mlcube" / "workspace"
     params = yaml.safe_load((workspace / infer["inputs"]["parameters_file"]).read_text())
-    assert set(params) <= {"view", "batch_size", "device", "refine", "weights", "quiet"}
+    assert set(params) <= {"view", "batch_size", "device", "refine", "weights", "quiet", "fp16"}
     assert (workspace / infer["inputs"]["weights"]).is_dir() and (workspace / infer["inputs"]["data_path"]).is_dir()
 
 

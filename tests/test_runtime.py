@@ -43,3 +43,18 @@ def test_cuda_session_matches_cpu(tiny_weights):
     gpu_session = GeneratorSession(tiny_weights.with_suffix(".onnx"), Device.CUDA)
     assert gpu_session.on_gpu
     np.testing.assert_allclose(gpu_session(*args), cpu, atol=1e-3)
+
+
+def test_io_binding_path_equals_plain_run(tiny_weights):
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (3, 4, 240, 240)).astype(np.float32)
+    x[:, 0] = -1
+    args = (x, np.array([[0, 1, 1, 1]] * 3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32))
+    plain = GeneratorSession(tiny_weights.with_suffix(".onnx"), Device.CPU, io_binding=False)(*args)
+    bound = GeneratorSession(tiny_weights.with_suffix(".onnx"), Device.CPU, io_binding=True)(*args)
+    np.testing.assert_array_equal(plain, bound)
+
+
+def test_fp16_reaches_tensorrt_options_only():
+    chosen = choose_providers(Device.AUTO, [TRT, CUDA, CPU], 8, fp16=True)
+    assert chosen[0][1]["trt_fp16_enable"] is True and chosen[1:] == [CUDA, CPU]
