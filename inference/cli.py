@@ -44,7 +44,7 @@ def _fail_line(message: str) -> None:
 WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", help="Weights NAME in weights/ (or $BRASYN_WEIGHTS_DIR), or a path to a manifest .json.")]
 ViewOpt = Annotated[Optional[View], typer.Option("--view", help="Slicing view; default: the manifest's.", case_sensitive=False)]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, help="Slices per model call; default 8 on CPU, 32 on GPU.")]
-DeviceOpt = Annotated[Device, typer.Option("--device", help="auto: TensorRT, CUDA, then CPU as available.", case_sensitive=False)]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="auto: TensorRT, CUDA, then CPU as available; cuda: CUDA without TensorRT; cpu.", case_sensitive=False)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; warnings and errors only.")]
 Fp16Opt = Annotated[bool, typer.Option("--fp16", help="Let TensorRT build fp16 engines (GPU only; CUDA and CPU stay fp32).")]
 

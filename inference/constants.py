@@ -42,8 +42,8 @@ class View(str, Enum):
 
 class Device(str, Enum):
     AUTO = "auto"  #: TensorRT, then CUDA, then CPU, whichever this onnxruntime has
-    CPU = "cpu"
-    CUDA = "cuda"
+    CPU = "cpu"  #: ONNX Runtime's CPU provider only
+    CUDA = "cuda"  #: the CUDA provider (no TensorRT), CPU as fallback
 
 
 #: The generator's in-plane size; slices are padded to it.

@@ -37,11 +37,14 @@ def available_providers() -> list[str]:
 
 
 def choose_providers(device: Device, available: list[str], batch_size: int, fp16: bool = False) -> list:
-    """Ordered provider list for ``device``; GPU providers only when this onnxruntime has them."""
+    """Ordered provider list for ``device``; GPU providers only when this onnxruntime has them.
+
+    ``auto``: TensorRT, CUDA, CPU; ``cuda``: CUDA, CPU (no TensorRT); ``cpu``: CPU.
+    """
     if device is Device.CPU:
         return [CPU]
     chosen: list = []
-    if TRT in available:
+    if TRT in available and device is Device.AUTO:
         shape = "x:{}x4x240x240,mask:{}x4,missing:{},view:{}"
         chosen.append((TRT, {
             "trt_engine_cache_enable": True,

@@ -14,6 +14,7 @@ def test_provider_order_and_cpu_always_last():
     assert trt_options["trt_engine_cache_enable"] is True
     assert trt_options["trt_profile_max_shapes"].startswith("x:16x4x240x240")
     assert choose_providers(Device.CPU, [TRT, CUDA, CPU], 16) == [CPU]
+    assert choose_providers(Device.CUDA, [TRT, CUDA, CPU], 16) == [CUDA, CPU]  # cuda means no TensorRT
     assert choose_providers(Device.AUTO, [CPU], 16) == [CPU]
 
 
