@@ -70,10 +70,16 @@ def output_is_complete(path: Path, shape: tuple[int, ...]) -> bool:
     """``--resume``: does ``path`` load completely with the expected shape?"""
     try:
         return load_volume(path).data.shape == tuple(shape)
-    except (BrasynError, OSError):
-        return False
     except Exception:  # noqa: BLE001 - any unreadable file is simply redone
         return False
+
+
+def _as_case_error(error: Exception, case: Case, stage: str) -> BrasynError:
+    if isinstance(error, BrasynError):
+        return error
+    log.debug("%s failed", case.case_id, exc_info=error)
+    return CaseError(f"{stage} failed unexpectedly ({type(error).__name__}: {error})", case.folder,
+                     "rerun this case alone; if it fails again, report it with this message")
 
 
 def _read(case: Case) -> dict[Modality, Volume]:
@@ -154,8 +160,9 @@ def run(
                 try:
                     future.result()
                     finish(CaseResult(case.case_id, output_dir / case.output_name(), None, time.perf_counter() - started))
-                except BrasynError as error:
-                    finish(CaseResult(case.case_id, None, error, time.perf_counter() - started))
+                except Exception as error:  # noqa: BLE001 - one case's failure never ends the run
+                    finish(CaseResult(case.case_id, None, _as_case_error(error, case, "writing"),
+                                      time.perf_counter() - started))
 
         for case, loaded in _prefetch(todo):
             started = time.perf_counter()
@@ -166,8 +173,9 @@ def run(
                 on_case_start(case, next(iter(loaded.values())).data.shape[synthesizer.view.axis])
             try:
                 volume = synthesizer.synthesize({m: v.data for m, v in loaded.items()}, case.missing, on_batch)
-            except BrasynError as error:
-                finish(CaseResult(case.case_id, None, error, time.perf_counter() - started))
+            except Exception as error:  # noqa: BLE001 - one case's failure never ends the run
+                finish(CaseResult(case.case_id, None, _as_case_error(error, case, "synthesis"),
+                                  time.perf_counter() - started))
                 continue
             drain(block=len(pending) >= 1)  # at most one write in flight: bounded memory
             like = next(iter(loaded.values())).image

@@ -309,3 +309,26 @@ def test_main_implies_run(monkeypatch, tmp_path, tiny_weights):
         cli.main()
     assert exit_info.value.code == 0
     assert output_names(tmp_path / "out") == [f"{GOOD}-t2f.nii.gz"]
+
+
+def test_unexpected_error_in_one_case_does_not_stop_the_run(tmp_path, tiny_weights, monkeypatch):
+    from inference.pipeline import Synthesizer
+
+    root = tmp_path / "in"
+    make_case(root, "A-1")
+    make_case(root, "B-2")
+    original = Synthesizer.synthesize
+    calls = []
+
+    def flaky(self, volumes, missing, on_batch=None):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("onnxruntime: simulated kernel failure")
+        return original(self, volumes, missing, on_batch)
+
+    monkeypatch.setattr(Synthesizer, "synthesize", flaky)
+    result = run_cli(root, tmp_path / "out", tiny_weights)
+    assert result.exit_code == 1
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "A-1" in errors[0] and "simulated kernel failure" in errors[0]
+    assert output_names(tmp_path / "out") == ["B-2-t2f.nii.gz"]
