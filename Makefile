@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test lint bench train clean docker-build docker-run mlcube-run
+.PHONY: install install-dev demo test lint bench train loco clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -54,8 +54,17 @@ docker-run:
 mlcube-run:
 	mlcube run --mlcube=mlcube/mlcube.yaml --task=infer
 
+## train: the default model's recipe, by step count so that it does not depend on the machine's speed
+## (the shipped default ran 30 wall-clock minutes on 2 cores = 1,430 steps)
+TRAIN_ARGS ?= --cases ../shared/data/cases --holdout BraTS-GLI-00001-000 --dim 16 --views sagittal \
+	--steps 1430 --minutes 600 --seed 0 --out weights --name default
 train: $(BIN)/.installed-dev
-	$(BIN)/python -m training.train
+	$(BIN)/python -m training.train $(TRAIN_ARGS)
+
+## loco: leave-one-case-out folds of the same recipe, each scored by brasyn-infer evaluate
+loco: $(BIN)/.installed-dev
+	$(BIN)/python -m training.loco --cases ../shared/data/cases --minutes 600 --out runs/loco -- \
+		--steps 1430 --dim 16 --views sagittal
 
 clean:
 	rm -rf $(VENV) output .pytest_cache
