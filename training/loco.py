@@ -17,7 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from inference.report import METRICS, read_rows, summarize
+from inference.report import DOWNSTREAM, METRICS, read_rows, summarize
+
+COLUMNS = [m for m in METRICS if m not in DOWNSTREAM and m != "seconds"]
 
 
 def run_fold(case_id: str, args: argparse.Namespace, extra: list[str]) -> Path:
@@ -36,17 +38,17 @@ def run_fold(case_id: str, args: argparse.Namespace, extra: list[str]) -> Path:
 
 def table(rows: list[dict]) -> str:
     summary = summarize(rows)
-    lines = ["| modality | method | " + " | ".join(METRICS[:-1]) + " |", "|---|---|" + "---|" * (len(METRICS) - 1)]
+    lines = ["| modality | method | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     for modality in ["t1c", "t1n", "t2f", "t2w", "all"]:
         for method in ("model", "linear"):
             stats = summary.get(modality, {}).get(method)
             if stats:
-                cells = [f"{stats[m]['mean']:.4f}" if stats[m]["mean"] is not None else "–" for m in METRICS[:-1]]
+                cells = [f"{stats[m]['mean']:.4f}" if stats[m]["mean"] is not None else "–" for m in COLUMNS]
                 lines.append(f"| {modality} | {method} | " + " | ".join(cells) + " |")
         model, linear = summary.get(modality, {}).get("model"), summary.get(modality, {}).get("linear")
         if model and linear:
             delta = model["ssim"]["mean"] - linear["ssim"]["mean"]
-            lines.append(f"| {modality} | model - linear (ssim) | {delta:+.4f} |" + " |" * (len(METRICS) - 2))
+            lines.append(f"| {modality} | model - linear (ssim) | {delta:+.4f} |" + " |" * (len(COLUMNS) - 1))
     return "\n".join(lines)
 
 
