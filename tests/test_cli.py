@@ -165,20 +165,20 @@ def k_corrupt_header(root):
     return "t2w.nii.gz: cannot read NIfTI"
 
 
-def k_nan(root):
+def _one_non_finite(root, mod, value, at):
     folder = _bad(root)
     vol = brain_volume()
-    vol[10, 10, 10] = np.nan
-    _write3(folder, {"t1c": vol}, dtype=np.float32)
-    return "t1c.nii.gz: 1 voxels are NaN or inf"
+    vol[at] = value
+    _write3(folder, {mod: vol}, dtype=np.float32)
+    return f"{mod}.nii.gz: 1 voxels are NaN or inf"
+
+
+def k_nan(root):
+    return _one_non_finite(root, "t1c", np.nan, (10, 10, 10))
 
 
 def k_inf(root):
-    folder = _bad(root)
-    vol = brain_volume()
-    vol[5, 5, 5] = np.inf
-    _write3(folder, {"t2w": vol}, dtype=np.float32)
-    return "t2w.nii.gz: 1 voxels are NaN or inf"
+    return _one_non_finite(root, "t2w", np.inf, (5, 5, 5))
 
 
 def k_all_zero(root):
