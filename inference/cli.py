@@ -42,10 +42,12 @@ def _fail_line(message: str) -> None:
 
 
 WeightsOpt = Annotated[Optional[str], typer.Option("--weights", "-w", help="Weights NAME in weights/ (or $BRASYN_WEIGHTS_DIR), or a path to a manifest .json.")]
-ViewOpt = Annotated[Optional[View], typer.Option("--view", help="Slicing view; default: the manifest's.", case_sensitive=False)]
+ViewOpt = Annotated[Optional[list[View]], typer.Option("--view", help="Slicing view; repeat to generate several views and average them (e.g. --view sagittal --view axial). Default: the manifest's views.", case_sensitive=False)]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, help="Slices per model call; default 8 on CPU, 32 on GPU.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="auto: TensorRT, CUDA, then CPU as available; cuda: CUDA without TensorRT; cpu.", case_sensitive=False)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; warnings and errors only.")]
+RefineOpt = Annotated[Optional[bool], typer.Option("--refine/--no-refine", help="Run the 3D Refiner after the generator; default: the manifest's choice.")]
+RefinerOpt = Annotated[Optional[str], typer.Option("--refiner", help="Refiner weights NAME or manifest .json instead of the one the manifest names (implies --refine).")]
 Fp16Opt = Annotated[bool, typer.Option("--fp16", help="Let TensorRT build fp16 engines (GPU only; CUDA and CPU stay fp32).")]
 
 
@@ -58,6 +60,8 @@ def run(
     batch_size: BatchOpt = None,
     device: DeviceOpt = Device.AUTO,
     resume: Annotated[bool, typer.Option("--resume", help="Skip cases whose output already loads completely.")] = False,
+    refine: RefineOpt = None,
+    refiner: RefinerOpt = None,
     fp16: Fp16Opt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -73,12 +77,12 @@ def run(
         check_output_dir(output, input)
         for stale in remove_stale_temps(output):
             log.warning("removed a partial file left by an interrupted run: %s", stale.name)
-        synth = Synthesizer(weights, view, batch_size, device, fp16=fp16)
+        synth = Synthesizer(weights, view, batch_size, device, fp16=fp16, refine=refine, refiner=refiner)
     except BrasynError as error:
         _fail_line(str(error))
         raise typer.Exit(1) from None
-    log.info("weights %s (%s), view %s, batch %d, providers %s", synth.manifest.name, synth.manifest.onnx,
-             synth.view.value, synth.batch_size, ",".join(synth.session.providers))
+    log.info("weights %s (%s), batch %d, providers %s", synth.label, synth.manifest.onnx, synth.batch_size,
+             ",".join(synth.session.providers))
     _exit_on_sigterm()
     results = _run_with_progress(entries, synth, output, resume, quiet)
     failed = [r for r in results if not r.ok]
@@ -157,7 +161,10 @@ def info(weights: WeightsOpt = None) -> None:
     typer.echo(f"weights: {manifest.name} ({manifest.path})")
     typer.echo(f"  onnx: {manifest.onnx} sha256 {manifest.sha256[:16]}... {'verified' if ok else 'MISMATCH'}")
     typer.echo(f"  architecture: {manifest.architecture} {manifest.config}")
-    typer.echo(f"  normalization: {manifest.normalization.get('scheme')}, default view: {manifest.default_view.value}")
+    typer.echo(f"  normalization: {manifest.normalization.get('scheme')}, "
+               f"views: {'+'.join(v.value for v in manifest.default_views)}")
+    if manifest.refiner:
+        typer.echo(f"  refiner: {manifest.refiner['weights']} ({'on' if manifest.refiner.get('enabled') else 'off'} by default)")
     for key, value in manifest.provenance.items():
         typer.echo(f"  provenance.{key}: {value}")
     if not ok:
@@ -209,10 +216,14 @@ def evaluate(
     batch_size: BatchOpt = None,
     device: DeviceOpt = Device.AUTO,
     only: Annotated[Optional[str], typer.Option("--only", help="Score only these case IDs (comma list); baselines still fit on all of DATA.")] = None,
+    refine: RefineOpt = None,
+    refiner: RefinerOpt = None,
     segment: Annotated[bool, typer.Option("--segment", help="Also score downstream segmentation (Dice/HD95) with the brats package's BraTS 2023 segmenters; needs Docker and a GPU, skipped otherwise.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Dry run: drop each modality from complete cases, synthesize it, score it against the real one."""
+    """Dry run: drop each modality from complete cases, synthesize it, score it against the real one.
+
+    With a refiner running, both the generator's output (`model`) and the refined one (`model+refiner`) are scored."""
     _setup_logging(quiet)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -230,7 +241,7 @@ def evaluate(
         if unknown:
             raise BrasynError(f"unknown baseline {', '.join(unknown)}", fix="use linear, mean, or none")
         check_output_dir(report_dir, data)
-        synth = Synthesizer(weights, view, batch_size, device)
+        synth = Synthesizer(weights, view, batch_size, device, refine=refine, refiner=refiner)
     except BrasynError as error:
         _fail_line(str(error))
         raise typer.Exit(1) from None

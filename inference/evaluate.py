@@ -1,8 +1,10 @@
 """Dry runs: drop a modality from complete cases, synthesize it with the normal pipeline, score it.
 
 For each complete case in DATA and each dropped modality, a temporary three-input case (symlinks:
-DATA is never written) goes through :func:`inference.pipeline.run`; the output is scored against
-the real volume with :mod:`inference.metrics`, next to the baselines of :mod:`inference.baselines`.
+DATA is never written) is checked like any input case and synthesized by the same
+:class:`~inference.pipeline.Synthesizer`; each stage's output (``model``: the generator;
+``model+refiner`` when a refiner runs) is scored against the real volume with
+:mod:`inference.metrics`, next to the baselines of :mod:`inference.baselines`.
 Rows are appended to ``cases.csv`` as they are computed, so an interrupted run resumes.
 """
 
@@ -20,13 +22,14 @@ from .baselines import brain_voxels, fit_linear, predict_linear, predict_mean
 from .cases import CaseFiles, complete_case, discover, list_case_folders
 from .constants import MODALITIES, Modality
 from .errors import BrasynError, CaseError
-from .io import load_volume, read_inputs
+from .io import load_volume, output_image, read_inputs, write_atomic
 from .metrics import score
 from .normalize import background_mask
-from .pipeline import Synthesizer, run
+from .pipeline import Synthesizer
 from .report import append_row, qc_png, read_rows, write_reports
 
 MODEL = "model"
+REFINED = "model+refiner"
 BASELINES = ("linear", "mean")
 
 
@@ -88,7 +91,7 @@ def dry_run(
     csv_path = report_dir / "cases.csv"
     rows = read_rows(csv_path)
     done = {(r["case"], r["modality"], r["method"]) for r in rows}
-    methods = [MODEL, *baselines]
+    methods = [MODEL, *([REFINED] if synth.refiner else []), *baselines]
     found = find_complete_cases(data)
     errors = [c.error for c in found if c.error is not None]
     cases = [c.files for c in found if c.error is None]
@@ -155,23 +158,30 @@ def _evaluate_pair(files: CaseFiles, missing: Modality, synth: Synthesizer, base
     for mod, path in files.modalities.items():
         if mod is not missing:
             (case_dir / f"{files.case_id}-{mod.value}.nii.gz").symlink_to(path.resolve())
-    entries = discover(case_dir)
-    started = time.perf_counter()
-    result = run(entries, synth, out_dir)[0]
-    seconds = time.perf_counter() - started
-    if result.error is not None:
-        raise result.error
-    synthesized = load_volume(result.output).data
-    downstream = _downstream(files, missing, result.output, tmp) if segment else {}
-    result.output.unlink()
-
+    entries = discover(case_dir)  # the product's own checks of the three-input case
+    if entries[0].error is not None:
+        raise entries[0].error
     volumes = {m: v.data for m, v in read_inputs(files.modalities).items()}
+    inputs = {m: v for m, v in volumes.items() if m is not missing}
+    stages = synth.synthesize_stages(inputs, missing)
+    seconds = dict(synth.last_seconds)
     truth = volumes[missing]
     seg = load_volume(files.seg).data if files.seg is not None else None
     base = {"case": files.case_id, "modality": missing.value}
-    rows = [{**base, "method": MODEL, **score(synthesized, truth, seg), **downstream, "seconds": seconds}]
+    rows = []
+    for method, stage, elapsed in ((MODEL, "generator", seconds["generator"]),
+                                   (REFINED, "refined", seconds["generator"] + seconds.get("refined", 0.0))):
+        if stage not in stages:
+            continue
+        downstream = {}
+        if segment:  # the segmenter reads files: write this stage's output as the product would
+            path = out_dir / f"{files.case_id}-{missing.value}.nii.gz"
+            write_atomic(output_image(stages[stage], load_volume(files.modalities[missing]).image), path)
+            downstream = _downstream(files, missing, path, tmp)
+            path.unlink()
+        rows.append({**base, "method": method, **score(stages[stage], truth, seg), **downstream, "seconds": elapsed})
+    synthesized = stages.get("refined", stages["generator"])
 
-    inputs = {m: v for m, v in volumes.items() if m is not missing}
     x4, scales = synth.normalizer.stack(inputs, missing)
     background = background_mask(x4, missing)
     predictions = {}
@@ -188,7 +198,7 @@ def _evaluate_pair(files: CaseFiles, missing: Modality, synth: Synthesizer, base
         rows.append({**base, "method": name, **score(predictions[name], truth, seg),
                      "seconds": time.perf_counter() - t0})
     qc_png(report_dir / f"{files.case_id}-{missing.value}.png", inputs, synthesized, truth, seg,
-           title=f"{files.case_id}: {missing.value} synthesized ({synth.manifest.name}, {synth.view.value})")
+           title=f"{files.case_id}: {missing.value} synthesized ({synth.label})")
     return rows
 
 

@@ -31,10 +31,16 @@ class Manifest:
     path: Path
     provenance: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    views: tuple[View, ...] = ()  #: views generated and averaged by default; () means (default_view,)
+    refiner: dict[str, Any] = field(default_factory=dict)  #: {"weights": NAME, "enabled": bool} or {}
 
     @property
     def onnx_path(self) -> Path:
         return self.path.parent / self.onnx
+
+    @property
+    def default_views(self) -> tuple[View, ...]:
+        return self.views or (self.default_view,)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +54,8 @@ class Manifest:
             "sha256": self.sha256,
             "provenance": self.provenance,
             "training": self.training,
+            **({"views": [v.value for v in self.views]} if self.views else {}),
+            **({"refiner": self.refiner} if self.refiner else {}),
         }
 
 
@@ -112,7 +120,16 @@ def load_manifest(spec: str | Path | None = None) -> Manifest:
         view = View(data["default_view"])
     except ValueError as error:
         raise WeightsError(f"unknown default_view {data['default_view']!r}", path, "use axial, sagittal or coronal") from error
+    try:
+        views = tuple(View(v) for v in data.get("views", []))
+    except ValueError as error:
+        raise WeightsError(f"unknown view in views {data['views']!r}", path, "use axial, sagittal or coronal") from error
+    refiner = data.get("refiner", {})
+    if refiner and not isinstance(refiner.get("weights"), str):
+        raise WeightsError("the refiner block lacks its weights name", path, 'write "refiner": {"weights": NAME, "enabled": false}')
     manifest = Manifest(
+        views=views,
+        refiner=refiner,
         name=data["name"],
         architecture=data["architecture"],
         config=data["config"],

@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +20,12 @@ import numpy as np
 
 from .cases import Case, CaseEntry
 from .constants import Device, Modality, View
-from .errors import BrasynError, CaseError, OutputError
-from .generate import generate_volume
+from .errors import BrasynError, CaseError, OutputError, WeightsError
+from .generate import generate_volume, slice_count
 from .io import Volume, load_volume, output_image, read_inputs, write_atomic
 from .manifest import Manifest, load_manifest, verify
 from .normalize import Normalizer, background_mask
+from .refine import Refiner, window_count
 from .runtime import GeneratorSession
 
 log = logging.getLogger(__name__)
@@ -37,21 +38,66 @@ class Synthesizer:
     loaded (and their sha256 verified) once.
     """
 
-    def __init__(self, weights: str | Path | None = None, view: View | None = None, batch_size: int | None = None,
-                 device: Device = Device.AUTO, threads: int | None = None, fp16: bool = False) -> None:
+    def __init__(self, weights: str | Path | None = None, views: View | Sequence[View] | None = None,
+                 batch_size: int | None = None, device: Device = Device.AUTO, threads: int | None = None,
+                 fp16: bool = False, refine: bool | None = None, refiner: str | Path | None = None) -> None:
+        """``refine``: run the 3D Refiner after the generator (None: the manifest's default);
+        ``refiner``: the refiner's NAME or manifest path instead of the one the manifest names (implies refine)."""
         self.manifest: Manifest = load_manifest(weights)
         verify(self.manifest)
         self.normalizer = Normalizer.from_manifest(self.manifest.normalization)
-        self.view = view or self.manifest.default_view
+        if isinstance(views, View):
+            views = (views,)
+        #: views generated and averaged (one view: plain slice-wise synthesis)
+        self.views: tuple[View, ...] = tuple(dict.fromkeys(views)) if views else self.manifest.default_views
         self.session = GeneratorSession(self.manifest.onnx_path, device, batch_size, threads, fp16=fp16)
         self.batch_size = self.session.batch_size
+        block = self.manifest.refiner
+        if refine is None:
+            refine = refiner is not None or bool(block.get("enabled", False))
+        spec = refiner or block.get("weights")
+        if refine and not spec:
+            raise WeightsError("these weights name no refiner", self.manifest.path,
+                               "run without --refine, or pass --refiner NAME|PATH")
+        self.refiner: Refiner | None = Refiner(spec, self.manifest.path.parent, device, threads) if refine else None
+        self.last_seconds: dict[str, float] = {}
+
+    @property
+    def view_label(self) -> str:
+        """``sagittal``, or ``sagittal+axial+coronal`` when views are fused."""
+        return "+".join(v.value for v in self.views)
+
+    @property
+    def label(self) -> str:
+        """What runs, for logs and reports: weights, views, refiner."""
+        refiner = f", refiner {self.refiner.manifest.name}" if self.refiner else ""
+        return f"{self.manifest.name}, {self.view_label}{refiner}"
+
+    def synthesize_stages(self, volumes: Mapping[Modality, np.ndarray], missing: Modality,
+                          on_batch: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+        """Like :meth:`synthesize`, keeping each stage: ``{"generator": ..., "refined": ...}``
+        (``refined`` only with a refiner); each stage's seconds go to ``self.last_seconds``."""
+        started = time.perf_counter()
+        x4, scales = self.normalizer.stack(volumes, missing)
+        y = generate_volume(self.session, x4, missing, self.views, self.batch_size, on_batch)
+        background = background_mask(x4, missing)
+        del x4
+        stages = {"generator": self.normalizer.restore(y, background, missing, scales)}
+        self.last_seconds = {"generator": time.perf_counter() - started}
+        if self.refiner is not None:
+            started = time.perf_counter()
+            log.info("refining %s (%s windows of %s)", missing.value,
+                     window_count(background.shape, background, self.refiner.manifest.window,
+                                  self.refiner.manifest.overlap), "x".join(map(str, self.refiner.manifest.window)))
+            stages["refined"] = self.refiner(volumes, stages["generator"], background, missing)
+            self.last_seconds["refined"] = time.perf_counter() - started
+        return stages
 
     def synthesize(self, volumes: Mapping[Modality, np.ndarray], missing: Modality,
                    on_batch: Callable[[int], None] | None = None) -> np.ndarray:
         """``volumes``: the three available ``(X, Y, Z)`` arrays -> the missing one, ``(X, Y, Z)`` float32, background 0."""
-        x4, scales = self.normalizer.stack(volumes, missing)
-        y = generate_volume(self.session, x4, missing, self.view, self.batch_size, on_batch)
-        return self.normalizer.restore(y, background_mask(x4, missing), missing, scales)
+        stages = self.synthesize_stages(volumes, missing, on_batch)
+        return stages.get("refined", stages["generator"])
 
 
 @dataclass(frozen=True)
@@ -170,7 +216,7 @@ def run(
                 finish(CaseResult(case.case_id, None, loaded, 0.0))
                 continue
             if on_case_start:
-                on_case_start(case, next(iter(loaded.values())).data.shape[synthesizer.view.axis])
+                on_case_start(case, slice_count(next(iter(loaded.values())).data.shape, synthesizer.views))
             try:
                 volume = synthesizer.synthesize({m: v.data for m, v in loaded.items()}, case.missing, on_batch)
             except Exception as error:  # noqa: BLE001 - one case's failure never ends the run

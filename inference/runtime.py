@@ -36,23 +36,28 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def choose_providers(device: Device, available: list[str], batch_size: int, fp16: bool = False) -> list:
+#: TensorRT optimization profile of the generator graph; {b} is the batch size.
+GENERATOR_SHAPES = "x:{b}x4x240x240,mask:{b}x4,missing:{b},view:{b}"
+
+
+def choose_providers(device: Device, available: list[str], batch_size: int, fp16: bool = False,
+                     shapes: str = GENERATOR_SHAPES) -> list:
     """Ordered provider list for ``device``; GPU providers only when this onnxruntime has them.
 
-    ``auto``: TensorRT, CUDA, CPU; ``cuda``: CUDA, CPU (no TensorRT); ``cpu``: CPU.
+    ``auto``: TensorRT, CUDA, CPU; ``cuda``: CUDA, CPU (no TensorRT); ``cpu``: CPU. ``shapes`` is
+    the graph's TensorRT profile with ``{b}`` for the batch size (1 to ``batch_size``).
     """
     if device is Device.CPU:
         return [CPU]
     chosen: list = []
     if TRT in available and device is Device.AUTO:
-        shape = "x:{}x4x240x240,mask:{}x4,missing:{},view:{}"
         chosen.append((TRT, {
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(cache_dir() / "trt"),
             "trt_fp16_enable": fp16,
-            "trt_profile_min_shapes": shape.format(1, 1, 1, 1),
-            "trt_profile_opt_shapes": shape.format(*[batch_size] * 4),
-            "trt_profile_max_shapes": shape.format(*[batch_size] * 4),
+            "trt_profile_min_shapes": shapes.format(b=1),
+            "trt_profile_opt_shapes": shapes.format(b=batch_size),
+            "trt_profile_max_shapes": shapes.format(b=batch_size),
         }))
     if CUDA in available:
         chosen.append(CUDA)
@@ -67,6 +72,36 @@ def default_batch_size(providers: list[str]) -> int:
     return 32 if any(p in GPU_PROVIDERS for p in providers) else 8
 
 
+def open_session(onnx_path: Path, device: Device, batch_size: int, threads: int | None, fp16: bool,
+                 shapes: str = GENERATOR_SHAPES):
+    """An ``onnxruntime.InferenceSession`` on the best provider ``device`` allows; WeightsError if it cannot load."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Memory patterns pre-plan one buffer per batch shape: +0.4 GB at batch 8 on CPU, no speed gain.
+    options.enable_mem_pattern = False
+    options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    available = available_providers()
+    requested = choose_providers(device, available, batch_size, fp16=fp16, shapes=shapes)
+    try:
+        session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=requested)
+    except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise WeightsError(f"onnxruntime cannot load the graph ({error})", onnx_path,
+                           "re-export the weights, or check the onnxruntime version") from error
+    names = [p if isinstance(p, str) else p[0] for p in requested]
+    dropped = [p for p in names if p not in session.get_providers()]
+    if dropped and device is not Device.CPU:
+        log.warning("provider(s) %s could not start; running on %s", ", ".join(dropped), session.get_providers()[0])
+    return session
+
+
+def is_out_of_memory(error: Exception) -> bool:
+    return any(marker in str(error).lower() for marker in OOM_MARKERS)
+
+
 class GeneratorSession:
     """One ONNX Runtime session for a generator graph ``(x, mask, missing, view) -> y``."""
 
@@ -75,28 +110,9 @@ class GeneratorSession:
         """``fp16`` lets TensorRT build fp16 engines (other providers stay fp32). ``io_binding``
         (default: on for GPU providers) binds inputs once per call and lets the provider allocate
         the output on its device, copied back once."""
-        import onnxruntime as ort
-
         self.path = onnx_path
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Memory patterns pre-plan one buffer per batch shape: +0.4 GB at batch 8 on CPU, no speed gain.
-        options.enable_mem_pattern = False
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        available = available_providers()
-        requested = choose_providers(device, available, batch_size or 32, fp16=fp16)
-        try:
-            self.session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=requested)
-        except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise WeightsError(f"onnxruntime cannot load the graph ({error})", onnx_path,
-                               "re-export the weights, or check the onnxruntime version") from error
+        self.session = open_session(onnx_path, device, batch_size or 32, threads, fp16)
         self.providers = self.session.get_providers()
-        names = [p if isinstance(p, str) else p[0] for p in requested]
-        dropped = [p for p in names if p not in self.providers]
-        if dropped and device is not Device.CPU:
-            log.warning("provider(s) %s could not start; running on %s", ", ".join(dropped), self.providers[0])
         self.batch_size = batch_size or default_batch_size(self.providers)
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.io_binding = self.on_gpu if io_binding is None else io_binding
@@ -119,7 +135,28 @@ class GeneratorSession:
             self.session.run_with_iobinding(binding)
             return binding.copy_outputs_to_cpu()[0]
         except Exception as error:  # onnxruntime's RuntimeException and friends
-            if any(marker in str(error).lower() for marker in OOM_MARKERS):
+            if is_out_of_memory(error):
                 raise DeviceOutOfMemory(f"batch of {len(x)} slices does not fit ({error})", self.path,
                                         "use a smaller --batch-size") from error
+            raise
+
+
+class RefinerSession:
+    """One ONNX Runtime session for a 3D Refiner graph ``(x (B, 4, D, H, W), missing (B,)) -> y (B, 1, D, H, W)``."""
+
+    def __init__(self, onnx_path: Path, window: tuple[int, int, int], device: Device = Device.AUTO,
+                 threads: int | None = None, fp16: bool = False) -> None:
+        self.path = onnx_path
+        shapes = "x:{b}x4x" + "x".join(str(n) for n in window) + ",missing:{b}"
+        self.session = open_session(onnx_path, device, 1, threads, fp16, shapes=shapes)
+        self.providers = self.session.get_providers()
+
+    def __call__(self, x: np.ndarray, missing: np.ndarray) -> np.ndarray:
+        try:
+            return self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32),
+                                           "missing": np.ascontiguousarray(missing, dtype=np.float32)})[0]
+        except Exception as error:
+            if is_out_of_memory(error):
+                raise DeviceOutOfMemory(f"a refiner window of {x.shape[2:]} does not fit ({error})", self.path,
+                                        "run with --no-refine, or on the CPU (--device cpu)") from error
             raise

@@ -52,6 +52,27 @@ class SliceGeometry:
             return padded
         return np.ascontiguousarray(slabs, dtype=np.float32)
 
+    @property
+    def window(self) -> tuple[int, int, int]:
+        """The slice as a window of the volume: one voxel thick along the view axis."""
+        return tuple(1 if a == self.view.axis else n for a, n in enumerate(self.shape))  # type: ignore[return-value]
+
+    def to_planes(self, windows: np.ndarray) -> np.ndarray:
+        """``(b, C, *window)`` slice windows -> ``(b, C, 240, 240)`` float32 model planes, padded with -1."""
+        slabs = windows.squeeze(axis=2 + self.view.axis)  # (b, C, rows, cols)
+        (r0, r1), (c0, c1) = self.pads
+        if r0 or r1 or c0 or c1:
+            padded = np.full((*slabs.shape[:2], PLANE, PLANE), BACKGROUND, dtype=np.float32)
+            padded[:, :, r0 : PLANE - r1, c0 : PLANE - c1] = slabs
+            return padded
+        return np.ascontiguousarray(slabs, dtype=np.float32)
+
+    def from_planes(self, planes: np.ndarray) -> np.ndarray:
+        """``(b, C, 240, 240)`` model planes -> ``(b, C, *window)`` slice windows, cropped."""
+        (r0, r1), (c0, c1) = self.pads
+        cropped = planes[:, :, r0 : PLANE - r1, c0 : PLANE - c1]
+        return np.expand_dims(cropped, axis=2 + self.view.axis)
+
     def put(self, out: np.ndarray, index: np.ndarray, planes: np.ndarray) -> None:
         """Write ``(b, 240, 240)`` model planes into slices ``index`` of ``out`` ``(X, Y, Z)``, cropped."""
         (r0, r1), (c0, c1) = self.pads

@@ -8,6 +8,10 @@ divides by the accumulated weights and refuses non-finite results. A window larg
 along an axis is handled by padding the volume to the window and cropping the result.
 
 Arrays are ``(C, X, Y, Z)`` with channels first; windows and starts are ``(X, Y, Z)`` tuples.
+This is the only windowing engine: the 3D Refiner uses it with cubic windows, the 2D generator
+(:mod:`inference.generate`) with windows one voxel thick along the view axis (MONAI's
+``SliceInferer`` idea), constant weights and no overlap, and several views fuse into one
+:class:`Aggregator`.
 """
 
 from __future__ import annotations
@@ -69,19 +73,28 @@ def blend_weights(window: tuple[int, ...], mode: BlendMode) -> np.ndarray:
 
 
 class Aggregator:
-    """Accumulates weighted window predictions into a ``(C, X, Y, Z)`` volume (TorchIO's GridAggregator)."""
+    """Accumulates weighted window predictions into a ``(C, X, Y, Z)`` volume (TorchIO's GridAggregator).
 
-    def __init__(self, shape: tuple[int, ...], window: tuple[int, int, int], mode: BlendMode) -> None:
+    Windows may differ in shape from one :meth:`add` to the next (the slice windows of several
+    views fused into one volume); each shape gets its own cached blending kernel.
+    """
+
+    def __init__(self, shape: tuple[int, ...], mode: BlendMode) -> None:
         self.values = np.zeros(shape, dtype=np.float64)
         self.weights = np.zeros(shape[1:], dtype=np.float64)
-        self.window = window
-        self.kernel = blend_weights(tuple(window), mode)
+        self.mode = mode
 
-    def add(self, prediction: np.ndarray, start: tuple[int, int, int]) -> None:
+    def add(self, prediction: np.ndarray, start: tuple[int, ...]) -> None:
         """``prediction`` is ``(C, *window)`` for the window that starts at ``start``."""
-        region = tuple(slice(s, s + w) for s, w in zip(start, self.window, strict=True))
-        self.values[(slice(None), *region)] += prediction * self.kernel
-        self.weights[region] += self.kernel
+        window = prediction.shape[1:]
+        region = tuple(slice(s, s + w) for s, w in zip(start, window, strict=True))
+        kernel = blend_weights(tuple(window), self.mode)
+        if self.mode is BlendMode.CONSTANT:  # all ones: skip the multiplications
+            self.values[(slice(None), *region)] += prediction
+            self.weights[region] += 1.0
+        else:
+            self.values[(slice(None), *region)] += prediction * kernel
+            self.weights[region] += kernel
 
     def finalize(self) -> np.ndarray:
         if (self.weights == 0).any():
@@ -103,6 +116,38 @@ def iter_windows(volume: np.ndarray, window: tuple[int, int, int], overlap: floa
         yield start, volume[(slice(None), *region)]
 
 
+def accumulate(
+    aggregator: Aggregator,
+    volume: np.ndarray,
+    predict: Callable[[np.ndarray], np.ndarray],
+    window: tuple[int, int, int],
+    overlap: float,
+    batch_size: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> None:
+    """Feed every window of ``volume`` ``(C, X, Y, Z)`` through ``predict`` into ``aggregator``.
+
+    ``predict`` maps a ``(B, C, *window)`` batch to ``(B, C_out, *window)``; ``on_batch`` gets the
+    number of windows done after each batch. ``volume`` must be at least ``window`` along each axis.
+    """
+    batch: list[tuple[tuple[int, int, int], np.ndarray]] = []
+
+    def flush() -> None:
+        predictions = predict(np.stack([w for _, w in batch]))
+        for (start, _), prediction in zip(batch, predictions, strict=True):
+            aggregator.add(prediction, start)
+        if on_batch:
+            on_batch(len(batch))
+        batch.clear()
+
+    for start, patch in iter_windows(volume, window, overlap):
+        batch.append((start, patch))
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+
+
 def sliding_window(
     volume: np.ndarray,
     predict: Callable[[np.ndarray], np.ndarray],
@@ -112,10 +157,12 @@ def sliding_window(
     batch_size: int = 1,
     pad_value: float = 0.0,
     out_channels: int = 1,
+    on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Run ``predict`` (``(B, C, *window) -> (B, out_channels, *window)``) over ``volume`` ``(C, X, Y, Z)``.
 
-    Returns the blended ``(out_channels, X, Y, Z)`` float32 volume.
+    Returns the blended ``(out_channels, X, Y, Z)`` float32 volume. Axes shorter than the window
+    are padded with ``pad_value`` and cropped back.
     """
     shape = volume.shape[1:]
     padded_shape = tuple(max(n, w) for n, w in zip(shape, window, strict=True))
@@ -123,20 +170,7 @@ def sliding_window(
         padded = np.full((volume.shape[0], *padded_shape), pad_value, dtype=volume.dtype)
         padded[(slice(None), *(slice(0, n) for n in shape))] = volume
         volume = padded
-    aggregator = Aggregator((out_channels, *padded_shape), window, mode)
-    batch: list[tuple[tuple[int, int, int], np.ndarray]] = []
-
-    def flush() -> None:
-        predictions = predict(np.stack([w for _, w in batch]))
-        for (start, _), prediction in zip(batch, predictions, strict=True):
-            aggregator.add(prediction, start)
-        batch.clear()
-
-    for start, patch in iter_windows(volume, window, overlap):
-        batch.append((start, patch))
-        if len(batch) == batch_size:
-            flush()
-    if batch:
-        flush()
+    aggregator = Aggregator((out_channels, *padded_shape), mode)
+    accumulate(aggregator, volume, predict, window, overlap, batch_size, on_batch)
     out = aggregator.finalize()
     return out[(slice(None), *(slice(0, n) for n in shape))]

@@ -88,3 +88,32 @@ def test_out_of_memory_at_batch_one_is_raised():
 
     with pytest.raises(DeviceOutOfMemory):
         generate_volume(OutOfMemoryAbove(limit=0), volume(), Modality.T2F, View.AXIAL, batch_size=4)
+
+
+class ViewIdModel(MeanModel):
+    """Predicts its view id everywhere: fusion must average the ids voxel by voxel."""
+
+    def __call__(self, x, mask, missing, view):
+        super().__call__(x, mask, missing, view)
+        return np.broadcast_to(view[:, None, None, None], (len(x), 1, 240, 240)).astype(np.float32)
+
+
+def test_views_fuse_into_their_voxelwise_mean():
+    x4 = volume()
+    x4[:, 3:] = np.where(x4[:, 3:] == -1, -1, 0.5)  # brain everywhere outside the empty slices
+    x4[Modality.T2F.index] = -1
+    views = [View.AXIAL, View.SAGITTAL, View.CORONAL]
+    fused = generate_volume(ViewIdModel(), x4, Modality.T2F, views, batch_size=8)
+    singles = [generate_volume(ViewIdModel(), x4, Modality.T2F, v, batch_size=8) for v in views]
+    np.testing.assert_allclose(fused, np.mean(singles, axis=0), rtol=1e-6)
+    inside = fused[5:15, 5:20, 5:15]
+    np.testing.assert_allclose(inside, np.mean([v.id for v in views]), rtol=1e-6)
+
+
+def test_fusion_progress_counts_the_slices_of_every_view():
+    from inference.generate import slice_count
+
+    seen = []
+    views = [View.SAGITTAL, View.AXIAL]
+    generate_volume(MeanModel(), volume(), Modality.T2F, views, 5, on_batch=seen.append)
+    assert sum(seen) == slice_count((20, 24, 18), views) == 20 + 18

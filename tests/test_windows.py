@@ -59,3 +59,14 @@ def test_non_finite_predictions_are_refused():
     vol = np.ones((1, 8, 8, 8), np.float32)
     with pytest.raises(BrasynError, match="non-finite"):
         sliding_window(vol, lambda b: b * np.nan, (4, 4, 4), 0.5)
+
+
+def test_aggregator_accepts_windows_of_different_shapes():
+    from inference.windows import Aggregator
+
+    agg = Aggregator((1, 4, 5, 6), BlendMode.CONSTANT)
+    for i in range(4):  # slices along X, value 1
+        agg.add(np.ones((1, 1, 5, 6)), (i, 0, 0))
+    for k in range(6):  # slices along Z, value 3
+        agg.add(np.full((1, 4, 5, 1), 3.0), (0, 0, k))
+    np.testing.assert_array_equal(agg.finalize(), np.full((1, 4, 5, 6), 2.0, dtype=np.float32))

@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "whichever comes first, and the learning rate follows that budget")
     p.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget for the optimization loop")
     p.add_argument("--ssim-weight", type=float, default=0.5)
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (about 2x faster on "
+                   "CPUs with AVX512-BF16; weights, optimizer and loss stay float32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--out", type=Path, default=Path("weights"))
@@ -105,13 +107,15 @@ def train(args: argparse.Namespace) -> dict:
         for group in opt.param_groups:
             group["lr"] = max(lr, args.lr * 0.02)
         b = to_torch(sampler.batch(args.batch))
-        loss, parts = synthesis_loss(net(b["x"], b["mask"], b["missing"], b["view"]), b["target"], args.ssim_weight)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            pred = net(b["x"], b["mask"], b["missing"], b["view"])
+        loss, parts = synthesis_loss(pred.float(), b["target"], args.ssim_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         step += 1
-        for k, v in {"loss": float(loss), **parts}.items():
+        for k, v in {"loss": float(loss.detach()), **parts}.items():
             running[k] = running.get(k, v) * 0.95 + v * 0.05
         if step % 50 == 0:
             entry = {"step": step, "seconds": round(time.perf_counter() - start, 1), "lr": round(lr, 7),
@@ -126,7 +130,7 @@ def train(args: argparse.Namespace) -> dict:
         "data": {"train": [c.case_id for c in train_cases], "holdout": [c.case_id for c in hold_cases],
                  "source": "shared/data/cases (see weights/README.md for licenses)"},
         "views": args.views, "dim": args.dim, "batch": args.batch, "lr": args.lr, "seed": args.seed,
-        "ssim_weight": args.ssim_weight, "steps": step, "train_seconds": round(time.perf_counter() - start, 1),
+        "ssim_weight": args.ssim_weight, "bf16": args.bf16, "steps": step, "train_seconds": round(time.perf_counter() - start, 1),
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "final": history[-1] if history else {},
         "history": history,
@@ -141,7 +145,7 @@ def train(args: argparse.Namespace) -> dict:
     net.eval()
     manifest = export(net, args.out, args.name, normalization=normalization, default_view=views[0],
                       provenance={"trained_by": "training/train.py (this repository)", "checkpoint": ckpt.name},
-                      training=record)
+                      training=record, views=tuple(views) if len(views) > 1 else ())
     print(f"exported {manifest.onnx_path} ({manifest.onnx_path.stat().st_size / 1e6:.1f} MB), manifest {manifest.path}")
     return record
 

@@ -1,4 +1,4 @@
-"""Export an HFGAN to ONNX with its manifest, after checking ONNX Runtime against torch.
+"""Export an HFGAN (or a 3D Refiner) to ONNX with its manifest, after checking ONNX Runtime against torch.
 
 Needs the ``[torch]`` extra. Nothing is written unless the check passes.
 """
@@ -9,7 +9,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +18,10 @@ from ..constants import BRASYN25_STATS, View
 from ..errors import WeightsError
 from ..manifest import Manifest, sha256_of, write_manifest
 from .hfgan import HFGAN, HFGANConfig, onnx_friendly
+from .refiner import Refiner
+
+if TYPE_CHECKING:
+    from ..refine import RefinerManifest
 
 OPSET = 17
 INPUT_NAMES = ["x", "mask", "missing", "view"]
@@ -68,6 +72,7 @@ def export(
     default_view: View = View.SAGITTAL,
     provenance: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
+    views: tuple[View, ...] = (),
 ) -> Manifest:
     """Write ``out_dir/<name>.onnx`` and ``<name>.json``; raise (writing nothing) on a parity failure."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -86,6 +91,7 @@ def export(
             provenance={**(provenance or {}), "export": {"torch": torch.__version__, "opset": OPSET,
                                                            "parity_max_abs_diff": diff}},
             training=training or {},
+            views=tuple(views),
         )
         os.replace(tmp_onnx, manifest.onnx_path)
     write_manifest(manifest)
@@ -104,3 +110,58 @@ def load_config(spec: str, checkpoint: Path) -> HFGANConfig:
         raise WeightsError("no HFGAN encoder weights in this checkpoint", checkpoint,
                            "give an HFGAN checkpoint (published BraSyn25 format or training/train.py's)")
     return config_preset(spec, dim=int(state[key].shape[0]))
+
+
+def refiner_example(batch: int, window: tuple[int, int, int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random z-scored ``(batch, 4, *window)`` inputs and missing indices, varying per sample."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 4, *window, generator=gen)
+    return x, torch.randint(0, 4, (batch,), generator=gen).float()
+
+
+def export_refiner(
+    net: Refiner,
+    out_dir: Path,
+    name: str,
+    window: tuple[int, int, int],
+    overlap: float = 0.5,
+    blend: str = "gaussian",
+    provenance: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+) -> RefinerManifest:
+    """Write ``out_dir/<name>.onnx`` and ``<name>.json`` for a 3D Refiner (batch and spatial axes dynamic);
+    raise (writing nothing) when ONNX Runtime differs from torch by more than :data:`PARITY_ATOL`."""
+    import onnxruntime as ort
+
+    from ..refine import RefinerManifest
+    from ..windows import BlendMode
+
+    multiple = 2 ** net.cfg.levels
+    if any(n % multiple for n in window):
+        raise WeightsError(f"refiner window {window} is not divisible by {multiple}", fix="choose a multiple of 2**levels")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    net = net.eval()
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
+        tmp_onnx = Path(tmp) / f"{name}.onnx"
+        dynamic = {"x": {0: "batch", 2: "d", 3: "h", 4: "w"}, "missing": {0: "batch"}, "y": {0: "batch", 2: "d", 3: "h", 4: "w"}}
+        with torch.no_grad():
+            torch.onnx.export(net, refiner_example(1, (16, 16, 16)), str(tmp_onnx), input_names=["x", "missing"],
+                              output_names=["y"], dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
+                              do_constant_folding=True)
+        session = ort.InferenceSession(str(tmp_onnx), providers=["CPUExecutionProvider"])
+        x, missing = refiner_example(2, window, seed=1)
+        with torch.no_grad():
+            expected = net(x, missing).numpy()
+        diff = float(np.abs(session.run(None, {"x": x.numpy(), "missing": missing.numpy()})[0] - expected).max())
+        if not diff <= PARITY_ATOL:
+            raise WeightsError(f"ONNX Runtime differs from torch by {diff:.3g} (> {PARITY_ATOL})", tmp_onnx,
+                               "nothing was written; report this with the torch and onnxruntime versions")
+        manifest = RefinerManifest(
+            name=name, config=net.cfg.to_dict(), window=tuple(window), overlap=overlap, blend=BlendMode(blend),
+            onnx=f"{name}.onnx", sha256=sha256_of(tmp_onnx), path=out_dir / f"{name}.json",
+            provenance={**(provenance or {}), "export": {"torch": torch.__version__, "opset": OPSET,
+                                                       "parity_max_abs_diff": diff}},
+            training=training or {})
+        os.replace(tmp_onnx, manifest.onnx_path)
+    manifest.write()
+    return manifest

@@ -116,7 +116,10 @@ class Refiner(nn.Module):
         layers: list[nn.Module] = []
         for _ in range(self.cfg.decoder_convs):
             layers += [nn.Conv3d(width, width, 3, padding=1), _norm(width), nn.SiLU()]
-        layers.append(nn.Conv3d(width, 1, 1))
+        final = nn.Conv3d(width, 1, 1)
+        nn.init.zeros_(final.weight)  # starts as the identity: refining never begins by doing harm
+        nn.init.zeros_(final.bias)
+        layers.append(final)
         self.decoder = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
