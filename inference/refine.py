@@ -100,14 +100,19 @@ def load_refiner_manifest(spec: str | Path, beside: Path | None = None) -> Refin
     return manifest
 
 
-def zscore_nonzero(volume: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """``(X, Y, Z)`` -> z-scores over the voxels > 0 (others 0), their mean and std (std >= 1e-6)."""
+def zscore_nonzero(volume: np.ndarray, region: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
+    """``(X, Y, Z)`` -> z-scores with the mean and std (>= 1e-6) of the voxels > 0, and those two.
+
+    The z-scores are written where ``region`` is True (default: the voxels > 0) and 0 elsewhere; the
+    synthesized volume passes its brain mask, so a brain voxel the generator made 0 keeps its value.
+    """
     foreground = volume > 0
     values = volume[foreground].astype(np.float64)
     mean = float(values.mean()) if values.size else 0.0
     std = max(float(values.std()) if values.size else 1.0, 1e-6)
+    region = foreground if region is None else region
     z = np.zeros(volume.shape, dtype=np.float32)
-    z[foreground] = (volume[foreground] - mean) / std
+    z[region] = (volume[region] - mean) / std
     return z, mean, std
 
 
@@ -123,14 +128,17 @@ def brain_box(brain: np.ndarray, margin: int = MARGIN) -> tuple[slice, slice, sl
     return tuple(box)  # type: ignore[return-value]
 
 
-def refiner_input(inputs: Mapping[Modality, np.ndarray], synthesized: np.ndarray,
+def refiner_input(inputs: Mapping[Modality, np.ndarray], synthesized: np.ndarray, background: np.ndarray,
                   missing: Modality) -> tuple[np.ndarray, float, float]:
-    """The ``(4, X, Y, Z)`` float32 refiner input and the synthesized volume's (mean, std)."""
+    """The ``(4, X, Y, Z)`` float32 refiner input and the synthesized volume's (mean, std).
+
+    ``background`` ``(X, Y, Z)`` bool is the pipeline's background mask (the synthesized volume is 0 there).
+    """
     x4 = np.zeros((4, *synthesized.shape), dtype=np.float32)
     for mod, volume in inputs.items():
         if mod is not missing:
             x4[mod.index] = zscore_nonzero(volume)[0]
-    x4[missing.index], mean, std = zscore_nonzero(synthesized)
+    x4[missing.index], mean, std = zscore_nonzero(synthesized, ~background)
     return x4, mean, std
 
 
@@ -152,7 +160,7 @@ def refine_volume(
 
     ``model`` maps ``(B, 4, *window)`` and ``missing`` ``(B,)`` to ``(B, 1, *window)`` z units.
     """
-    x4, mean, std = refiner_input(inputs, synthesized, missing)
+    x4, mean, std = refiner_input(inputs, synthesized, background, missing)
     box = brain_box(~background)
     crop = x4[(slice(None), *box)]
 

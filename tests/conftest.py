@@ -76,3 +76,20 @@ def tiny_weights(tmp_path_factory) -> Path:
                       normalization={"scheme": "percentile", "percentile": 99.5, "reference_scale": reference},
                       default_view=View.AXIAL, provenance={"note": "random init, tests only"})
     return manifest.path
+
+
+@pytest.fixture(scope="session")
+def tiny_refiner(tmp_path_factory) -> Path:
+    """A random-init width-4 Refiner exported with a 16^3 window; its last conv is zero: the identity."""
+    if not HAS_TORCH:
+        pytest.skip("torch is not installed (install the [torch] extra)")
+    import torch
+
+    from inference.models.export import export_refiner
+    from inference.models.refiner import Refiner, RefinerConfig
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("refiner")
+    manifest = export_refiner(Refiner(RefinerConfig(width=4, levels=2, decoder_convs=1)), out, "tiny-refiner",
+                              (16, 16, 16), overlap=0.5, blend="gaussian", provenance={"note": "random init, tests only"})
+    return manifest.path

@@ -54,8 +54,8 @@ def load_pairs(case_dir: Path, synthesized_dir: Path) -> list[Pair]:
             raise SystemExit(f"{path} is missing -- fix: run python -m training.oof first")
         synthesized = load_volume(path).data
         inputs = {m: v for m, v in volumes.items() if m is not missing}
-        x4, mean, std = refiner_input(inputs, synthesized, missing)
-        background = (np.stack([v <= 0 for v in inputs.values()]).sum(0) >= 2)
+        background = np.stack([v <= 0 for v in inputs.values()]).sum(0) >= 2  # as normalize.background_mask
+        x4, mean, std = refiner_input(inputs, synthesized, background, missing)
         box = brain_box(~background)
         target = ((volumes[missing] - mean) / std).astype(np.float32)
         target[background] = 0
