@@ -104,7 +104,8 @@ def many_cases(case, n: int, folder: Path) -> Path:
     return folder
 
 
-def cli_run(inputs: Path, output: Path, weights: str | None, view: str | None) -> tuple[float, float]:
+def cli_run(inputs: Path, output: Path, weights: str | None, view: str | None,
+            extra: tuple[str, ...] = ()) -> tuple[float, float]:
     """Run ``brasyn-infer`` in a fresh process; returns (seconds, its own peak RSS in MB).
 
     The child reports its VmHWM itself: a forked child's ru_maxrss would count the parent's pages.
@@ -119,6 +120,7 @@ def cli_run(inputs: Path, output: Path, weights: str | None, view: str | None) -
     cmd = [sys.executable, "-c", code, "run", str(inputs), str(output), "--quiet"]
     cmd += ["--weights", weights] if weights else []
     cmd += ["--view", view] if view else []
+    cmd += list(extra)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     seconds = time.perf_counter() - start

@@ -68,12 +68,15 @@ def mlcube_argv(args: list[str]) -> list[str]:
     weights = weights_option(ns.weights)
     for key, value in params.items():
         if key == "refine":
-            if value:
-                print("warning: parameters.refine is set but this version has no refiner; ignored", file=sys.stderr)
+            if value is not None:
+                argv.append("--refine" if value else "--no-refine")
             continue
         if key == "weights" and weights:
             continue
-        if key in PARAMETERS and value is not None:
+        if key == "view" and isinstance(value, list):  # several views: generated and averaged
+            for view in value:
+                argv += ["--view", str(view)]
+        elif key in PARAMETERS and value is not None:
             argv += [PARAMETERS[key], str(value)]
         elif key in FLAGS and value:
             argv.append(FLAGS[key])

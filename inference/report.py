@@ -84,7 +84,7 @@ def write_reports(rows: list[dict], report_dir: Path, synth) -> dict:
     text = [
         "# Dry-run report",
         "",
-        f"Weights `{synth.manifest.name}` ({synth.manifest.onnx}), view {synth.view_label}; {len(cases)} cases: "
+        f"Weights `{synth.manifest.name}` ({synth.manifest.onnx}), view {synth.label}; {len(cases)} cases: "
         + ", ".join(cases) + ".",
         "",
         "SSIM the organizers' way (each volume clipped to its own 0.5-99.5 percentiles, scaled to [0, 1], "

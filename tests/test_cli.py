@@ -332,3 +332,16 @@ def test_unexpected_error_in_one_case_does_not_stop_the_run(tmp_path, tiny_weigh
     errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "A-1" in errors[0] and "simulated kernel failure" in errors[0]
     assert output_names(tmp_path / "out") == ["B-2-t2f.nii.gz"]
+
+
+def test_views_fuse_and_refine_options(tmp_path, tiny_weights, tiny_refiner):
+    folder = make_case(tmp_path / "in", GOOD, "t2w")
+    fused = run_cli(folder, tmp_path / "fused", tiny_weights, "--view", "sagittal", "--view", "axial")
+    assert fused.exit_code == 0, fused.output
+    refused = run_cli(folder, tmp_path / "r", tiny_weights, "--refine")
+    assert refused.exit_code == 1 and "name no refiner" in refused.output and "--refiner" in refused.output
+    refined = run_cli(folder, tmp_path / "refined", tiny_weights, "--refiner", tiny_refiner)
+    assert refined.exit_code == 0, refined.output
+    a = nib.load(str(tmp_path / "fused" / f"{GOOD}-t2w.nii.gz")).get_fdata()
+    b = nib.load(str(tmp_path / "refined" / f"{GOOD}-t2w.nii.gz")).get_fdata()
+    assert a.shape == b.shape == SMALL_SHAPE and not np.array_equal(a, b)  # two views vs one view + refiner

@@ -47,8 +47,11 @@ def test_mlcube_parameters_are_honored(tmp_path):
     (weights / "x.json").write_text("{}")
     argv = container.translate(["infer", "--data_path", "/d", "--output_path=/o", f"--parameters_file={params}",
                                 f"--weights={weights}"])
-    assert argv == ["run", "/d", "/o", "--view", "coronal", "--batch-size", "4", "--device", "cpu", "--fp16",
-                    "--weights", str(weights)]
+    assert argv == ["run", "/d", "/o", "--view", "coronal", "--batch-size", "4", "--device", "cpu", "--no-refine",
+                    "--fp16", "--weights", str(weights)]
+    params.write_text("view: [sagittal, axial]\nrefine: true\n")
+    argv = container.translate(["infer", "--data_path=/d", "--output_path=/o", f"--parameters_file={params}"])
+    assert argv == ["run", "/d", "/o", "--view", "sagittal", "--view", "axial", "--refine"]
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "--weights" not in container.translate(["infer", "--data_path=/d", "--output_path=/o", f"--weights={empty}"])

@@ -118,3 +118,16 @@ def test_segment_scores_with_a_stand_in_segmenter(data, tmp_path, tiny_weights, 
     row = read_rows(tmp_path / "r" / "cases.csv")[0]
     assert row["dice_wt"] == 1.0 and row["hd95_wt"] == 0.0
     assert "dice_wt" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_with_a_refiner_both_stages_are_scored(data, tmp_path, tiny_weights, tiny_refiner):
+    report = tmp_path / "refined"
+    result = CliRunner().invoke(app, ["evaluate", str(data), str(report), "--only", "C-1", "--drop", "t1n",
+                                      "--baseline", "none", "--weights", str(tiny_weights), "--refiner",
+                                      str(tiny_refiner), "--quiet"])
+    assert result.exit_code == 1, result.output  # INCOMPLETE is still reported
+    rows = read_rows(report / "cases.csv")
+    assert sorted(r["method"] for r in rows) == ["model", "model+refiner"]
+    model, refined = sorted(rows, key=lambda r: r["method"])
+    assert refined["seconds"] > model["seconds"]  # the refiner's time is added to the generator's
+    assert "model+refiner" in (report / "report.md").read_text()
