@@ -23,6 +23,7 @@ COLUMNS = [m for m in METRICS if m not in DOWNSTREAM and m != "seconds"]
 
 
 def run_fold(case_id: str, args: argparse.Namespace, extra: list[str]) -> Path:
+    """Train fold ``case_id`` (unless its ``fold.json`` exists) and score it; returns the report folder."""
     fold = args.out / f"fold-{case_id}"
     fold.mkdir(parents=True, exist_ok=True)
     manifest = fold / "fold.json"
@@ -30,25 +31,40 @@ def run_fold(case_id: str, args: argparse.Namespace, extra: list[str]) -> Path:
         subprocess.run([sys.executable, "-m", "training.train", "--cases", str(args.cases), "--holdout", case_id,
                         "--minutes", str(args.minutes), "--seed", str(args.seed), "--out", str(fold), "--name", "fold",
                         "--checkpoint-dir", str(fold), *extra], check=True)
-    report = fold / "report"
+    report = fold / (f"report-{'+'.join(args.view)}" if args.view else "report")
+    views = [a for v in args.view or [] for a in ("--view", v)]
     subprocess.run([sys.executable, "-m", "inference.cli", "evaluate", str(args.cases), str(report), "--only", case_id,
-                    "--drop", "all", "--baseline", "linear", "--weights", str(manifest), "--quiet"], check=True)
+                    "--drop", "all", "--baseline", "linear", "--weights", str(manifest), "--no-refine", "--quiet", *views],
+                   check=True)
     return report
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], ours: str = "model", theirs: str = "linear", deltas: tuple[str, ...] = ("ssim",)) -> str:
+    """Mean over folds per modality of ``ours`` and ``theirs``, and ``ours - theirs`` for ``deltas``."""
     summary = summarize(rows)
     lines = ["| modality | method | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     for modality in ["t1c", "t1n", "t2f", "t2w", "all"]:
-        for method in ("model", "linear"):
+        for method in (ours, theirs):
             stats = summary.get(modality, {}).get(method)
             if stats:
                 cells = [f"{stats[m]['mean']:.4f}" if stats[m]["mean"] is not None else "–" for m in COLUMNS]
                 lines.append(f"| {modality} | {method} | " + " | ".join(cells) + " |")
-        model, linear = summary.get(modality, {}).get("model"), summary.get(modality, {}).get("linear")
-        if model and linear:
-            delta = model["ssim"]["mean"] - linear["ssim"]["mean"]
-            lines.append(f"| {modality} | model - linear (ssim) | {delta:+.4f} |" + " |" * (len(COLUMNS) - 1))
+        a, b = summary.get(modality, {}).get(ours), summary.get(modality, {}).get(theirs)
+        if a and b:
+            cells = [f"{a[m]['mean'] - b[m]['mean']:+.4f}" if m in deltas and a[m]["mean"] is not None
+                     and b[m]["mean"] is not None else "" for m in COLUMNS]
+            lines.append(f"| {modality} | {ours} - {theirs} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def fold_table(rows: list[dict], ours: str = "model", theirs: str = "linear", metric: str = "ssim") -> str:
+    """One line per fold and modality: ``metric`` of ``ours``, of ``theirs``, and the difference."""
+    by = {(r["case"], r["modality"], r["method"]): r[metric] for r in rows}
+    lines = [f"| fold | missing | {ours} {metric} | {theirs} {metric} | delta |", "|---|---|---|---|---|"]
+    for case, modality in sorted({(r["case"], r["modality"]) for r in rows}):
+        a, b = by.get((case, modality, ours)), by.get((case, modality, theirs))
+        if a is not None and b is not None:
+            lines.append(f"| {case} | {modality} | {a:.4f} | {b:.4f} | {a - b:+.4f} |")
     return "\n".join(lines)
 
 
@@ -62,16 +78,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/loco"))
     p.add_argument("--folds", nargs="*", default=None, help="case IDs to hold out (default: every case)")
+    p.add_argument("--view", nargs="*", default=None, help="evaluate with these views instead of the manifest's")
     args = p.parse_args(mine)
     case_ids = args.folds or sorted(d.name for d in args.cases.iterdir() if d.is_dir())
     rows = []
     for case_id in case_ids:
         rows += read_rows(run_fold(case_id, args, extra) / "cases.csv")
-    text = table(rows)
+    text = table(rows) + "\n\n" + fold_table(rows)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "loco.md").write_text(text + "\n")
-    (args.out / "loco.json").write_text(json.dumps(summarize(rows), indent=1) + "\n")
+    stem = f"loco-{'+'.join(args.view)}" if args.view else "loco"
+    (args.out / f"{stem}.md").write_text(text + "\n")
+    (args.out / f"{stem}.json").write_text(json.dumps(summarize(rows), indent=1) + "\n")
 
 
 if __name__ == "__main__":
