@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from inference.cases import discover  # noqa: E402
 from inference.constants import MODALITIES, Device, View  # noqa: E402
-from inference.generate import generate_volume  # noqa: E402
+from inference.generate import generate_volume, slice_count  # noqa: E402
 from inference.io import output_image, read_inputs, write_atomic  # noqa: E402
 from inference.normalize import background_mask  # noqa: E402
 from inference.pipeline import Synthesizer, run  # noqa: E402
@@ -47,22 +47,25 @@ def timed(fn, *args, **kwargs):
 
 
 def pure_model_seconds(synth: Synthesizer, x4: np.ndarray, missing) -> tuple[float, int]:
-    """ONNX Runtime time on the pipeline's own batches (brain slices only), inputs prebuilt."""
-    geometry = SliceGeometry(synth.view, x4.shape[1:])
+    """ONNX Runtime time on the pipeline's own batches (brain slices of every view), inputs prebuilt."""
     available = [m.index for m in MODALITIES if m is not missing]
-    todo = np.flatnonzero(geometry.occupied(x4, available))
     batches = []
-    for start in range(0, len(todo), synth.batch_size):
-        index = todo[start : start + synth.batch_size]
-        n = len(index)
-        mask = np.ones((n, 4), dtype=np.float32)
-        mask[:, missing.index] = 0
-        batches.append((geometry.take(x4, index), mask, np.full(n, missing.index, np.float32),
-                        np.full(n, synth.view.id, np.float32)))
+    total = 0
+    for view in synth.views:
+        geometry = SliceGeometry(view, x4.shape[1:])
+        todo = np.flatnonzero(geometry.occupied(x4, available))
+        total += len(todo)
+        for start in range(0, len(todo), synth.batch_size):
+            index = todo[start : start + synth.batch_size]
+            n = len(index)
+            mask = np.ones((n, 4), dtype=np.float32)
+            mask[:, missing.index] = 0
+            batches.append((geometry.take(x4, index), mask, np.full(n, missing.index, np.float32),
+                            np.full(n, view.id, np.float32)))
     start = time.perf_counter()
     for batch in batches:
         synth.session(*batch)
-    return time.perf_counter() - start, len(todo)
+    return time.perf_counter() - start, total
 
 
 def torch_reference_seconds(checkpoint: Path, synth: Synthesizer, case) -> float:
@@ -73,21 +76,24 @@ def torch_reference_seconds(checkpoint: Path, synth: Synthesizer, case) -> float
 
     torch.set_num_threads(os.cpu_count() or 1)
     net = load_checkpoint(str(checkpoint), HFGANConfig.from_dict(synth.manifest.config))
-    slab = 31 if synth.view is View.AXIAL else 40
     start = time.perf_counter()
     volumes = read_inputs(case.inputs)
     x4, scales = synth.normalizer.stack({m: v.data for m, v in volumes.items()}, case.missing)
-    geometry = SliceGeometry(synth.view, x4.shape[1:])
-    out = np.empty(x4.shape[1:], dtype=np.float32)
+    out = np.zeros(x4.shape[1:], dtype=np.float32)
     mask_row = torch.ones(4)
     mask_row[case.missing.index] = 0
-    with torch.no_grad():
-        for s0 in range(0, geometry.count, slab):
-            index = np.arange(s0, min(s0 + slab, geometry.count))
-            n = len(index)
-            y = net(torch.from_numpy(geometry.take(x4, index)), mask_row.repeat(n, 1),
-                    torch.full((n,), float(case.missing.index)), torch.full((n,), float(synth.view.id)))
-            geometry.put(out, index, y[:, 0].numpy())
+    for view in synth.views:
+        slab = 31 if view is View.AXIAL else 40
+        geometry = SliceGeometry(view, x4.shape[1:])
+        one = np.empty(x4.shape[1:], dtype=np.float32)
+        with torch.no_grad():
+            for s0 in range(0, geometry.count, slab):
+                index = np.arange(s0, min(s0 + slab, geometry.count))
+                n = len(index)
+                y = net(torch.from_numpy(geometry.take(x4, index)), mask_row.repeat(n, 1),
+                        torch.full((n,), float(case.missing.index)), torch.full((n,), float(view.id)))
+                geometry.put(one, index, y[:, 0].numpy())
+        out += one / len(synth.views)
     volume = synth.normalizer.restore(out, background_mask(x4, case.missing), case.missing, scales)
     with tempfile.TemporaryDirectory() as tmp:
         write_atomic(output_image(volume, next(iter(volumes.values())).image), Path(tmp) / "ref.nii.gz")
@@ -140,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--write", action="store_true", help="write benchmarks/RESULTS.md")
     args = p.parse_args(argv)
 
-    synth = Synthesizer(args.weights, View(args.view) if args.view else None, args.batch_size, Device(args.device))
+    synth = Synthesizer(args.weights, View(args.view) if args.view else None, args.batch_size, Device(args.device),
+                        refine=False)
     entries = discover(args.case)
     case = entries[0].case
     if case is None:
@@ -156,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             arrays = {m: v.data for m, v in volumes.items()}
             (x4, scales), t = timed(synth.normalizer.stack, arrays, case.missing)
             stages["normalize"].append(t)
-            y, t = timed(generate_volume, synth.session, x4, case.missing, synth.view, synth.batch_size)
+            y, t = timed(generate_volume, synth.session, x4, case.missing, synth.views, synth.batch_size)
             stages["generate"].append(t)
             out, t = timed(synth.normalizer.restore, y, background_mask(x4, case.missing), case.missing, scales)
             stages["restore"].append(t)
@@ -172,9 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"onnxruntime {__import__('onnxruntime').__version__}, providers {','.join(synth.session.providers)}",
-        f"weights: {synth.manifest.name} (dim {synth.manifest.config.get('dim')}), view {synth.view.value}, "
+        f"weights: {synth.manifest.name} (dim {synth.manifest.config.get('dim')}), views {synth.view_label}, "
         f"batch {synth.batch_size}, case {case.case_id} ({case.missing.value} missing), "
-        f"{slices} brain slices of {SliceGeometry(synth.view, x4.shape[1:]).count}, median of {args.repeat}",
+        f"{slices} brain slices of {slice_count(x4.shape[1:], synth.views)}, median of {args.repeat}",
         "",
         f"{'stage':<28} {'seconds':>8}",
     ]
@@ -195,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
                      f"{cli_sequential:.2f} s, throughput ratio {cli_sequential / cli_together:.3f}")
     if args.torch_baseline:
         ref = statistics.median(torch_reference_seconds(args.torch_baseline, synth, case) for _ in range(args.repeat))
-        lines.append(f"reference-style torch (eager, slabs of {31 if synth.view is View.AXIAL else 40}, no skipping): "
+        lines.append("reference-style torch (eager, slabs of 31 axial / 40 other slices, no skipping): "
                      f"{ref:.2f} s; ours end to end {med['end to end']:.2f} s; speed-up {ref / med['end to end']:.2f}x")
     with tempfile.TemporaryDirectory() as tmp:
         cli_seconds, peak = cli_run(args.case, Path(tmp) / "out", args.weights, args.view)

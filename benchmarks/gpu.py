@@ -62,7 +62,7 @@ def time_weights(weights: Path | str | None, provider: str, case_dir: Path, batc
     case = entries[0].case
     volumes = {m: v.data for m, v in read_inputs(case.inputs).items()}
     x4, _ = synth.normalizer.stack(volumes, case.missing)
-    y = generate_volume(synth.session, x4, case.missing, synth.view, synth.batch_size)
+    y = generate_volume(synth.session, x4, case.missing, synth.views, synth.batch_size)
     return ",".join(synth.session.providers), warm, seconds, y
 
 

@@ -7,7 +7,14 @@ import pytest
 
 from inference.constants import Modality
 from inference.errors import WeightsError
-from inference.refine import brain_box, load_refiner_manifest, refine_volume, refiner_input, window_count, zscore_nonzero
+from inference.refine import (
+    brain_box,
+    load_refiner_manifest,
+    refine_volume,
+    refiner_input,
+    window_count,
+    zscore_nonzero,
+)
 from inference.windows import BlendMode
 
 from .conftest import brain_volume
