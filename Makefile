@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test lint bench train loco clean docker-build docker-run mlcube-run
+.PHONY: install install-dev demo test lint bench train loco oof train-refiner loco-refiner clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -54,17 +54,29 @@ docker-run:
 mlcube-run:
 	mlcube run --mlcube=mlcube/mlcube.yaml --task=infer
 
-## train: the default model's recipe, by step count so that it does not depend on the machine's speed
-## (the shipped default ran 30 wall-clock minutes on 2 cores = 1,430 steps)
-TRAIN_ARGS ?= --cases ../shared/data/cases --holdout BraTS-GLI-00001-000 --dim 16 --views sagittal \
-	--steps 1430 --minutes 600 --seed 0 --out weights --name default
+## train: the default generator's recipe, by step count so that it does not depend on the machine's speed
+## (one torch thread: bit-reproducible for a seed; about 40 minutes on an idle 2-core CPU with bf16)
+RECIPE = --dim 16 --views sagittal axial coronal --steps 1430 --bf16 --threads 1
+TRAIN_ARGS ?= --cases ../shared/data/cases --minutes 600 --seed 0 $(RECIPE) --out weights --name default
 train: $(BIN)/.installed-dev
 	$(BIN)/python -m training.train $(TRAIN_ARGS)
 
 ## loco: leave-one-case-out folds of the same recipe, each scored by brasyn-infer evaluate
 loco: $(BIN)/.installed-dev
-	$(BIN)/python -m training.loco --cases ../shared/data/cases --minutes 600 --out runs/loco -- \
-		--steps 1430 --dim 16 --views sagittal
+	$(BIN)/python -m training.loco --cases ../shared/data/cases --minutes 600 --out runs/loco -- $(RECIPE)
+
+## oof: each case synthesized by the fold generator that did not see it (the refiner's training inputs)
+oof: $(BIN)/.installed-dev
+	$(BIN)/python -m training.oof --cases ../shared/data/cases --folds runs/loco --out runs/oof
+
+## train-refiner / loco-refiner: the 3D Refiner on the out-of-fold outputs; its leave-one-case-out table
+REFINER_RECIPE = --width 8 --crop 48 --batch 2 --steps 150 --bf16 --threads 1 --window 96 --overlap 0.25 --blend gaussian
+train-refiner: $(BIN)/.installed-dev
+	$(BIN)/python -m training.train_refiner --cases ../shared/data/cases --synthesized runs/oof $(REFINER_RECIPE) \
+		--out weights --name default-refiner
+loco-refiner: $(BIN)/.installed-dev
+	$(BIN)/python -m training.loco_refiner --cases ../shared/data/cases --generators runs/loco --oof runs/oof \
+		--out runs/loco-refiner -- $(REFINER_RECIPE)
 
 clean:
 	rm -rf $(VENV) output .pytest_cache
