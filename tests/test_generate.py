@@ -117,3 +117,19 @@ def test_fusion_progress_counts_the_slices_of_every_view():
     views = [View.SAGITTAL, View.AXIAL]
     generate_volume(MeanModel(), volume(), Modality.T2F, views, 5, on_batch=seen.append)
     assert sum(seen) == slice_count((20, 24, 18), views) == 20 + 18
+
+
+def test_the_slice_loop_is_the_windowing_engine(monkeypatch):
+    """One engine: the generator's slices go through inference.windows.accumulate as 1-voxel windows."""
+    import inference.generate as generate
+    from inference.windows import accumulate
+
+    windows = []
+
+    def spy(aggregator, volume, predict, window, overlap, batch_size, on_batch=None):
+        windows.append((window, overlap))
+        return accumulate(aggregator, volume, predict, window, overlap, batch_size, on_batch)
+
+    monkeypatch.setattr(generate, "accumulate", spy)
+    generate_volume(MeanModel(), volume(), Modality.T2F, [View.SAGITTAL, View.AXIAL], 4)
+    assert windows == [((1, 24, 18), 0.0), ((20, 24, 1), 0.0)]
