@@ -111,6 +111,9 @@ def load_manifest(spec: str | Path | None = None) -> Manifest:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise WeightsError(f"cannot read manifest ({error})", path, "restore the file from the repository") from error
+    if data.get("architecture") == "refiner3d":
+        raise WeightsError("this is a refiner's manifest, not a generator's", path,
+                           "pass it with --refiner, and a generator with --weights")
     missing = [k for k in ("name", "architecture", "config", "normalization", "default_view", "onnx", "sha256") if k not in data]
     if missing:
         raise WeightsError(f"manifest lacks {', '.join(missing)}", path, "re-export the weights with brasyn-infer export")

@@ -142,3 +142,10 @@ def test_manifest_refiner_block_sets_the_default(tiny_weights, tiny_refiner, tmp
     manifest.write_text(json.dumps({**data, "refiner": {"weights": "tiny-refiner", "enabled": False}}))
     assert Synthesizer(manifest).refiner is None
     assert Synthesizer(manifest, refine=True).refiner.manifest.name == "tiny-refiner"
+
+
+def test_a_refiner_manifest_given_as_generator_weights_is_explained(tiny_refiner):
+    from inference.manifest import load_manifest
+
+    with pytest.raises(WeightsError, match="refiner's manifest.*--refiner"):
+        load_manifest(tiny_refiner)

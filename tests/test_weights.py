@@ -23,13 +23,31 @@ def test_size_limits():
 @pytest.mark.parametrize("manifest_path", sorted(BUNDLED_WEIGHTS_DIR.glob("*.json")), ids=lambda p: p.stem)
 def test_every_shipped_model_has_provenance(manifest_path):
     data = json.loads(manifest_path.read_text())
-    manifest = load_manifest(manifest_path)
-    verify(manifest)
     assert data["provenance"]["export"]["parity_max_abs_diff"] <= 1e-4
     training = data.get("training") or {}
+    if data["architecture"] == "refiner3d":
+        from inference.refine import load_refiner_manifest
+
+        load_refiner_manifest(manifest_path)  # verifies the sha256
+        assert training["command"].startswith("python -m training.train_refiner") and training["history"]
+        assert training["history"][-1]["l1"] < training["history"][0]["l1"]
+        return
+    manifest = load_manifest(manifest_path)
+    verify(manifest)
     if "trained_by" in data["provenance"]:
         assert training["steps"] > 0 and training["history"] and training["command"].startswith("python -m training.train")
         assert training["history"][-1]["loss"] < training["history"][0]["loss"]
+
+
+def test_the_default_refiner_block_resolves():
+    """If the default generator names a refiner, it ships beside it and loads (sha256 verified)."""
+    from inference.refine import load_refiner_manifest
+
+    manifest = load_manifest("default")
+    if not manifest.refiner:
+        pytest.skip("the default manifest names no refiner")
+    refiner = load_refiner_manifest(manifest.refiner["weights"], manifest.path.parent)
+    assert refiner.path.parent == BUNDLED_WEIGHTS_DIR
 
 
 def test_checkpoint_matches_the_onnx_file():

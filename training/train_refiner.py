@@ -179,9 +179,14 @@ def train(args: argparse.Namespace) -> dict:
         "history": history,
     }
     net.eval()
+    args.out.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file
+
+    save_file(net.state_dict(), str(args.out / f"{args.name}.safetensors"), metadata={"config": json.dumps(cfg.to_dict())})
     window = (args.window,) * 3
     manifest = export_refiner(net, args.out, args.name, window, args.overlap, args.blend,
-                              provenance={"trained_by": "training/train_refiner.py (this repository)"}, training=record)
+                              provenance={"trained_by": "training/train_refiner.py (this repository)",
+                                          "checkpoint": f"{args.name}.safetensors"}, training=record)
     print(f"exported {manifest.onnx_path} ({manifest.onnx_path.stat().st_size / 1e6:.2f} MB), manifest {manifest.path}")
     return record
 
