@@ -7,7 +7,7 @@ Needs the generator folds (``python -m training.loco``) and their out-of-fold ou
 (``python -m training.oof``). Fold k trains a refiner on the out-of-fold outputs of every case but
 k (``training.train_refiner --holdout k``), then ``brasyn-infer evaluate --only k --drop all
 --weights GENERATORS/fold-k/fold.json --refiner OUT/fold-k/refiner.json`` scores the generator
-alone (``model``) and with the refiner (``model+refiner``) on case k. The table (whole-volume,
+alone (``model``), with the refiner (``model+refiner``) and the linear baseline on case k. The table (whole-volume,
 tumor and healthy SSIM with and without, per modality) goes to ``OUT/loco.md`` and ``OUT/loco.json``,
 with the default-on rule of the refiner issue applied: on only if tumor SSIM rises and whole-volume
 SSIM falls by less than 0.005.
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
                            check=True)
         report = fold / "report"
         subprocess.run([sys.executable, "-m", "inference.cli", "evaluate", str(args.cases), str(report), "--only",
-                        case_id, "--drop", "all", "--baseline", "none", "--weights",
+                        case_id, "--drop", "all", "--baseline", "linear", "--weights",
                         str(args.generators / f"fold-{case_id}" / "fold.json"), "--refiner", str(fold / "refiner.json"),
                         "--quiet"], check=True)
         rows += read_rows(report / "cases.csv")
@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     on, reason = decide(summary)
     text = "\n\n".join([table(rows, REFINED, MODEL, ("ssim", "ssim_brain", "ssim_tumor", "ssim_healthy", "psnr", "mae")),
                         fold_table(rows, REFINED, MODEL), fold_table(rows, REFINED, MODEL, "ssim_tumor"),
-                        f"Decision: {reason}"])
+                        f"Decision: {reason}",
+                        "The generator alone against the linear baseline (the same evaluation):",
+                        table(rows), fold_table(rows)])
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "loco.md").write_text(text + "\n")
