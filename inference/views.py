@@ -44,7 +44,10 @@ class SliceGeometry:
     def take(self, volume: np.ndarray, index: np.ndarray) -> np.ndarray:
         """Slices ``index`` of a ``(C, X, Y, Z)`` volume as a ``(b, C, 240, 240)`` float32 batch."""
         slabs = np.take(volume, index, axis=1 + self.view.axis)  # (C, ..., b, ...)
-        slabs = np.moveaxis(slabs, 1 + self.view.axis, 0)  # (b, C, rows, cols)
+        return self._pad(np.moveaxis(slabs, 1 + self.view.axis, 0))  # (b, C, rows, cols)
+
+    def _pad(self, slabs: np.ndarray) -> np.ndarray:
+        """``(b, C, rows, cols)`` -> ``(b, C, 240, 240)`` float32, padded with -1."""
         (r0, r1), (c0, c1) = self.pads
         if r0 or r1 or c0 or c1:
             padded = np.full((*slabs.shape[:2], PLANE, PLANE), BACKGROUND, dtype=np.float32)
@@ -59,13 +62,7 @@ class SliceGeometry:
 
     def to_planes(self, windows: np.ndarray) -> np.ndarray:
         """``(b, C, *window)`` slice windows -> ``(b, C, 240, 240)`` float32 model planes, padded with -1."""
-        slabs = windows.squeeze(axis=2 + self.view.axis)  # (b, C, rows, cols)
-        (r0, r1), (c0, c1) = self.pads
-        if r0 or r1 or c0 or c1:
-            padded = np.full((*slabs.shape[:2], PLANE, PLANE), BACKGROUND, dtype=np.float32)
-            padded[:, :, r0 : PLANE - r1, c0 : PLANE - c1] = slabs
-            return padded
-        return np.ascontiguousarray(slabs, dtype=np.float32)
+        return self._pad(windows.squeeze(axis=2 + self.view.axis))
 
     def from_planes(self, planes: np.ndarray) -> np.ndarray:
         """``(b, C, 240, 240)`` model planes -> ``(b, C, *window)`` slice windows, cropped."""

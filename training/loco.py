@@ -68,10 +68,16 @@ def fold_table(rows: list[dict], ours: str = "model", theirs: str = "linear", me
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def split_argv(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """``[ours...] -- [trainer's...]`` -> (ours, the trainer's)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    mine = argv[: argv.index("--")] if "--" in argv else argv
+    if "--" not in argv:
+        return argv, []
+    return argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+
+
+def main(argv: list[str] | None = None) -> None:
+    mine, extra = split_argv(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", type=Path, default=Path("../shared/data/cases"))
     p.add_argument("--minutes", type=float, default=15.0, help="training budget per fold")

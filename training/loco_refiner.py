@@ -24,7 +24,7 @@ from pathlib import Path
 from inference.evaluate import MODEL, REFINED
 from inference.report import read_rows, summarize
 
-from .loco import fold_table, table
+from .loco import fold_table, split_argv, table
 
 #: The refiner is on by default only if it raises tumor SSIM and lowers whole-volume SSIM by less than this.
 MAX_WHOLE_SSIM_DROP = 0.005
@@ -41,9 +41,7 @@ def decide(summary: dict) -> tuple[bool, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    mine = argv[: argv.index("--")] if "--" in argv else argv
+    mine, extra = split_argv(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", type=Path, default=Path("../shared/data/cases"))
     p.add_argument("--generators", type=Path, default=Path("runs/loco"))
