@@ -27,8 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--folds", type=Path, default=Path("runs/loco"))
     p.add_argument("--out", type=Path, default=Path("runs/oof"))
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--only", nargs="*", default=None, help="these case IDs only (default: every case)")
     args = p.parse_args(argv)
-    for folder in sorted(d for d in args.cases.iterdir() if d.is_dir()):
+    for folder in sorted(d for d in args.cases.iterdir() if d.is_dir() and (not args.only or d.name in args.only)):
         case = complete_case(folder)
         synth = Synthesizer(args.folds / f"fold-{case.case_id}" / "fold.json", device=Device.CPU, threads=args.threads,
                             refine=False)
