@@ -70,7 +70,7 @@ oof: $(BIN)/.installed-dev
 	$(BIN)/python -m training.oof --cases ../shared/data/cases --folds runs/loco --out runs/oof
 
 ## train-refiner / loco-refiner: the 3D Refiner on the out-of-fold outputs; its leave-one-case-out table
-REFINER_RECIPE = --width 8 --crop 48 --batch 2 --steps 120 --bf16 --threads 1 --window 96 --overlap 0.25 --blend gaussian
+REFINER_RECIPE = --width 8 --crop 48 --batch 2 --steps 80 --bf16 --threads 1 --window 96 --overlap 0.25 --blend gaussian
 train-refiner: $(BIN)/.installed-dev
 	$(BIN)/python -m training.train_refiner --cases ../shared/data/cases --synthesized runs/oof $(REFINER_RECIPE) \
 		--out weights --name default-refiner

@@ -7,8 +7,8 @@ Input pairs come from ``--synthesized``: ``DIR/<case>/<case>-<mod>.nii.gz``, the
 for each case with ``<mod>`` dropped (``python -m training.oof`` writes them with each case's
 leave-one-case-out generator, so the refiner learns from outputs on unseen cases, as at test time).
 Each step draws random cubic crops inside the brain's bounding box: the refiner input
-(:func:`inference.refine.refiner_input`, the product's own z-scoring) and the real modality in the
-synthesized volume's z units; the loss is L1 over brain voxels. The final 1x1x1 conv starts at
+(:func:`inference.refine.refiner_input`, the product's own z-scoring) and the real modality z-scored
+over its own nonzero voxels; the loss is L1 over brain voxels. The final 1x1x1 conv starts at
 zero, so the refiner starts as the identity.
 """
 
@@ -31,7 +31,7 @@ from inference.constants import MODALITIES, Modality
 from inference.io import load_volume, read_inputs
 from inference.models.export import export_refiner
 from inference.models.refiner import Refiner, RefinerConfig
-from inference.refine import brain_box, refiner_input
+from inference.refine import brain_box, refiner_input, zscore_nonzero
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Pair:
     case_id: str
     missing: Modality
     x4: np.ndarray  # (4, X, Y, Z) refiner input, cropped to the brain box
-    target: np.ndarray  # (X, Y, Z) real modality in the synthesized volume's z units
+    target: np.ndarray  # (X, Y, Z) real modality, z-scored over its own nonzero voxels
     brain: np.ndarray  # (X, Y, Z) bool
 
 
@@ -55,10 +55,12 @@ def load_pairs(case_dir: Path, synthesized_dir: Path) -> list[Pair]:
         synthesized = load_volume(path).data
         inputs = {m: v for m, v in volumes.items() if m is not missing}
         background = np.stack([v <= 0 for v in inputs.values()]).sum(0) >= 2  # as normalize.background_mask
-        x4, mean, std = refiner_input(inputs, synthesized, background, missing)
+        x4, _, _ = refiner_input(inputs, synthesized, background, missing)
         box = brain_box(~background)
-        target = ((volumes[missing] - mean) / std).astype(np.float32)
-        target[background] = 0
+        # The target is the real volume z-scored over its own nonzero voxels, like the input: the
+        # refiner learns structure, not the absolute scale (unknowable for a missing modality, and
+        # left to the pipeline's estimate: its output is mapped back with the synthesized mean/std).
+        target = zscore_nonzero(volumes[missing], ~background)[0]
         pairs.append(Pair(case.case_id, missing, np.ascontiguousarray(x4[(slice(None), *box)]),
                           np.ascontiguousarray(target[box]), ~background[box]))
     return pairs
