@@ -8,14 +8,14 @@ from ..conftest import brain_volume, make_case, needs_torch, write_nifti
 
 @pytest.fixture
 def oof(tmp_path):
-    """Two complete synthetic cases and 'generator outputs': the real volume, blurred and scaled."""
+    """Two complete synthetic cases and 'generator outputs': the real volume, distorted nonlinearly."""
     cases, synthesized = tmp_path / "cases", tmp_path / "oof"
     for n, case_id in enumerate(["C-1", "C-2"]):
         make_case(cases, case_id, missing="none")
         (synthesized / case_id).mkdir(parents=True)
         for i, mod in enumerate(("t1c", "t1n", "t2f", "t2w")):
             real = brain_volume(scale=800 + 200 * i, seed=i)
-            fake = np.where(real > 0, 0.8 * real + 100 * (n + 1), 0)
+            fake = np.where(real > 0, (real / real.max()) ** 3 * 1000 + 50 * (n + 1), 0)  # z-scores differ
             write_nifti(synthesized / case_id / f"{case_id}-{mod}.nii.gz", fake, dtype=np.float32)
     return cases, synthesized
 
