@@ -160,8 +160,13 @@ def verify(manifest: Manifest) -> None:
         )
 
 
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` through a temp file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
 def write_manifest(manifest: Manifest) -> None:
     """Write ``manifest.path`` atomically."""
-    tmp = manifest.path.with_name(f".{manifest.path.name}.tmp")
-    tmp.write_text(json.dumps(manifest.to_json(), indent=1) + "\n")
-    os.replace(tmp, manifest.path)
+    write_json_atomic(manifest.path, manifest.to_json())

@@ -87,7 +87,7 @@ class Synthesizer:
         if self.refiner is not None:
             started = time.perf_counter()
             log.info("refining %s (%s windows of %s)", missing.value,
-                     window_count(background.shape, background, self.refiner.manifest.window,
+                     window_count(background, self.refiner.manifest.window,
                                   self.refiner.manifest.overlap), "x".join(map(str, self.refiner.manifest.window)))
             stages["refined"] = self.refiner(volumes, stages["generator"], background, missing)
             self.last_seconds["refined"] = time.perf_counter() - started

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 
 from .constants import Device, Modality
 from .errors import WeightsError
-from .manifest import MANIFEST_VERSION, sha256_of, weights_dirs
+from .manifest import MANIFEST_VERSION, sha256_of, weights_dirs, write_json_atomic
 from .windows import BlendMode, sliding_window
 
 log = logging.getLogger(__name__)
@@ -62,9 +61,7 @@ class RefinerManifest:
 
     def write(self) -> None:
         """Write ``path`` atomically."""
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, self.to_json())
 
 
 def load_refiner_manifest(spec: str | Path, beside: Path | None = None) -> RefinerManifest:
@@ -175,7 +172,7 @@ def refine_volume(
     return refined
 
 
-def window_count(shape: tuple[int, ...], background: np.ndarray, window: tuple[int, int, int], overlap: float) -> int:
+def window_count(background: np.ndarray, window: tuple[int, int, int], overlap: float) -> int:
     """How many windows :func:`refine_volume` runs on a volume (the progress total)."""
     from .windows import compute_starts
 

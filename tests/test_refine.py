@@ -91,7 +91,7 @@ def test_window_count_matches_the_windows_run():
         return identity(x, m)
 
     refine_volume(counting, inputs_for(missing), synthesized, background, missing, (8, 8, 8), 0.5, BlendMode.GAUSSIAN)
-    assert sum(calls) == window_count(synthesized.shape, background, (8, 8, 8), 0.5)
+    assert sum(calls) == window_count(background, (8, 8, 8), 0.5)
 
 
 def test_refiner_manifest_is_verified(tiny_refiner, tmp_path):
