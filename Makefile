@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test lint bench train loco oof train-refiner loco-refiner clean docker-build docker-run mlcube-run
+.PHONY: install install-dev demo test lint bench train train-gpu export-gpu loco-gpu loco oof train-refiner loco-refiner clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -57,9 +57,27 @@ mlcube-run:
 ## train: the default generator's recipe, by step count so that it does not depend on the machine's speed
 ## (one torch thread: bit-reproducible for a seed; about 40 minutes on an idle 2-core CPU with bf16)
 RECIPE = --dim 16 --views sagittal axial coronal --steps 1430 --bf16 --threads 1
-TRAIN_ARGS ?= --cases ../shared/data/cases --minutes 600 --seed 0 $(RECIPE) --out weights --name default
+TRAIN_ARGS ?= --cases ../shared/data/cases --minutes 600 --seed 0 $(RECIPE) --out weights --name default \
+	--refiner default-refiner
 train: $(BIN)/.installed-dev
 	$(BIN)/python -m training.train $(TRAIN_ARGS)
+
+## train-gpu: the GPU recipe, how weights/default was made (one H100, about 8 minutes): the four leave-one-case-out
+## folds and the final model side by side (training/gpu_loco.sh), with GPU_PY, a Python whose torch sees the GPU.
+## Then export-gpu (here, with the product's ONNX toolchain) and loco-gpu (score the folds with brasyn-infer evaluate).
+GPU_PY ?= python3
+GPU_RECIPE = --dim 16 --views sagittal axial coronal --batch 16 --bf16 --threads 3 --seed 0
+GPU_MINUTES = 7
+GPU_RUN ?= runs/gpu
+train-gpu:
+	GPU_RECIPE="$(GPU_RECIPE)" PY=$(GPU_PY) training/gpu_loco.sh ../shared/data/cases $(GPU_RUN) $(GPU_MINUTES)
+export-gpu: $(BIN)/.installed-dev
+	for d in $(GPU_RUN)/fold-*; do $(BIN)/python -m training.export_checkpoint $$d/fold.safetensors --out $$d --name fold; done
+	$(BIN)/python -m training.export_checkpoint $(GPU_RUN)/final/default.safetensors --out weights --name default \
+		--refiner default-refiner
+	cp $(GPU_RUN)/final/default.safetensors weights/default.safetensors
+loco-gpu: $(BIN)/.installed-dev
+	$(BIN)/python -m training.loco --cases ../shared/data/cases --out $(GPU_RUN)
 
 ## loco: leave-one-case-out folds of the same recipe, each scored by brasyn-infer evaluate
 loco: $(BIN)/.installed-dev

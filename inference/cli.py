@@ -219,6 +219,7 @@ def evaluate(
     refine: RefineOpt = None,
     refiner: RefinerOpt = None,
     segment: Annotated[bool, typer.Option("--segment", help="Also score downstream segmentation (Dice/HD95) with the brats package's BraTS 2023 segmenters; needs Docker and a GPU, skipped otherwise.")] = False,
+    save_volumes: Annotated[Optional[Path], typer.Option("--save-volumes", help="Also write each generator output as DIR/<case>/<case>-<mod>.nii.gz (e.g. a held-out fold's outputs, the refiner's training inputs).")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Dry run: drop each modality from complete cases, synthesize it, score it against the real one.
@@ -263,7 +264,8 @@ def evaluate(
 
         try:
             rows, errors = dry_run(data, report_dir, synth, drops, names, status, pair_done, total,
-                                   only=[c.strip() for c in only.split(",")] if only else None, segment=segment)
+                                   only=[c.strip() for c in only.split(",")] if only else None, segment=segment,
+                                   save_volumes=save_volumes)
         except BrasynError as error:
             _fail_line(str(error))
             raise typer.Exit(1) from None

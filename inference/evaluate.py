@@ -80,12 +80,15 @@ def dry_run(
     on_total: Callable[[int], None] | None = None,
     only: list[str] | None = None,
     segment: bool = False,
+    save_volumes: Path | None = None,
 ) -> tuple[list[dict], list[BrasynError]]:
     """Run the dry run into ``report_dir``; returns all rows (resumed ones included) and case errors.
 
     ``only`` restricts which case IDs are scored (a held-out fold); the linear baseline still fits
     on every other complete case of DATA. ``segment`` adds downstream Dice/HD95 of the model's
-    synthesis (see :mod:`inference.downstream`; the caller checks that it can run).
+    synthesis (see :mod:`inference.downstream`; the caller checks that it can run). ``save_volumes``:
+    also write each generator output (before any refiner) as ``<save_volumes>/<case>/<case>-<mod>.nii.gz``
+    with the real modality's geometry; a pair already scored is not redone, its volume not rewritten.
     """
     report_dir.mkdir(parents=True, exist_ok=True)
     csv_path = report_dir / "cases.csv"
@@ -116,7 +119,8 @@ def dry_run(
                     if on_pair_done:
                         on_pair_done(files.case_id, missing)
                     continue
-                new_rows = _evaluate_pair(files, missing, synth, baselines, samples, Path(tmp), report_dir, segment)
+                new_rows = _evaluate_pair(files, missing, synth, baselines, samples, Path(tmp), report_dir, segment,
+                                          save_volumes)
                 for row in new_rows:
                     if (row["case"], row["modality"], row["method"]) not in done:
                         append_row(csv_path, row)
@@ -148,7 +152,8 @@ def _downstream(files: CaseFiles, missing: Modality, synthesized_path: Path, tmp
 
 
 def _evaluate_pair(files: CaseFiles, missing: Modality, synth: Synthesizer, baselines: list[str],
-                   samples, tmp: Path, report_dir: Path, segment: bool = False) -> list[dict]:
+                   samples, tmp: Path, report_dir: Path, segment: bool = False,
+                   save_volumes: Path | None = None) -> list[dict]:
     case_dir = tmp / "in" / files.case_id
     out_dir = tmp / "out"
     case_dir.mkdir(parents=True, exist_ok=True)
@@ -165,6 +170,10 @@ def _evaluate_pair(files: CaseFiles, missing: Modality, synth: Synthesizer, base
     inputs = {m: v for m, v in volumes.items() if m is not missing}
     stages = synth.synthesize_stages(inputs, missing)
     seconds = dict(synth.last_seconds)
+    if save_volumes is not None:
+        target = save_volumes / files.case_id / f"{files.case_id}-{missing.value}.nii.gz"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(output_image(stages["generator"], load_volume(files.modalities[missing]).image), target)
     truth = volumes[missing]
     seg = load_volume(files.seg).data if files.seg is not None else None
     base = {"case": files.case_id, "modality": missing.value}

@@ -131,3 +131,26 @@ def test_with_a_refiner_both_stages_are_scored(data, tmp_path, tiny_weights, tin
     model, refined = sorted(rows, key=lambda r: r["method"])
     assert refined["seconds"] > model["seconds"]  # the refiner's time is added to the generator's
     assert "model+refiner" in (report / "report.md").read_text()
+
+
+def test_save_volumes_keeps_the_generator_output_with_the_inputs_geometry(data, tmp_path, tiny_weights):
+    import nibabel as nib
+    import numpy as np
+
+    from inference.constants import Device
+    from inference.io import read_inputs
+    from inference.pipeline import Synthesizer
+
+    keep = tmp_path / "oof"
+    result = CliRunner().invoke(app, ["evaluate", str(data), str(tmp_path / "r"), "--only", "C-2", "--drop", "t2f",
+                                      "--baseline", "none", "--weights", str(tiny_weights), "--save-volumes", str(keep),
+                                      "--device", "cpu", "--quiet"])
+    assert result.exit_code == 1, result.output  # INCOMPLETE is still reported
+    assert sorted(p.relative_to(keep).as_posix() for p in keep.rglob("*.nii.gz")) == ["C-2/C-2-t2f.nii.gz"]
+    saved = nib.load(keep / "C-2" / "C-2-t2f.nii.gz")
+    real = nib.load(data / "C-2" / "C-2-t2f.nii.gz")
+    np.testing.assert_allclose(saved.affine, real.affine)
+    loaded = read_inputs({m: data / "C-2" / f"C-2-{m.value}.nii.gz" for m in Modality})
+    expected = Synthesizer(tiny_weights, device=Device.CPU, refine=False).synthesize(
+        {m: v.data for m, v in loaded.items() if m is not Modality.T2F}, Modality.T2F)
+    np.testing.assert_allclose(np.asarray(saved.dataobj, dtype=np.float32), expected, rtol=1e-5, atol=1e-3)

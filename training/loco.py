@@ -23,7 +23,8 @@ COLUMNS = [m for m in METRICS if m not in DOWNSTREAM and m != "seconds"]
 
 
 def run_fold(case_id: str, args: argparse.Namespace, extra: list[str]) -> Path:
-    """Train fold ``case_id`` (unless its ``fold.json`` exists) and score it; returns the report folder."""
+    """Train fold ``case_id`` (unless its ``fold.json`` exists) and score it (unless its report is newer than
+    ``fold.json``); returns the report folder."""
     fold = args.out / f"fold-{case_id}"
     fold.mkdir(parents=True, exist_ok=True)
     manifest = fold / "fold.json"
@@ -32,9 +33,13 @@ def run_fold(case_id: str, args: argparse.Namespace, extra: list[str]) -> Path:
                         "--minutes", str(args.minutes), "--seed", str(args.seed), "--out", str(fold), "--name", "fold",
                         "--checkpoint-dir", str(fold), *extra], check=True)
     report = fold / (f"report-{'+'.join(args.view)}" if args.view else "report")
+    scored = report / "cases.csv"
+    if scored.is_file() and scored.stat().st_mtime > manifest.stat().st_mtime:
+        return report  # this fold's model was already scored: resume
     views = [a for v in args.view or [] for a in ("--view", v)]
     subprocess.run([sys.executable, "-m", "inference.cli", "evaluate", str(args.cases), str(report), "--only", case_id,
-                    "--drop", "all", "--baseline", "linear", "--weights", str(manifest), "--no-refine", "--quiet", *views],
+                    "--drop", "all", "--baseline", "linear", "--weights", str(manifest), "--no-refine", "--quiet", *views,
+                    *(["--save-volumes", str(args.oof)] if args.oof else [])],
                    check=True)
     return report
 
@@ -85,6 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/loco"))
     p.add_argument("--folds", nargs="*", default=None, help="case IDs to hold out (default: every case)")
     p.add_argument("--view", nargs="*", default=None, help="evaluate with these views instead of the manifest's")
+    p.add_argument("--oof", type=Path, default=None,
+                   help="also keep each fold's outputs on its held-out case here (what training.oof writes: the "
+                   "refiner's training inputs)")
     args = p.parse_args(mine)
     case_ids = args.folds or sorted(d.name for d in args.cases.iterdir() if d.is_dir())
     rows = []

@@ -3,7 +3,7 @@
     python -m training.loco_refiner --cases ../shared/data/cases --generators runs/loco \\
         --oof runs/oof --out runs/loco-refiner [-- train_refiner options]
 
-Needs the generator folds (``python -m training.loco``) and their out-of-fold outputs
+Resumable: a fold whose refiner and report exist is read, not redone. Needs the generator folds (``python -m training.loco``) and their out-of-fold outputs
 (``python -m training.oof``). Fold k trains a refiner on the out-of-fold outputs of every case but
 k (``training.train_refiner --holdout k``), then ``brasyn-infer evaluate --only k --drop all
 --weights GENERATORS/fold-k/fold.json --refiner OUT/fold-k/refiner.json`` scores the generator
@@ -33,8 +33,11 @@ MAX_WHOLE_SSIM_DROP = 0.005
 def decide(summary: dict) -> tuple[bool, str]:
     """Apply the default-on rule to the ``all`` row of a summary; returns (on, the reason in words)."""
     model, refined = summary["all"][MODEL], summary["all"][REFINED]
-    tumor = refined["ssim_tumor"]["mean"] - model["ssim_tumor"]["mean"]
     whole = refined["ssim"]["mean"] - model["ssim"]["mean"]
+    if refined["ssim_tumor"]["mean"] is None or model["ssim_tumor"]["mean"] is None:
+        return False, (f"whole-volume SSIM {whole:+.4f}, no tumor SSIM (no held-out case has a -seg file): "
+                       "off by default (the rule needs tumor SSIM to rise)")
+    tumor = refined["ssim_tumor"]["mean"] - model["ssim_tumor"]["mean"]
     on = tumor > 0 and whole > -MAX_WHOLE_SSIM_DROP
     return on, (f"tumor SSIM {tumor:+.4f}, whole-volume SSIM {whole:+.4f}: "
                 + ("on by default" if on else "off by default (the rule needs tumor > 0 and whole > -0.005)"))
@@ -58,6 +61,10 @@ def main(argv: list[str] | None = None) -> None:
                             str(args.oof), "--holdout", case_id, "--out", str(fold), "--name", "refiner", *extra],
                            check=True)
         report = fold / "report"
+        scored = report / "cases.csv"
+        if scored.is_file() and scored.stat().st_mtime > (fold / "refiner.json").stat().st_mtime:
+            rows += read_rows(scored)  # this refiner was already scored: resume
+            continue
         subprocess.run([sys.executable, "-m", "inference.cli", "evaluate", str(args.cases), str(report), "--only",
                         case_id, "--drop", "all", "--baseline", "linear", "--weights",
                         str(args.generators / f"fold-{case_id}" / "fold.json"), "--refiner", str(fold / "refiner.json"),

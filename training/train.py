@@ -16,6 +16,7 @@ import math
 import platform
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -48,26 +49,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "CPUs with AVX512-BF16; weights, optimizer and loss stay float32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where the optimization runs (cuda: bf16 autocast on the GPU; not bit-reproducible)")
     p.add_argument("--out", type=Path, default=Path("weights"))
     p.add_argument("--name", default="default")
     p.add_argument("--checkpoint-dir", type=Path, default=Path("weights"),
                    help="where the torch checkpoint (<name>.safetensors) goes, beside the ONNX file by default")
+    p.add_argument("--refiner", default=None, metavar="NAME",
+                   help="name the 3D Refiner weights in the manifest's refiner block (beside the ONNX file)")
+    p.add_argument("--refine-by-default", action="store_true", help="with --refiner: the refiner runs by default")
+    p.add_argument("--no-export", action="store_true",
+                   help="write the checkpoint only (export later with python -m training.export_checkpoint, "
+                   "e.g. after training on a GPU machine)")
     return p.parse_args(argv)
 
 
-def to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(v) for k, v in batch.items()}
+def to_torch(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in batch.items()}
 
 
 @torch.no_grad()
 def evaluate(net: HFGAN, sampler: SliceSampler, batches: int = 8) -> dict[str, float]:
     net.eval()
+    device = next(net.parameters()).device
     totals = {"l1": 0.0, "ssim": 0.0}
     for _ in range(batches):
-        b = to_torch(sampler.batch(4, augment=False))
+        b = to_torch(sampler.batch(4, augment=False), device)
         _, parts = synthesis_loss(net(b["x"], b["mask"], b["missing"], b["view"]), b["target"])
         for k in totals:
-            totals[k] += parts[k] / batches
+            totals[k] += float(parts[k]) / batches
     net.train()
     return totals
 
@@ -90,14 +100,24 @@ def train(args: argparse.Namespace) -> dict:
     print(f"loaded {len(train_cases)} training cases ({len(sampler.items)} slices) in {time.perf_counter() - t0:.0f} s",
           flush=True)
 
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: torch sees no CUDA GPU (use --device cpu)")
+        torch.cuda.manual_seed_all(args.seed)
+        torch.backends.cudnn.benchmark = True  # fixed input shape (B, 4, 240, 240)
     cfg = HFGANConfig(dim=args.dim, infuse_view=args.infuse_view)
-    net = HFGAN(cfg).train()
+    net = HFGAN(cfg).to(device).train()
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     budget = args.minutes * 60
     history: list[dict] = []
     start = time.perf_counter()
     step = 0
-    running: dict[str, float] = {}
+    running: dict[str, torch.Tensor] = {}
+    # One worker draws the next batch while the model works on this one (the sampler's random
+    # stream is consumed in the same order as without it).
+    prefetch = ThreadPoolExecutor(max_workers=1)
+    pending = prefetch.submit(sampler.batch, args.batch)
     while True:
         # Cosine schedule over whichever budget binds first: wall-clock minutes or steps.
         progress = max((time.perf_counter() - start) / budget, step / args.steps)
@@ -106,8 +126,9 @@ def train(args: argparse.Namespace) -> dict:
         lr = args.lr * 0.5 * (1 + math.cos(math.pi * progress))
         for group in opt.param_groups:
             group["lr"] = max(lr, args.lr * 0.02)
-        b = to_torch(sampler.batch(args.batch))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+        b = to_torch(pending.result(), device)
+        pending = prefetch.submit(sampler.batch, args.batch)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
             pred = net(b["x"], b["mask"], b["missing"], b["view"])
         loss, parts = synthesis_loss(pred.float(), b["target"], args.ssim_weight)
         opt.zero_grad(set_to_none=True)
@@ -115,15 +136,16 @@ def train(args: argparse.Namespace) -> dict:
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         step += 1
-        for k, v in {"loss": float(loss.detach()), **parts}.items():
+        for k, v in {"loss": loss.detach(), **parts}.items():
             running[k] = running.get(k, v) * 0.95 + v * 0.05
         if step % 50 == 0:
             entry = {"step": step, "seconds": round(time.perf_counter() - start, 1), "lr": round(lr, 7),
-                     **{k: round(v, 5) for k, v in running.items()}}
+                     **{k: round(float(v), 5) for k, v in running.items()}}
             if hold_sampler is not None and step % 250 == 0:
                 entry["holdout"] = {k: round(v, 5) for k, v in evaluate(net, hold_sampler).items()}
             history.append(entry)
             print(json.dumps(entry), flush=True)
+    prefetch.shutdown(cancel_futures=True)
 
     record = {
         "command": "python -m training.train " + " ".join(sys.argv[1:]),
@@ -131,23 +153,59 @@ def train(args: argparse.Namespace) -> dict:
                  "source": "shared/data/cases (see weights/README.md for licenses)"},
         "views": args.views, "dim": args.dim, "batch": args.batch, "lr": args.lr, "seed": args.seed,
         "ssim_weight": args.ssim_weight, "bf16": args.bf16, "steps": step, "train_seconds": round(time.perf_counter() - start, 1),
-        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "machine": (f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}" if device.type == "cuda"
+                    else f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"),
+        "device": device.type,
         "final": history[-1] if history else {},
         "history": history,
     }
     reference = {m.value: float(np.mean([c.scales[m.value] for c in train_cases])) for m in MODALITIES}
     normalization = {"scheme": "percentile", "percentile": PERCENTILE, "reference_scale": reference}
-    args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = save_checkpoint(net, cfg, args.checkpoint_dir / f"{args.name}.safetensors",
+                           {"normalization": normalization, "views": args.views, "training": record})
+    print(f"checkpoint {ckpt}", flush=True)
+    if not args.no_export:
+        export_checkpoint(ckpt, args.out, args.name, refiner_block(args.refiner, args.refine_by_default))
+    return record
+
+
+def refiner_block(name: str | None, enabled: bool) -> dict:
+    """The manifest's ``refiner`` block: ``{}`` without a refiner."""
+    if enabled and not name:
+        raise SystemExit("--refine-by-default needs --refiner NAME")
+    return {"weights": name, "enabled": enabled} if name else {}
+
+
+def save_checkpoint(net: HFGAN, cfg: HFGANConfig, path: Path, export_info: dict) -> Path:
+    """Weights (float32, CPU) plus what the export needs (config, normalization, views, training record)."""
     from safetensors.torch import save_file
 
-    ckpt = args.checkpoint_dir / f"{args.name}.safetensors"
-    save_file(net.state_dict(), str(ckpt), metadata={"config": json.dumps(cfg.to_dict())})
-    net.eval()
-    manifest = export(net, args.out, args.name, normalization=normalization, default_view=views[0],
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(path), metadata={"config": json.dumps(cfg.to_dict()), "export": json.dumps(export_info)})
+    return path
+
+
+def export_checkpoint(ckpt: Path, out: Path, name: str, refiner: dict | None = None) -> Path:
+    """Export a checkpoint written by :func:`save_checkpoint` to ``out/<name>.onnx`` + manifest; returns the manifest.
+
+    ``refiner``: the manifest's refiner block (:func:`refiner_block`)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(ckpt), "pt") as f:
+        meta = f.metadata() or {}
+    if "export" not in meta:
+        raise SystemExit(f"{ckpt}: no export metadata (not written by training.train); retrain or export by hand")
+    info = json.loads(meta["export"])
+    net = HFGAN(HFGANConfig.from_dict(json.loads(meta["config"])))
+    net.load_state_dict(load_file(str(ckpt)))
+    views = [View(v) for v in info["views"]]
+    manifest = export(net.eval(), out, name, normalization=info["normalization"], default_view=views[0],
                       provenance={"trained_by": "training/train.py (this repository)", "checkpoint": ckpt.name},
-                      training=record, views=tuple(views) if len(views) > 1 else ())
+                      training=info["training"], views=tuple(views) if len(views) > 1 else (), refiner=refiner)
     print(f"exported {manifest.onnx_path} ({manifest.onnx_path.stat().st_size / 1e6:.1f} MB), manifest {manifest.path}")
-    return record
+    return manifest.path
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -73,8 +73,12 @@ def export(
     provenance: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     views: tuple[View, ...] = (),
+    refiner: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Write ``out_dir/<name>.onnx`` and ``<name>.json``; raise (writing nothing) on a parity failure."""
+    """Write ``out_dir/<name>.onnx`` and ``<name>.json``; raise (writing nothing) on a parity failure.
+
+    ``refiner`` is the manifest's refiner block, ``{"weights": NAME, "enabled": bool}`` (none by default).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     normalization = normalization or {"scheme": "brasyn25", "stats": BRASYN25_STATS}
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
@@ -92,6 +96,7 @@ def export(
                                                            "parity_max_abs_diff": diff}},
             training=training or {},
             views=tuple(views),
+            refiner=dict(refiner or {}),
         )
         os.replace(tmp_onnx, manifest.onnx_path)
     write_manifest(manifest)

@@ -71,3 +71,11 @@ def test_default_on_rule():
     assert decide(summary(0.01, -0.004))[0]
     assert not decide(summary(0.01, -0.006))[0]
     assert not decide(summary(-0.001, 0.01))[0]
+
+
+def test_default_on_rule_without_tumor_ssim_says_off():
+    from training.loco_refiner import decide
+
+    row = {"ssim_tumor": {"mean": None}, "ssim": {"mean": 0.9}}
+    on, reason = decide({"all": {"model": row, "model+refiner": row}})
+    assert not on and "no tumor SSIM" in reason

@@ -57,3 +57,76 @@ def test_ssim_loss_is_one_for_identical_images():
     img = torch.rand(2, 1, 64, 64)
     assert float(ssim(img, img)) == pytest.approx(1.0, abs=1e-5)
     assert float(ssim(img, torch.rand(2, 1, 64, 64))) < 0.5
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A real (tiny) run of the trainer: two steps, checkpoint only, as on a GPU machine."""
+    if not CASES.is_dir():
+        pytest.skip("../shared/data/cases is absent")
+    from training.train import parse_args, train
+
+    root = tmp_path_factory.mktemp("train")
+    (root / "cases").mkdir()
+    (root / "cases" / "TCGA-DU-7294").symlink_to((CASES / "TCGA-DU-7294").resolve())
+    args = parse_args(["--cases", str(root / "cases"), "--dim", "8", "--views", "sagittal", "axial", "--batch", "1",
+                       "--steps", "2", "--threads", "1", "--out", str(root / "w"), "--checkpoint-dir", str(root / "w"),
+                       "--name", "tiny", "--no-export"])
+    record = train(args)
+    return root / "w", record
+
+
+def test_no_export_writes_only_the_checkpoint(trained):
+    folder, record = trained
+    assert record["steps"] == 2 and record["device"] == "cpu"
+    assert sorted(p.name for p in folder.iterdir()) == ["tiny.safetensors"]
+
+
+def test_a_checkpoint_exports_to_the_model_it_holds(trained, tmp_path):
+    import json
+
+    import onnxruntime as ort
+    import torch
+    from safetensors.torch import load_file
+
+    from inference.manifest import load_manifest
+    from inference.models.export import INPUT_NAMES, example_inputs
+    from inference.models.hfgan import HFGAN, HFGANConfig
+    from training.train import export_checkpoint, refiner_block
+
+    folder, record = trained
+    path = export_checkpoint(folder / "tiny.safetensors", tmp_path, "tiny", refiner_block("tiny-refiner", False))
+    manifest = load_manifest(path)
+    assert [v.value for v in manifest.views] == ["sagittal", "axial"]
+    assert manifest.normalization["scheme"] == "percentile" and manifest.training["steps"] == record["steps"]
+    assert manifest.refiner == {"weights": "tiny-refiner", "enabled": False}
+    assert json.loads(path.read_text())["provenance"]["checkpoint"] == "tiny.safetensors"
+    # The ONNX file computes what the checkpoint's weights compute.
+    net = HFGAN(HFGANConfig(dim=8)).eval()
+    net.load_state_dict(load_file(str(folder / "tiny.safetensors")))
+    inputs = example_inputs(2, seed=3)
+    with torch.no_grad():
+        expected = net(*inputs).numpy()
+    session = ort.InferenceSession(str(manifest.onnx_path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    got = session.run(None, {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs, strict=True) if n in names})[0]
+    assert np.abs(got - expected).max() < 1e-4
+
+
+def test_a_foreign_checkpoint_is_refused_with_a_reason(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from training.train import export_checkpoint
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "x.safetensors"))
+    with pytest.raises(SystemExit, match="no export metadata"):
+        export_checkpoint(tmp_path / "x.safetensors", tmp_path, "x")
+
+
+def test_refine_by_default_needs_a_refiner():
+    from training.train import refiner_block
+
+    assert refiner_block(None, False) == {}
+    with pytest.raises(SystemExit, match="--refiner"):
+        refiner_block(None, True)
