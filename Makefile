@@ -77,24 +77,29 @@ export-gpu: $(BIN)/.installed-dev
 		--refiner default-refiner
 	cp $(GPU_RUN)/final/default.safetensors weights/default.safetensors
 loco-gpu: $(BIN)/.installed-dev
-	$(BIN)/python -m training.loco --cases ../shared/data/cases --out $(GPU_RUN)
+	$(BIN)/python -m training.loco --cases ../shared/data/cases --out $(GPU_RUN) --oof $(GPU_RUN)/oof --no-train
 
 ## loco: leave-one-case-out folds of the same recipe, each scored by brasyn-infer evaluate
 loco: $(BIN)/.installed-dev
-	$(BIN)/python -m training.loco --cases ../shared/data/cases --minutes 600 --out runs/loco -- $(RECIPE)
+	$(BIN)/python -m training.loco --cases ../shared/data/cases --minutes 600 --out runs/loco --oof runs/loco/oof \
+		-- $(RECIPE)
 
-## oof: each case synthesized by the fold generator that did not see it (the refiner's training inputs)
+## oof: each case synthesized by the fold generator that did not see it (the refiner's training inputs; loco-gpu and
+## loco already keep them, so this only fills gaps). FOLDS: the generator folds the refiner builds on, runs/gpu
+## (train-gpu, export-gpu, loco-gpu: how the default was made) or runs/loco (make loco, CPU only).
+FOLDS ?= $(GPU_RUN)
+OOF ?= $(FOLDS)/oof
 oof: $(BIN)/.installed-dev
-	$(BIN)/python -m training.oof --cases ../shared/data/cases --folds runs/loco --out runs/oof
+	$(BIN)/python -m training.oof --cases ../shared/data/cases --folds $(FOLDS) --out $(OOF)
 
 ## train-refiner / loco-refiner: the 3D Refiner on the out-of-fold outputs; its leave-one-case-out table
 REFINER_RECIPE = --width 8 --crop 48 --batch 2 --steps 80 --bf16 --threads 1 --window 96 --overlap 0.25 --blend gaussian
 train-refiner: $(BIN)/.installed-dev
-	$(BIN)/python -m training.train_refiner --cases ../shared/data/cases --synthesized runs/oof $(REFINER_RECIPE) \
+	$(BIN)/python -m training.train_refiner --cases ../shared/data/cases --synthesized $(OOF) $(REFINER_RECIPE) \
 		--out weights --name default-refiner
 loco-refiner: $(BIN)/.installed-dev
-	$(BIN)/python -m training.loco_refiner --cases ../shared/data/cases --generators runs/loco --oof runs/oof \
-		--out runs/loco-refiner -- $(REFINER_RECIPE)
+	$(BIN)/python -m training.loco_refiner --cases ../shared/data/cases --generators $(FOLDS) --oof $(OOF) \
+		--out $(FOLDS)/refiner -- $(REFINER_RECIPE)
 
 clean:
 	rm -rf $(VENV) output .pytest_cache

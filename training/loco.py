@@ -29,6 +29,9 @@ def run_fold(case_id: str, args: argparse.Namespace, extra: list[str]) -> Path:
     fold.mkdir(parents=True, exist_ok=True)
     manifest = fold / "fold.json"
     if not manifest.is_file():
+        if args.no_train:
+            raise SystemExit(f"{manifest} is missing (--no-train): export the fold's checkpoint first "
+                             "(python -m training.export_checkpoint, or make export-gpu)")
         subprocess.run([sys.executable, "-m", "training.train", "--cases", str(args.cases), "--holdout", case_id,
                         "--minutes", str(args.minutes), "--seed", str(args.seed), "--out", str(fold), "--name", "fold",
                         "--checkpoint-dir", str(fold), *extra], check=True)
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/loco"))
     p.add_argument("--folds", nargs="*", default=None, help="case IDs to hold out (default: every case)")
     p.add_argument("--view", nargs="*", default=None, help="evaluate with these views instead of the manifest's")
+    p.add_argument("--no-train", action="store_true", help="score existing folds only (trained elsewhere, e.g. on a GPU)")
     p.add_argument("--oof", type=Path, default=None,
                    help="also keep each fold's outputs on its held-out case here (what training.oof writes: the "
                    "refiner's training inputs)")
