@@ -210,10 +210,13 @@ def main(argv: list[str] | None = None) -> None:
                  f"peak RSS {peak:.0f} MB")
     text = "\n".join(lines)
     print(text)
-    if args.write:
-        (REPO / "benchmarks" / "RESULTS.md").write_text(
+    if args.write:  # replaces the first section; the ablations' and later sections stay
+        results = REPO / "benchmarks" / "RESULTS.md"
+        old = results.read_text() if results.is_file() else ""
+        rest = old[old.index("\n## ") + 1:] if "\n## " in old else ""
+        results.write_text(
             "# Benchmark results\n\nMade by `python benchmarks/bench.py " + " ".join(argv or sys.argv[1:])
-            + "` on " + time.strftime("%Y-%m-%d") + ".\n\n```\n" + text + "\n```\n")
+            + "` on " + time.strftime("%Y-%m-%d") + ".\n\n```\n" + text + "\n```\n" + ("\n" + rest if rest else ""))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -71,7 +72,7 @@ def fold_table(rows: list[dict], ours: str = "model", theirs: str = "linear", me
     lines = [f"| fold | missing | {ours} {metric} | {theirs} {metric} | delta |", "|---|---|---|---|---|"]
     for case, modality in sorted({(r["case"], r["modality"]) for r in rows}):
         a, b = by.get((case, modality, ours)), by.get((case, modality, theirs))
-        if a is not None and b is not None:
+        if a is not None and b is not None and not (math.isnan(a) or math.isnan(b)):  # NaN: e.g. no -seg file
             lines.append(f"| {case} | {modality} | {a:.4f} | {b:.4f} | {a - b:+.4f} |")
     return "\n".join(lines)
 

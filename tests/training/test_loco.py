@@ -25,6 +25,7 @@ def test_tables_average_over_folds_and_show_the_difference():
     assert "| t1c | model - linear | +0.0050 |" in text and "| all | model - linear | +0.0050 |" in text
     per_fold = fold_table(rows())
     assert "| A | t1c | 0.9200 | 0.9000 | +0.0200 |" in per_fold and "| B | t1c | 0.9000 | 0.9100 | -0.0100 |" in per_fold
+    assert fold_table(rows(), metric="ssim_tumor").count("\n") == 1  # no -seg file, no line (not a row of NaN)
 
 
 def test_no_train_refuses_a_fold_without_its_exported_model(tmp_path):
