@@ -166,14 +166,15 @@ def _evaluate_pair(files: CaseFiles, missing: Modality, synth: Synthesizer, base
     entries = discover(case_dir)  # the product's own checks of the three-input case
     if entries[0].error is not None:
         raise entries[0].error
-    volumes = {m: v.data for m, v in read_inputs(files.modalities).items()}
+    loaded = read_inputs(files.modalities)
+    volumes = {m: v.data for m, v in loaded.items()}
     inputs = {m: v for m, v in volumes.items() if m is not missing}
     stages = synth.synthesize_stages(inputs, missing)
     seconds = dict(synth.last_seconds)
     if save_volumes is not None:
         target = save_volumes / files.case_id / f"{files.case_id}-{missing.value}.nii.gz"
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(output_image(stages["generator"], load_volume(files.modalities[missing]).image), target)
+        write_atomic(output_image(stages["generator"], loaded[missing].image), target)
     truth = volumes[missing]
     seg = load_volume(files.seg).data if files.seg is not None else None
     base = {"case": files.case_id, "modality": missing.value}
@@ -185,7 +186,7 @@ def _evaluate_pair(files: CaseFiles, missing: Modality, synth: Synthesizer, base
         downstream = {}
         if segment:  # the segmenter reads files: write this stage's output as the product would
             path = out_dir / f"{files.case_id}-{missing.value}.nii.gz"
-            write_atomic(output_image(stages[stage], load_volume(files.modalities[missing]).image), path)
+            write_atomic(output_image(stages[stage], loaded[missing].image), path)
             downstream = _downstream(files, missing, path, tmp)
             path.unlink()
         rows.append({**base, "method": method, **score(stages[stage], truth, seg), **downstream, "seconds": elapsed})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .train import export_checkpoint, refiner_block
+from .train import add_refiner_options, export_checkpoint, refiner_block
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,9 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("checkpoint", type=Path, help="<name>.safetensors written by python -m training.train")
     p.add_argument("--out", type=Path, required=True, help="folder for <name>.onnx and <name>.json")
     p.add_argument("--name", required=True)
-    p.add_argument("--refiner", default=None, metavar="NAME",
-                   help="name the 3D Refiner weights in the manifest's refiner block (beside the ONNX file)")
-    p.add_argument("--refine-by-default", action="store_true", help="with --refiner: the refiner runs by default")
+    add_refiner_options(p)
     args = p.parse_args(argv)
     export_checkpoint(args.checkpoint, args.out, args.name, refiner_block(args.refiner, args.refine_by_default))
 

@@ -3,10 +3,10 @@
 #
 #   training/gpu_loco.sh CASES OUT MINUTES
 #
-# Each run is `python -m training.train --device "${DEVICE:-cuda}" --no-export` with the same recipe (GPU_RECIPE below,
-# also in the Makefile): OUT/fold-<case>/fold.safetensors for each case held out, OUT/final/default.safetensors
+# Each run is `python -m training.train --device "${DEVICE:-cuda}" --no-export` with the same recipe ($GPU_RECIPE,
+# defined once, in the Makefile): OUT/fold-<case>/fold.safetensors for each case held out, OUT/final/default.safetensors
 # on all cases. The checkpoints carry their manifests' contents; export them where the product's ONNX toolchain
-# is (`python -m training.export_checkpoint`), then score the folds with `python -m training.loco --out OUT`
+# is (`python -m training.export_checkpoint`), then score the folds with `python -m training.loco --out OUT --no-train`
 # (it finds each fold.json and only evaluates). Training stops at MINUTES of wall clock (the cosine learning
 # rate follows that budget; the step count reached is in each checkpoint's training record). If any run fails,
 # the others are stopped at once and the script exits non-zero.
@@ -15,7 +15,7 @@ CASES=${1:?CASES folder}
 OUT=${2:?OUT folder}
 MINUTES=${3:-7}
 PY=${PY:-python3}
-GPU_RECIPE=${GPU_RECIPE:---dim 16 --views sagittal axial coronal --batch 16 --bf16 --threads 3 --seed 0}
+GPU_RECIPE=${GPU_RECIPE:?the trainer options, e.g. make train-gpu passes the Makefile\'s GPU_RECIPE}
 
 mkdir -p "$OUT"
 pids=()

@@ -37,15 +37,20 @@ def run_fold(case_id: str, args: argparse.Namespace, extra: list[str]) -> Path:
                         "--minutes", str(args.minutes), "--seed", str(args.seed), "--out", str(fold), "--name", "fold",
                         "--checkpoint-dir", str(fold), *extra], check=True)
     report = fold / (f"report-{'+'.join(args.view)}" if args.view else "report")
-    scored = report / "cases.csv"
-    if scored.is_file() and scored.stat().st_mtime > manifest.stat().st_mtime:
-        return report  # this fold's model was already scored: resume
+    if already_scored(report, manifest):
+        return report
     views = [a for v in args.view or [] for a in ("--view", v)]
     subprocess.run([sys.executable, "-m", "inference.cli", "evaluate", str(args.cases), str(report), "--only", case_id,
                     "--drop", "all", "--baseline", "linear", "--weights", str(manifest), "--no-refine", "--quiet", *views,
                     *(["--save-volumes", str(args.oof)] if args.oof else [])],
                    check=True)
     return report
+
+
+def already_scored(report: Path, model: Path) -> bool:
+    """Whether ``report/cases.csv`` was written after ``model`` (its manifest): then the fold is resumed, not redone."""
+    scored = report / "cases.csv"
+    return scored.is_file() and scored.stat().st_mtime > model.stat().st_mtime
 
 
 def table(rows: list[dict], ours: str = "model", theirs: str = "linear", deltas: tuple[str, ...] = ("ssim",)) -> str:

@@ -3,8 +3,9 @@
     python -m training.loco_refiner --cases ../shared/data/cases --generators runs/loco \\
         --oof runs/oof --out runs/loco-refiner [-- train_refiner options]
 
-Resumable: a fold whose refiner and report exist is read, not redone. Needs the generator folds (``python -m training.loco``) and their out-of-fold outputs
-(``python -m training.oof``). Fold k trains a refiner on the out-of-fold outputs of every case but
+Needs the generator folds (``python -m training.loco``) and their out-of-fold outputs
+(``python -m training.oof`` or ``training.loco --oof``); resumable: a fold whose refiner and report
+exist is read, not redone. Fold k trains a refiner on the out-of-fold outputs of every case but
 k (``training.train_refiner --holdout k``), then ``brasyn-infer evaluate --only k --drop all
 --weights GENERATORS/fold-k/fold.json --refiner OUT/fold-k/refiner.json`` scores the generator
 alone (``model``), with the refiner (``model+refiner``) and the linear baseline on case k. The table (whole-volume,
@@ -24,7 +25,7 @@ from pathlib import Path
 from inference.evaluate import MODEL, REFINED
 from inference.report import read_rows, summarize
 
-from .loco import fold_table, split_argv, table
+from .loco import already_scored, fold_table, split_argv, table
 
 #: The refiner is on by default only if it raises tumor SSIM and lowers whole-volume SSIM by less than this.
 MAX_WHOLE_SSIM_DROP = 0.005
@@ -61,9 +62,8 @@ def main(argv: list[str] | None = None) -> None:
                             str(args.oof), "--holdout", case_id, "--out", str(fold), "--name", "refiner", *extra],
                            check=True)
         report = fold / "report"
-        scored = report / "cases.csv"
-        if scored.is_file() and scored.stat().st_mtime > (fold / "refiner.json").stat().st_mtime:
-            rows += read_rows(scored)  # this refiner was already scored: resume
+        if already_scored(report, fold / "refiner.json"):
+            rows += read_rows(report / "cases.csv")
             continue
         subprocess.run([sys.executable, "-m", "inference.cli", "evaluate", str(args.cases), str(report), "--only",
                         case_id, "--drop", "all", "--baseline", "linear", "--weights",

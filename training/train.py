@@ -55,9 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--name", default="default")
     p.add_argument("--checkpoint-dir", type=Path, default=Path("weights"),
                    help="where the torch checkpoint (<name>.safetensors) goes, beside the ONNX file by default")
-    p.add_argument("--refiner", default=None, metavar="NAME",
-                   help="name the 3D Refiner weights in the manifest's refiner block (beside the ONNX file)")
-    p.add_argument("--refine-by-default", action="store_true", help="with --refiner: the refiner runs by default")
+    add_refiner_options(p)
     p.add_argument("--no-export", action="store_true",
                    help="write the checkpoint only (export later with python -m training.export_checkpoint, "
                    "e.g. after training on a GPU machine)")
@@ -116,36 +114,35 @@ def train(args: argparse.Namespace) -> dict:
     running: dict[str, torch.Tensor] = {}
     # One worker draws the next batch while the model works on this one (the sampler's random
     # stream is consumed in the same order as without it).
-    prefetch = ThreadPoolExecutor(max_workers=1)
-    pending = prefetch.submit(sampler.batch, args.batch)
-    while True:
-        # Cosine schedule over whichever budget binds first: wall-clock minutes or steps.
-        progress = max((time.perf_counter() - start) / budget, step / args.steps)
-        if progress >= 1:
-            break
-        lr = args.lr * 0.5 * (1 + math.cos(math.pi * progress))
-        for group in opt.param_groups:
-            group["lr"] = max(lr, args.lr * 0.02)
-        b = to_torch(pending.result(), device)
+    with ThreadPoolExecutor(max_workers=1) as prefetch:
         pending = prefetch.submit(sampler.batch, args.batch)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            pred = net(b["x"], b["mask"], b["missing"], b["view"])
-        loss, parts = synthesis_loss(pred.float(), b["target"], args.ssim_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        step += 1
-        for k, v in {"loss": loss.detach(), **parts}.items():
-            running[k] = running.get(k, v) * 0.95 + v * 0.05
-        if step % 50 == 0:
-            entry = {"step": step, "seconds": round(time.perf_counter() - start, 1), "lr": round(lr, 7),
-                     **{k: round(float(v), 5) for k, v in running.items()}}
-            if hold_sampler is not None and step % 250 == 0:
-                entry["holdout"] = {k: round(v, 5) for k, v in evaluate(net, hold_sampler).items()}
-            history.append(entry)
-            print(json.dumps(entry), flush=True)
-    prefetch.shutdown(cancel_futures=True)
+        while True:
+            # Cosine schedule over whichever budget binds first: wall-clock minutes or steps.
+            progress = max((time.perf_counter() - start) / budget, step / args.steps)
+            if progress >= 1:
+                break
+            lr = args.lr * 0.5 * (1 + math.cos(math.pi * progress))
+            for group in opt.param_groups:
+                group["lr"] = max(lr, args.lr * 0.02)
+            b = to_torch(pending.result(), device)
+            pending = prefetch.submit(sampler.batch, args.batch)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                pred = net(b["x"], b["mask"], b["missing"], b["view"])
+            loss, parts = synthesis_loss(pred.float(), b["target"], args.ssim_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            step += 1
+            for k, v in {"loss": loss.detach(), **parts}.items():
+                running[k] = running.get(k, v) * 0.95 + v * 0.05
+            if step % 50 == 0:
+                entry = {"step": step, "seconds": round(time.perf_counter() - start, 1), "lr": round(lr, 7),
+                         **{k: round(float(v), 5) for k, v in running.items()}}
+                if hold_sampler is not None and step % 250 == 0:
+                    entry["holdout"] = {k: round(v, 5) for k, v in evaluate(net, hold_sampler).items()}
+                history.append(entry)
+                print(json.dumps(entry), flush=True)
 
     record = {
         "command": "python -m training.train " + " ".join(sys.argv[1:]),
@@ -167,6 +164,13 @@ def train(args: argparse.Namespace) -> dict:
     if not args.no_export:
         export_checkpoint(ckpt, args.out, args.name, refiner_block(args.refiner, args.refine_by_default))
     return record
+
+
+def add_refiner_options(p: argparse.ArgumentParser) -> None:
+    """``--refiner NAME`` and ``--refine-by-default``: the manifest's refiner block (:func:`refiner_block`)."""
+    p.add_argument("--refiner", default=None, metavar="NAME",
+                   help="name the 3D Refiner weights in the manifest's refiner block (beside the ONNX file)")
+    p.add_argument("--refine-by-default", action="store_true", help="with --refiner: the refiner runs by default")
 
 
 def refiner_block(name: str | None, enabled: bool) -> dict:
