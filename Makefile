@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test lint bench train train-gpu export-gpu loco-gpu loco oof train-refiner loco-refiner clean docker-build docker-run mlcube-run
+.PHONY: install install-dev demo test unit lint bench docker-test train train-gpu export-gpu loco-gpu loco oof train-refiner loco-refiner clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -13,13 +13,13 @@ DOCKER_OUT ?= $(CURDIR)/output-docker
 $(BIN)/.installed-runtime: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[cpu]'
 	touch $@
 
 $(BIN)/.installed-dev: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[torch,test]'
+	$(BIN)/pip install -q -e '.[cpu,torch,test]'
 	touch $(BIN)/.installed-runtime $@
 
 install: $(BIN)/.installed-runtime
@@ -29,9 +29,16 @@ install-dev: $(BIN)/.installed-dev
 demo: $(BIN)/.installed-runtime
 	$(BIN)/brasyn-infer $(CASE) $(OUT)
 
-## test: the whole test suite (what .ci/run calls)
+## test: the whole test suite (what .ci/run calls): the Python tests, then the image built and run (docker-test)
+## (the Slurm test needs a one-node cluster: local-cluster.sh starts one as root; exit 3, not root: that test skips)
 test: $(BIN)/.installed-dev
-	$(BIN)/python -m pytest -q
+	deploy/slurm/local-cluster.sh start || [ $$? = 3 ]
+	$(BIN)/python -m pytest -q -m "not docker"
+	$(MAKE) docker-test
+
+## unit: the Python tests only (no image)
+unit: $(BIN)/.installed-dev
+	$(BIN)/python -m pytest -q -m "not docker"
 
 bench: $(BIN)/.installed-dev
 	$(BIN)/python benchmarks/bench.py
@@ -41,9 +48,21 @@ lint: $(BIN)/.installed-dev
 	$(BIN)/ruff check inference training benchmarks tests
 	$(BIN)/hadolint Dockerfile
 
-## docker-build / docker-run: the image, run exactly as Synapse runs it (BraSyn 2025)
+## docker-build: the image (deploy/docker/build.sh): the Debian base pulled or made locally, CA_BUNDLE (default:
+## $$PIP_CERT or $$SSL_CERT_FILE) trusted by pip in the build, TENSORRT=tensorrt-cu13-libs==X to add TensorRT
+CA_BUNDLE ?=
+TENSORRT ?=
 docker-build:
-	docker build -t $(IMAGE) .
+	IMAGE=$(IMAGE) $(if $(CA_BUNDLE),CA_BUNDLE=$(CA_BUNDLE)) TENSORRT=$(TENSORRT) deploy/docker/build.sh
+
+## docker-test: start an engine if none answers (deploy/docker/engine.sh), build, and run the image as Synapse,
+## the brats package (2025 and 2024 forms) and MedPerf run it, against the host CLI (tests/deploy/test_image.py)
+docker-test: $(BIN)/.installed-dev
+	deploy/docker/engine.sh
+	IMAGE=$(IMAGE) $(if $(CA_BUNDLE),CA_BUNDLE=$(CA_BUNDLE)) TENSORRT=$(TENSORRT) deploy/docker/build.sh
+	BRASYN_DOCKER_TEST=1 BRASYN_IMAGE=$(IMAGE) $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/deploy/test_image.py
+
+## docker-run: the image, run exactly as Synapse runs it (BraSyn 2025)
 
 docker-run:
 	mkdir -p $(DOCKER_OUT)

@@ -25,7 +25,7 @@ app = typer.Typer(
 )
 log = logging.getLogger("inference")
 
-COMMANDS = {"run", "info", "export", "evaluate", "bench"}
+COMMANDS = {"run", "info", "export", "evaluate", "bench", "summary"}
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -49,6 +49,20 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; 
 RefineOpt = Annotated[Optional[bool], typer.Option("--refine/--no-refine", help="Run the 3D Refiner after the generator; default: the manifest's choice.")]
 RefinerOpt = Annotated[Optional[str], typer.Option("--refiner", help="Refiner weights NAME or manifest .json instead of the one the manifest names (implies --refine).")]
 Fp16Opt = Annotated[bool, typer.Option("--fp16", help="Let TensorRT build fp16 engines (GPU only; CUDA and CPU stay fp32).")]
+ShardOpt = Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Process shard I of N (I from 0): the case folders sorted by name, every one whose position is I mod N. Default: from SLURM_ARRAY_TASK_ID (Slurm arrays) or JOB_COMPLETION_INDEX + BRASYN_SHARDS (Kubernetes Indexed Jobs), else all cases.")]
+
+
+def _shard_or_exit(option: str | None):
+    """The shard to run (None: all cases); a bad value is a usage error: one line, exit 2."""
+    import os
+
+    from .shards import ShardError, resolve_shard
+
+    try:
+        return resolve_shard(option, os.environ)
+    except ShardError as error:
+        _fail_line(str(error))
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -63,23 +77,53 @@ def run(
     refine: RefineOpt = None,
     refiner: RefinerOpt = None,
     fp16: Fp16Opt = False,
+    shard: ShardOpt = None,
+    summary: Annotated[Optional[Path], typer.Option("--summary", metavar="FILE", help="Also write a JSON summary for orchestrators (never inside OUTPUT; a folder: summary-I-of-N.json in it): the shard, each case's status, seconds, output or error, the weights' sha256, versions. Merge shards' with `brasyn-infer summary merge`.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Synthesize the missing modality of every case in INPUT into OUTPUT."""
+    import time
+
     _setup_logging(quiet)
     from .cases import discover
     from .errors import BrasynError
     from .io import remove_stale_temps
+    from .manifest import write_json_atomic
     from .pipeline import Synthesizer, check_output_dir
+    from .summary import check_summary_path, run_summary
+
+    started = time.time()
+    chosen = _shard_or_exit(shard)
+    if summary is not None and summary.is_dir():  # one file per shard in a shared folder
+        summary = summary / (f"summary-{chosen.index}-of-{chosen.count}.json" if chosen else "summary.json")
+    if summary is not None:
+        try:
+            check_summary_path(summary, output)
+        except BrasynError as error:
+            _fail_line(str(error))
+            raise typer.Exit(2) from None
+    folders: list[str] = []
+
+    def report(records, synth=None, error: str | None = None) -> None:
+        if summary is not None:
+            weights_info = None if synth is None else synth.describe()
+            write_json_atomic(summary, run_summary(input_dir=input, output_dir=output, shard=chosen, all_folders=folders,
+                                            records=records, weights=weights_info, started=started, error=error))
 
     try:
         entries = discover(input)
+        folders = [e.folder.name for e in entries]
+        if chosen is not None:
+            typer.echo(chosen.rule(len(entries)), err=True)
+            entries = chosen.select(entries, key=lambda e: e.folder.name)
         check_output_dir(output, input)
-        for stale in remove_stale_temps(output):
+        own = None if chosen is None else [e.case.output_name() for e in entries if e.case is not None]
+        for stale in remove_stale_temps(output, own):
             log.warning("removed a partial file left by an interrupted run: %s", stale.name)
         synth = Synthesizer(weights, view, batch_size, device, fp16=fp16, refine=refine, refiner=refiner)
     except BrasynError as error:
         _fail_line(str(error))
+        report([], error=str(error))
         raise typer.Exit(1) from None
     log.info("weights %s (%s), batch %d, providers %s", synth.label, synth.manifest.onnx, synth.batch_size,
              ",".join(synth.session.providers))
@@ -88,10 +132,20 @@ def run(
     failed = [r for r in results if not r.ok]
     for result in failed:
         _fail_line(f"{result.case_id}: {result.error}")
+    report([_record(entry, result) for entry, result in zip(entries, results, strict=True)], synth)
     done = len(results) - len(failed)
     seconds = sum(r.seconds for r in results)
     typer.echo(f"{done} of {len(results)} cases written to {output}, {len(failed)} failed ({seconds:.1f} s)", err=True)
     raise typer.Exit(1 if failed else 0)
+
+
+def _record(entry, result) -> dict:
+    """One case's line of the run summary."""
+    from .summary import FAILED, SKIPPED, WRITTEN, case_record
+
+    status = FAILED if not result.ok else SKIPPED if result.skipped else WRITTEN
+    return case_record(result.case_id, entry.folder.name, status, result.seconds, result.output,
+                       None if result.ok else f"{result.case_id}: {result.error}")
 
 
 def _exit_on_sigterm() -> None:
@@ -142,16 +196,25 @@ def info(weights: WeightsOpt = None) -> None:
     """Show the weights, ONNX Runtime providers and versions."""
     import nibabel
     import numpy
-    import onnxruntime
 
     from . import __version__
     from .errors import BrasynError
     from .manifest import load_manifest, sha256_of
+    from .runtime import onnxruntime as load_onnxruntime
+
+    try:
+        onnxruntime = load_onnxruntime()
+    except BrasynError as error:
+        _fail_line(str(error))
+        raise typer.Exit(1) from None
 
     typer.echo(f"brasyn-infer {__version__}")
     typer.echo(f"python {sys.version.split()[0]}, numpy {numpy.__version__}, nibabel {nibabel.__version__}, "
                f"onnxruntime {onnxruntime.__version__}")
-    typer.echo(f"providers: {', '.join(onnxruntime.get_available_providers())}")
+    from .runtime import available_providers
+
+    typer.echo(f"providers: {', '.join(onnxruntime.get_available_providers())} "
+               f"(usable here: {', '.join(available_providers())})")
     try:
         manifest = load_manifest(weights)
     except BrasynError as error:
@@ -220,6 +283,7 @@ def evaluate(
     refiner: RefinerOpt = None,
     segment: Annotated[bool, typer.Option("--segment", help="Also score downstream segmentation (Dice/HD95) with the brats package's BraTS 2023 segmenters; needs Docker and a GPU, skipped otherwise.")] = False,
     save_volumes: Annotated[Optional[Path], typer.Option("--save-volumes", help="Also write each generator output as DIR/<case>/<case>-<mod>.nii.gz (e.g. a held-out fold's outputs, the refiner's training inputs).")] = None,
+    shard: ShardOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Dry run: drop each modality from complete cases, synthesize it, score it against the real one.
@@ -229,12 +293,14 @@ def evaluate(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .cases import list_case_folders
     from .downstream import segmentation_unavailable
     from .errors import BrasynError
     from .evaluate import BASELINES, dry_run, parse_drop
     from .pipeline import Synthesizer, check_output_dir
     from .report import markdown_table, summarize
 
+    chosen = _shard_or_exit(shard)
     try:
         drops = parse_drop(drop)
         names = [] if baseline.strip().lower() == "none" else [b.strip().lower() for b in baseline.split(",") if b.strip()]
@@ -243,6 +309,8 @@ def evaluate(
             raise BrasynError(f"unknown baseline {', '.join(unknown)}", fix="use linear, mean, or none")
         check_output_dir(report_dir, data)
         synth = Synthesizer(weights, view, batch_size, device, refine=refine, refiner=refiner)
+        if chosen is not None:
+            typer.echo(chosen.rule(len(list_case_folders(data))), err=True)
     except BrasynError as error:
         _fail_line(str(error))
         raise typer.Exit(1) from None
@@ -265,7 +333,7 @@ def evaluate(
         try:
             rows, errors = dry_run(data, report_dir, synth, drops, names, status, pair_done, total,
                                    only=[c.strip() for c in only.split(",")] if only else None, segment=segment,
-                                   save_volumes=save_volumes)
+                                   save_volumes=save_volumes, shard=chosen)
         except BrasynError as error:
             _fail_line(str(error))
             raise typer.Exit(1) from None
@@ -273,16 +341,83 @@ def evaluate(
         _fail_line(str(error))
     if rows:
         typer.echo(markdown_table(summarize(rows), ["ssim", "ssim_brain", "ssim_tumor", "psnr", "mae"]))
-    typer.echo(f"report: {report_dir / 'report.md'} ({len(rows)} rows, {len(errors)} cases skipped)", err=True)
+    if chosen is not None:
+        typer.echo(f"shard {chosen.label}: {len(rows)} rows in {report_dir}; when every shard is done, "
+                   f"`brasyn-infer summary merge {report_dir}` writes summary.json and report.md", err=True)
+    else:
+        typer.echo(f"report: {report_dir / 'report.md'} ({len(rows)} rows, {len(errors)} cases skipped)", err=True)
     raise typer.Exit(1 if errors or not rows else 0)
 
 
+summary_app = typer.Typer(help="Run summaries of shards: merge them.", no_args_is_help=True)
+app.add_typer(summary_app, name="summary")
+
+
+@summary_app.command("merge")
+def summary_merge(
+    paths: Annotated[list[Path], typer.Argument(help="The shards' `run --summary` JSON files; or one `evaluate --shard` REPORT_DIR.", exists=True)],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the merged run summary here (JSON).")] = None,
+) -> None:
+    """Merge shards: every case once, with the cases no shard reported and those that failed.
+
+    Exit 0 when every case of INPUT was written (or was already complete), 1 otherwise. Given an
+    `evaluate --shard` REPORT_DIR, writes its summary.json and report.md from all shards' rows."""
+    from .errors import BrasynError
+    from .evaluate import merge_shard_reports
+    from .manifest import write_json_atomic
+    from .report import markdown_table
+    from .summary import merge_summaries
+
+    try:
+        if len(paths) == 1 and paths[0].is_dir():
+            summary, problems = merge_shard_reports(paths[0])
+            typer.echo(markdown_table(summary, ["ssim", "ssim_brain", "ssim_tumor", "psnr", "mae"]))
+            for problem in problems:
+                _fail_line(problem)
+            typer.echo(f"report: {paths[0] / 'report.md'}", err=True)
+            raise typer.Exit(1 if problems else 0)
+        merged = merge_summaries(paths)
+    except BrasynError as error:
+        _fail_line(str(error))
+        raise typer.Exit(1) from None
+    counts = merged.summary["counts"]
+    shards = merged.summary["shards"]
+    if out is not None:
+        write_json_atomic(out, merged.summary)
+    for problem in merged.problems:
+        _fail_line(problem)
+    for record in merged.failed:
+        _fail_line(f"failed: {record['error']}")
+    for name in merged.missing:
+        _fail_line(f"missing: {name} (no shard reported it)")
+    typer.echo(f"{len(merged.summary['all_cases'])} cases in {shards['count']} shards "
+               f"({len(shards['reported'])} reported{', missing shards ' + ','.join(map(str, shards['missing'])) if shards['missing'] else ''}): "
+               f"{counts['written']} written, {counts['skipped']} already complete, {counts['failed']} failed, "
+               f"{counts['missing']} missing" + (f"; merged summary: {out}" if out else ""))
+    raise typer.Exit(0 if merged.ok else 1)
+
+
 def main() -> None:
-    """Console entry point: ``brasyn-infer INPUT OUTPUT`` means ``brasyn-infer run INPUT OUTPUT``."""
+    """Console entry point: ``brasyn-infer INPUT OUTPUT`` means ``brasyn-infer run INPUT OUTPUT``.
+
+    An unexpected error (a bug, not a bad input) is one line and exit 1, never a traceback;
+    ``BRASYN_DEBUG=1`` shows the traceback."""
+    import os
+
     argv = sys.argv[1:]
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         argv = ["run", *argv]
-    app(args=argv, prog_name="brasyn-infer")
+    try:
+        app(args=argv, prog_name="brasyn-infer")
+    except KeyboardInterrupt:
+        _fail_line("interrupted")
+        sys.exit(130)
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if os.environ.get("BRASYN_DEBUG"):
+            raise
+        _fail_line(f"unexpected {type(error).__name__}: {error} -- fix: rerun with BRASYN_DEBUG=1 for the "
+                   "traceback and report it")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """The container's one entrypoint: every way the organizers' systems call an image (spec section 3).
 
-(a) no arguments: ``/input`` -> ``/output`` (BraSyn 2025 on Synapse; the ``brats`` package from 2025);
+(a) no arguments: the layout that is mounted decides. ``/input`` -> ``/output`` (BraSyn 2025 on Synapse;
+    the ``brats`` package from 2025), or MedPerf's volumes (``/mlcommons/volumes/data`` ->
+    ``/mlcommons/volumes/predictions``, with its parameters file and ``additional_files`` as weights);
 (b) ``IMAGE INPUT OUTPUT [options]``: the normal CLI;
 (c) ``IMAGE infer --data_path=DIR --output_path=DIR [--parameters_file=FILE] [--weights=DIR]``
     (MedPerf MLCube; the ``brats`` package up to 2024);
@@ -19,8 +21,15 @@ from typing import Any
 
 DEFAULT_INPUT = Path("/input")
 DEFAULT_OUTPUT = Path("/output")
+#: MedPerf's model container volumes (container_config.yaml, since MedPerf dropped MLCube)
+MEDPERF_VOLUMES = Path("/mlcommons/volumes")
+MEDPERF_DATA = "data"
+MEDPERF_PREDICTIONS = "predictions"
+MEDPERF_PARAMETERS = "parameters/parameters_file.yaml"
+MEDPERF_ADDITIONAL_FILES = "additional_files"
 #: parameters.yaml keys -> CLI options
-PARAMETERS = {"view": "--view", "batch_size": "--batch-size", "device": "--device", "weights": "--weights"}
+PARAMETERS = {"view": "--view", "batch_size": "--batch-size", "device": "--device", "weights": "--weights",
+              "shard": "--shard", "summary": "--summary"}
 #: parameters.yaml booleans -> CLI flags
 FLAGS = {"quiet": "--quiet", "fp16": "--fp16"}
 
@@ -42,7 +51,11 @@ def read_parameters(path: Path | None) -> dict[str, Any]:
         return {}
     import yaml
 
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as error:
+        raise SystemExit(f"error: {path}: cannot read the parameters file ({type(error).__name__}) -- fix: "
+                         "write flat `key: value` YAML, see mlcube/workspace/parameters.yaml") from None
     if not isinstance(data, dict):
         raise SystemExit(f"error: {path}: parameters must be a mapping of key: value -- fix: see mlcube/workspace/parameters.yaml")
     return data
@@ -62,10 +75,18 @@ def mlcube_argv(args: list[str]) -> list[str]:
     parser.add_argument("--output_path", "--output-path", type=Path, required=True)
     parser.add_argument("--parameters_file", "--parameters-file", type=Path, default=None)
     parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--shard", default=None)
+    parser.add_argument("--summary", default=None)
     ns, _unknown = parser.parse_known_args(args)
-    argv = ["run", str(ns.data_path), str(ns.output_path)]
-    params = read_parameters(ns.parameters_file)
-    weights = weights_option(ns.weights)
+    argv = run_argv(ns.data_path, ns.output_path, ns.parameters_file, ns.weights)
+    return argv + [item for key in ("shard", "summary") if getattr(ns, key) for item in (f"--{key}", getattr(ns, key))]
+
+
+def run_argv(data: Path, output: Path, parameters_file: Path | None, weights_dir: Path | None) -> list[str]:
+    """CLI arguments for a run of ``data`` into ``output`` with a parameters file and a weights folder."""
+    argv = ["run", str(data), str(output)]
+    params = read_parameters(parameters_file)
+    weights = weights_option(weights_dir)
     for key, value in params.items():
         if key == "refine":
             if value is not None:
@@ -83,10 +104,19 @@ def mlcube_argv(args: list[str]) -> list[str]:
     return argv + weights
 
 
+def mounted_layout() -> list[str]:
+    """CLI arguments for a call with no arguments, from what is mounted: MedPerf's volumes, else /input."""
+    data = MEDPERF_VOLUMES / MEDPERF_DATA
+    if data.is_dir() and not DEFAULT_INPUT.is_dir():
+        return run_argv(data, MEDPERF_VOLUMES / MEDPERF_PREDICTIONS, MEDPERF_VOLUMES / MEDPERF_PARAMETERS,
+                        MEDPERF_VOLUMES / MEDPERF_ADDITIONAL_FILES)
+    return ["run", str(DEFAULT_INPUT), str(DEFAULT_OUTPUT)]
+
+
 def translate(args: list[str]) -> list[str] | None:
     """CLI arguments for an entrypoint call; None for ``hotfix`` (nothing to do)."""
     if not args:
-        return ["run", str(DEFAULT_INPUT), str(DEFAULT_OUTPUT)]
+        return mounted_layout()
     if args[0] == "hotfix":
         return None
     if args[0] == "infer":
@@ -105,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli_main()
     except SystemExit as done:
-        return int(done.code or 0)
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     return 0
 
 

@@ -23,10 +23,12 @@ from .cases import CaseFiles, complete_case, discover, list_case_folders
 from .constants import MODALITIES, Modality
 from .errors import BrasynError, CaseError
 from .io import load_volume, output_image, read_inputs, write_atomic
+from .manifest import write_json_atomic
 from .metrics import score
 from .normalize import background_mask
 from .pipeline import Synthesizer
-from .report import append_row, qc_png, read_rows, write_reports
+from .report import append_row, qc_png, read_rows, weights_label, write_reports
+from .shards import Shard
 
 MODEL = "model"
 REFINED = "model+refiner"
@@ -35,7 +37,8 @@ BASELINES = ("linear", "mean")
 
 @dataclass(frozen=True)
 class DryRunCase:
-    files: CaseFiles
+    folder: Path
+    files: CaseFiles | None
     error: BrasynError | None = None
 
 
@@ -43,9 +46,9 @@ def find_complete_cases(data: Path) -> list[DryRunCase]:
     out = []
     for folder in list_case_folders(data):
         try:
-            out.append(DryRunCase(complete_case(folder)))
+            out.append(DryRunCase(folder, complete_case(folder)))
         except CaseError as error:
-            out.append(DryRunCase(None, error))  # type: ignore[arg-type]
+            out.append(DryRunCase(folder, None, error))
     return out
 
 
@@ -81,6 +84,7 @@ def dry_run(
     only: list[str] | None = None,
     segment: bool = False,
     save_volumes: Path | None = None,
+    shard: Shard | None = None,
 ) -> tuple[list[dict], list[BrasynError]]:
     """Run the dry run into ``report_dir``; returns all rows (resumed ones included) and case errors.
 
@@ -89,14 +93,19 @@ def dry_run(
     synthesis (see :mod:`inference.downstream`; the caller checks that it can run). ``save_volumes``:
     also write each generator output (before any refiner) as ``<save_volumes>/<case>/<case>-<mod>.nii.gz``
     with the real modality's geometry; a pair already scored is not redone, its volume not rewritten.
+    ``shard``: score only this shard's case folders (see :mod:`inference.shards`), into
+    ``cases.shard-I-of-N.csv`` and ``shard-I-of-N.json``; :func:`merge_shard_reports` makes the
+    report of all shards.
     """
     report_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = report_dir / "cases.csv"
+    csv_path = report_dir / (f"cases.shard-{shard.index}-of-{shard.count}.csv" if shard else "cases.csv")
     rows = read_rows(csv_path)
     done = {(r["case"], r["modality"], r["method"]) for r in rows}
     methods = [MODEL, *([REFINED] if synth.refiner else []), *baselines]
     found = find_complete_cases(data)
-    errors = [c.error for c in found if c.error is not None]
+    folders = [c.folder.name for c in found]
+    mine = set(shard.select(folders)) if shard else set(folders)
+    errors = [c.error for c in found if c.error is not None and c.folder.name in mine]
     cases = [c.files for c in found if c.error is None]
     if not cases:
         return rows, errors
@@ -109,8 +118,9 @@ def dry_run(
             raise BrasynError(f"--only names cases not in DATA: {', '.join(sorted(unknown))}", data,
                               "use the case IDs of complete cases in DATA")
         cases = [c for c in cases if c.case_id in only]
-        if on_total:
-            on_total(len(cases) * len(drops))
+    cases = [c for c in cases if c.folder.name in mine]  # baselines above fit on all of DATA
+    if on_total:
+        on_total(len(cases) * len(drops))
 
     with tempfile.TemporaryDirectory(prefix="brasyn-dryrun-") as tmp:
         for files in cases:
@@ -127,8 +137,35 @@ def dry_run(
                         rows.append(row)
                 if on_pair_done:
                     on_pair_done(files.case_id, missing)
-    write_reports(rows, report_dir, synth)
+    if shard:
+        write_json_atomic(report_dir / f"shard-{shard.index}-of-{shard.count}.json",
+                          {"shard": {"index": shard.index, "count": shard.count}, "label": weights_label(synth),
+                           "csv": csv_path.name, "cases": sorted(c.case_id for c in cases),
+                           "folders": sorted(folders), "errors": [str(e) for e in errors]})
+    else:
+        write_reports(rows, report_dir, weights_label(synth))
     return rows, errors
+
+
+def merge_shard_reports(report_dir: Path) -> tuple[dict, list[str]]:
+    """``summary.json`` and ``report.md`` of every shard's rows in ``report_dir``; returns the summary
+    and the problems (shards that did not report, cases without rows, case errors)."""
+    import json
+
+    sidecars = sorted(report_dir.glob("shard-*-of-*.json"))
+    if not sidecars:
+        raise BrasynError("no shard reports (shard-I-of-N.json) in this folder", report_dir,
+                          "pass the REPORT_DIR that `evaluate --shard` wrote into")
+    shards = [json.loads(p.read_text()) for p in sidecars]
+    count = max(s["shard"]["count"] for s in shards)
+    seen = {s["shard"]["index"] for s in shards}
+    problems = [f"shard {i}/{count} did not report (no shard-{i}-of-{count}.json)" for i in range(count) if i not in seen]
+    problems += [f"shard {s['shard']['index']}/{s['shard']['count']}: {e}" for s in shards for e in s["errors"]]
+    rows = [row for s in shards for row in read_rows(report_dir / s["csv"])]
+    scored = {r["case"] for r in rows}
+    problems += [f"{case}: no scores (did its shard finish?)" for s in shards for case in s["cases"] if case not in scored]
+    summary = write_reports(rows, report_dir, shards[0]["label"])
+    return summary, problems
 
 
 def _reference_segmentation(files: CaseFiles, tmp: Path) -> np.ndarray:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import socket
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,9 +89,15 @@ def output_image(data: np.ndarray, like: nib.Nifti1Image) -> nib.Nifti1Image:
     return image
 
 
+def temp_name(target: Path) -> Path:
+    """The hidden temp file beside ``target``, unique to this host and process (shards share OUTPUT)."""
+    host = socket.gethostname().replace("/", "_").replace("-", "_") or "host"
+    return target.with_name(f"{TEMP_PREFIX}{host}-{os.getpid()}-{target.name}")
+
+
 def write_atomic(image: nib.Nifti1Image, target: Path) -> None:
     """Save to a hidden temp file beside ``target``, fsync, then rename: readers never see half a file."""
-    tmp = target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{target.name}")
+    tmp = temp_name(target)
     try:
         nib.save(image, str(tmp))
         with open(tmp, "rb") as handle:
@@ -105,9 +112,15 @@ def write_atomic(image: nib.Nifti1Image, target: Path) -> None:
         raise
 
 
-def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete temp files a killed run left in ``folder``; returns what was removed."""
-    stale = [p for p in folder.glob(f"{TEMP_PREFIX}*") if p.is_file()]
+def remove_stale_temps(folder: Path, names: Iterable[str] | None = None) -> list[Path]:
+    """Delete temp files a killed run left in ``folder``; returns what was removed.
+
+    ``names``: only the temp files of these output names (a shard's own cases: another shard's temp
+    file may be a write in progress); None: all of them.
+    """
+    wanted = None if names is None else set(names)
+    stale = [p for p in folder.glob(f"{TEMP_PREFIX}*") if p.is_file()
+             and (wanted is None or p.name[len(TEMP_PREFIX):].split("-", 2)[-1] in wanted)]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

@@ -161,8 +161,9 @@ def verify(manifest: Manifest) -> None:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` through a temp file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write ``data`` as JSON to ``path`` through a temp file (this process's own) and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, path)
 

@@ -8,7 +8,9 @@ file or a :class:`~inference.errors.BrasynError`; one bad case never stops the r
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -73,6 +75,13 @@ class Synthesizer:
         refiner = f", refiner {self.refiner.manifest.name}" if self.refiner else ""
         return f"{self.manifest.name}, {self.view_label}{refiner}"
 
+    def describe(self) -> dict[str, object]:
+        """What runs, for run summaries: weights and refiner with their sha256, views."""
+        refiner = self.refiner.manifest if self.refiner else None
+        return {"name": self.manifest.name, "onnx": self.manifest.onnx, "sha256": self.manifest.sha256,
+                "views": [v.value for v in self.views],
+                "refiner": {"name": refiner.name, "sha256": refiner.sha256} if refiner else None}
+
     def synthesize_stages(self, volumes: Mapping[Modality, np.ndarray], missing: Modality,
                           on_batch: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
         """Like :meth:`synthesize`, keeping each stage: ``{"generator": ..., "refined": ...}``
@@ -106,6 +115,8 @@ class CaseResult:
     output: Path | None
     error: BrasynError | None
     seconds: float
+    #: already complete under ``--resume``: not redone
+    skipped: bool = False
 
     @property
     def ok(self) -> bool:
@@ -194,7 +205,7 @@ def run(
             finish(CaseResult(entry.case_id, None, entry.error, 0.0))
         elif resume and output_is_complete(output_dir / entry.case.output_name(), _input_shape(entry.case)):
             log.info("%s: output exists and is complete, skipped (--resume)", entry.case_id)
-            finish(CaseResult(entry.case_id, output_dir / entry.case.output_name(), None, 0.0))
+            finish(CaseResult(entry.case_id, output_dir / entry.case.output_name(), None, 0.0, skipped=True))
         else:
             todo.append(entry.case)
 
@@ -248,9 +259,10 @@ def check_output_dir(output_dir: Path, input_dir: Path) -> None:
                           "choose an output folder outside the input (the organizers load every file in it)")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / ".brasyn-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # a probe of its own (shards writing one OUTPUT at once must not remove each other's)
+        handle, probe = tempfile.mkstemp(prefix=".brasyn-write-test-", dir=output_dir)
+        os.close(handle)
+        os.unlink(probe)
     except OSError as error:
         raise OutputError(f"output folder is not writable ({error.strerror or error})", output_dir,
                           "choose a writable folder, or fix its permissions") from error

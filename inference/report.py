@@ -76,7 +76,13 @@ def markdown_table(summary: dict, metrics: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_reports(rows: list[dict], report_dir: Path, synth) -> dict:
+def weights_label(synth) -> str:
+    """What ran, for report.md: weights, ONNX file, views and refiner."""
+    return f"Weights `{synth.manifest.name}` ({synth.manifest.onnx}), view {synth.label}"
+
+
+def write_reports(rows: list[dict], report_dir: Path, label: str) -> dict:
+    """``summary.json`` and ``report.md`` of ``rows``; ``label``: :func:`weights_label` of what ran."""
     summary = summarize(rows)
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     pictures = sorted(p.name for p in report_dir.glob("*.png"))
@@ -84,7 +90,7 @@ def write_reports(rows: list[dict], report_dir: Path, synth) -> dict:
     text = [
         "# Dry-run report",
         "",
-        f"Weights `{synth.manifest.name}` ({synth.manifest.onnx}), view {synth.label}; {len(cases)} cases: "
+        f"{label}; {len(cases)} cases: "
         + ", ".join(cases) + ".",
         "",
         "SSIM the organizers' way (each volume clipped to its own 0.5-99.5 percentiles, scaled to [0, 1], "

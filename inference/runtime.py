@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .constants import Device
-from .errors import DeviceOutOfMemory, WeightsError
+from .errors import BrasynError, DeviceOutOfMemory, WeightsError
 
 #: How ONNX Runtime's CUDA/TensorRT providers word an allocation failure.
 OOM_MARKERS = ("out of memory", "failed to allocate memory", "cudaerrormemoryallocation", "bfcarena")
@@ -30,10 +30,80 @@ def cache_dir() -> Path:
     return path
 
 
-def available_providers() -> list[str]:
-    import onnxruntime as ort
+ORT_FIX = ("install exactly one ONNX Runtime: pip uninstall -y onnxruntime onnxruntime-gpu, then "
+           "pip install 'brasyn-infer[cpu]' (or '[gpu]' for CUDA)")
 
-    return list(ort.get_available_providers())
+
+def onnxruntime():
+    """The ``onnxruntime`` module, checked: BrasynError with the fix when it is absent or broken.
+
+    ``onnxruntime`` and ``onnxruntime-gpu`` install into the same folder; having both (or uninstalling
+    one after the other) leaves a package without its API, which would otherwise surface as an
+    AttributeError deep in a run.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError as error:
+        raise BrasynError(f"ONNX Runtime is not installed ({error})", fix=ORT_FIX) from None
+    if not all(hasattr(ort, name) for name in ("InferenceSession", "SessionOptions", "get_available_providers")):
+        raise BrasynError(f"ONNX Runtime at {Path(ort.__file__ or '?').parent} is incomplete (onnxruntime and "
+                          "onnxruntime-gpu were both installed, or one was removed after the other)", fix=ORT_FIX)
+    return ort
+
+
+_PRELOADED = False
+
+
+def preload_gpu_libraries(ort) -> None:
+    """Load CUDA and cuDNN from NVIDIA's pip wheels (onnxruntime-gpu[cuda,cudnn]) before a GPU session.
+
+    ``onnxruntime.preload_dlls`` exists from 1.21 on; older builds find the libraries on the system path.
+    """
+    global _PRELOADED
+    if _PRELOADED or not hasattr(ort, "preload_dlls"):
+        return
+    _PRELOADED = True
+    try:
+        ort.preload_dlls()
+    except Exception as error:  # noqa: BLE001 - the provider then reports what it misses
+        log.debug("onnxruntime.preload_dlls() failed: %s", error)
+
+
+#: Shared libraries whose presence decides whether a GPU provider can start: the NVIDIA driver (mounted
+#: from the host by ``docker run --gpus``) and TensorRT's runtime (sonames ONNX Runtime 1.2x/1.3x loads).
+DRIVER_LIBRARIES = ("libcuda.so.1",)
+TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so.11")
+
+
+def loadable(names: tuple[str, ...]) -> bool:
+    """Can one of these shared libraries be loaded (``dlopen``) in this process?"""
+    import ctypes
+
+    for name in names:
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def usable_providers(built: list[str], driver: bool, tensorrt: bool) -> list[str]:
+    """The providers of this onnxruntime build (``built``) that can start here.
+
+    A GPU build lists CUDA and TensorRT even where no GPU driver is present (a CPU machine, a
+    container run without ``--gpus``) or where TensorRT is not installed; asking for them then costs
+    a page of provider errors before the CPU fallback. So they are dropped up front.
+    """
+    return [p for p in built if (p not in GPU_PROVIDERS or driver) and (p != TRT or tensorrt)]
+
+
+def available_providers() -> list[str]:
+    """This onnxruntime's providers that can start on this machine, best first."""
+    built = list(onnxruntime().get_available_providers())
+    if not any(p in GPU_PROVIDERS for p in built):
+        return built
+    return usable_providers(built, loadable(DRIVER_LIBRARIES), TRT in built and loadable(TENSORRT_LIBRARIES))
 
 
 #: TensorRT optimization profile of the generator graph; {b} is the batch size.
@@ -62,8 +132,8 @@ def choose_providers(device: Device, available: list[str], batch_size: int, fp16
     if CUDA in available:
         chosen.append(CUDA)
     if device is Device.CUDA and not chosen:
-        log.warning("no CUDA in this onnxruntime (providers: %s): running on CPU; install brasyn-infer[gpu]",
-                    ", ".join(available))
+        log.warning("CUDA cannot start here (usable providers: %s): running on CPU; install brasyn-infer[gpu] "
+                    "and give the process a GPU (docker run --gpus all)", ", ".join(available))
     chosen.append(CPU)
     return chosen
 
@@ -75,8 +145,7 @@ def default_batch_size(providers: list[str]) -> int:
 def open_session(onnx_path: Path, device: Device, batch_size: int, threads: int | None, fp16: bool,
                  shapes: str = GENERATOR_SHAPES):
     """An ``onnxruntime.InferenceSession`` on the best provider ``device`` allows; WeightsError if it cannot load."""
-    import onnxruntime as ort
-
+    ort = onnxruntime()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Memory patterns pre-plan one buffer per batch shape: +0.4 GB at batch 8 on CPU, no speed gain.
@@ -86,6 +155,8 @@ def open_session(onnx_path: Path, device: Device, batch_size: int, threads: int 
     options.log_severity_level = 3
     available = available_providers()
     requested = choose_providers(device, available, batch_size, fp16=fp16, shapes=shapes)
+    if any(p in GPU_PROVIDERS for p in (r if isinstance(r, str) else r[0] for r in requested)):
+        preload_gpu_libraries(ort)
     try:
         session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=requested)
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types

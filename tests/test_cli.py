@@ -345,3 +345,26 @@ def test_views_fuse_and_refine_options(tmp_path, tiny_weights, tiny_refiner):
     a = nib.load(str(tmp_path / "fused" / f"{GOOD}-t2w.nii.gz")).get_fdata()
     b = nib.load(str(tmp_path / "refined" / f"{GOOD}-t2w.nii.gz")).get_fdata()
     assert a.shape == b.shape == SMALL_SHAPE and not np.array_equal(a, b)  # two views vs one view + refiner
+
+
+def test_unexpected_error_outside_a_case_is_one_line(monkeypatch, tmp_path, capsys):
+    """A bug outside any case (here: discovery) ends the run with one line and exit 1, not a traceback;
+    BRASYN_DEBUG=1 shows the traceback."""
+    import sys
+
+    from inference import cases, cli
+
+    def broken(root):
+        raise AttributeError("simulated bug")
+
+    monkeypatch.setattr(cases, "discover", broken)
+    monkeypatch.setattr(sys, "argv", ["brasyn-infer", str(tmp_path), str(tmp_path / "out"), "--quiet"])
+    monkeypatch.delenv("BRASYN_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: unexpected AttributeError: simulated bug")
+    monkeypatch.setenv("BRASYN_DEBUG", "1")
+    with pytest.raises(AttributeError):
+        cli.main()

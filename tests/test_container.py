@@ -39,6 +39,48 @@ def test_translate_forms():
     assert argv == ["run", "/d", "/o"]
 
 
+def test_no_arguments_follow_the_mounted_layout(tmp_path, monkeypatch):
+    """Synapse and the brats package mount /input; MedPerf mounts /mlcommons/volumes/{data,parameters,...}."""
+    volumes = tmp_path / "mlcommons" / "volumes"
+    monkeypatch.setattr(container, "MEDPERF_VOLUMES", volumes)
+    monkeypatch.setattr(container, "DEFAULT_INPUT", tmp_path / "input")
+    assert container.translate([]) == ["run", str(tmp_path / "input"), "/output"]  # nothing mounted: /input's error
+    (volumes / "data").mkdir(parents=True)
+    assert container.translate([]) == ["run", str(volumes / "data"), str(volumes / "predictions")]
+    (volumes / "parameters").mkdir()
+    (volumes / "parameters" / "parameters_file.yaml").write_text("view: axial\ndevice: cpu\n")
+    (volumes / "additional_files").mkdir()
+    (volumes / "additional_files" / "mine.json").write_text("{}")
+    assert container.translate([]) == ["run", str(volumes / "data"), str(volumes / "predictions"), "--view", "axial",
+                                       "--device", "cpu", "--weights", str(volumes / "additional_files")]
+    (tmp_path / "input").mkdir()
+    assert container.translate([])[:2] == ["run", str(tmp_path / "input")]
+
+
+def test_bad_parameters_file_is_one_line(tmp_path):
+    params = tmp_path / "parameters.yaml"
+    params.write_text("view: [unclosed\n")
+    with pytest.raises(SystemExit, match="cannot read the parameters file"):
+        container.translate(["infer", "--data_path=/d", "--output_path=/o", f"--parameters_file={params}"])
+
+
+def test_medperf_container_config(tmp_path):
+    """medperf/container_config.yaml: the volumes the entrypoint looks for, and a parameters file it accepts."""
+    config = yaml.safe_load((REPO / "medperf" / "container_config.yaml").read_text())
+    assert config["container_type"] == "DockerImage"
+    cube = yaml.safe_load((REPO / "mlcube" / "mlcube.yaml").read_text())
+    assert config["image"] == cube["docker"]["image"]
+    task = config["tasks"]["infer"]
+    mounts = {name: Path(v["mount_path"]) for name, v in task["input_volumes"].items()}
+    assert mounts == {"data_path": container.MEDPERF_VOLUMES / container.MEDPERF_DATA,
+                      "parameters_file": container.MEDPERF_VOLUMES / container.MEDPERF_PARAMETERS,
+                      "additional_files": container.MEDPERF_VOLUMES / container.MEDPERF_ADDITIONAL_FILES}
+    assert Path(task["output_volumes"]["output_path"]["mount_path"]) == container.MEDPERF_VOLUMES / container.MEDPERF_PREDICTIONS
+    assert set(task.get("run_args", {})) <= {"shm_size", "gpus", "command", "entrypoint", "environment"}
+    argv = container.run_argv(Path("/d"), Path("/o"), REPO / "medperf" / "parameters.yaml", None)
+    assert argv[:3] == ["run", "/d", "/o"] and "--device" in argv
+
+
 def test_mlcube_parameters_are_honored(tmp_path):
     params = tmp_path / "parameters.yaml"
     params.write_text("view: coronal\nbatch_size: 4\ndevice: cpu\nrefine: false\nfp16: true\n")

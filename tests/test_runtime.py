@@ -59,3 +59,29 @@ def test_io_binding_path_equals_plain_run(tiny_weights):
 def test_fp16_reaches_tensorrt_options_only():
     chosen = choose_providers(Device.AUTO, [TRT, CUDA, CPU], 8, fp16=True)
     assert chosen[0][1]["trt_fp16_enable"] is True and chosen[1:] == [CUDA, CPU]
+
+
+def test_gpu_providers_need_a_driver_and_tensorrt_its_libraries():
+    from inference.runtime import usable_providers
+
+    built = [TRT, CUDA, CPU]
+    assert usable_providers(built, driver=True, tensorrt=True) == built
+    assert usable_providers(built, driver=True, tensorrt=False) == [CUDA, CPU]
+    assert usable_providers(built, driver=False, tensorrt=True) == [CPU]  # a GPU build on a machine without a GPU
+    assert usable_providers([CPU], driver=True, tensorrt=True) == [CPU]
+
+
+def test_a_broken_onnxruntime_is_one_clear_error(monkeypatch):
+    """onnxruntime and onnxruntime-gpu in one environment leave a module without its API."""
+    import sys
+    import types
+
+    from inference.errors import BrasynError
+    from inference.runtime import onnxruntime
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", types.ModuleType("onnxruntime"))
+    with pytest.raises(BrasynError, match="incomplete.*pip uninstall -y onnxruntime onnxruntime-gpu"):
+        onnxruntime()
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails
+    with pytest.raises(BrasynError, match="not installed.*brasyn-infer\\[cpu\\]"):
+        onnxruntime()
