@@ -15,10 +15,13 @@ from .constants import BACKGROUND, MODALITIES, Modality
 MAX_VOXELS_PER_CASE = 400_000
 
 
-def brain_voxels(x4: np.ndarray, missing: Modality, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``(n, 3)`` available channels and ``(n,)`` target at brain voxels of a complete normalized case."""
+def brain_voxels(x4: np.ndarray, missing: Modality, rng: np.random.Generator,
+                 fill: float = BACKGROUND) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, 3)`` available channels and ``(n,)`` target at brain voxels of a complete normalized case
+    (``fill``: the normalization's background value)."""
     available = [m.index for m in MODALITIES if m is not missing]
-    brain = (x4[available] != BACKGROUND).all(0) & (x4[missing.index] != BACKGROUND)
+    fill = np.float32(fill)
+    brain = (x4[available] != fill).all(0) & (x4[missing.index] != fill)
     idx = np.flatnonzero(brain)
     if len(idx) > MAX_VOXELS_PER_CASE:
         idx = rng.choice(idx, MAX_VOXELS_PER_CASE, replace=False)

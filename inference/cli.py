@@ -25,7 +25,7 @@ app = typer.Typer(
 )
 log = logging.getLogger("inference")
 
-COMMANDS = {"run", "info", "export", "evaluate", "bench", "summary"}
+COMMANDS = {"run", "info", "export", "import", "evaluate", "bench", "summary"}
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -224,6 +224,8 @@ def info(weights: WeightsOpt = None) -> None:
     typer.echo(f"weights: {manifest.name} ({manifest.path})")
     typer.echo(f"  onnx: {manifest.onnx} sha256 {manifest.sha256[:16]}... {'verified' if ok else 'MISMATCH'}")
     typer.echo(f"  architecture: {manifest.architecture} {manifest.config}")
+    typer.echo(f"  kind: {manifest.kind}" + (f", windows {manifest.windows}" if manifest.windows else "")
+               + (f", inputs {', '.join(manifest.inputs)}" if manifest.inputs else ""))
     typer.echo(f"  normalization: {manifest.normalization.get('scheme')}, "
                f"views: {'+'.join(v.value for v in manifest.default_views)}")
     if manifest.refiner:
@@ -266,6 +268,57 @@ def export(
         raise typer.Exit(1) from None
     typer.echo(f"wrote {manifest.onnx_path} and {manifest.path} "
                f"(ONNX vs torch max abs diff {manifest.provenance['export']['parity_max_abs_diff']:.2e})")
+
+
+@app.command("import")
+def import_model(
+    model: Annotated[Path, typer.Argument(help="Your generator as ONNX (see docs/model-contract.md).", dir_okay=False)],
+    kind: Annotated[str, typer.Option("--kind", help="slice2d: x (B, 4, 240, 240) -> (B, 1, 240, 240); window3d: x (B, 4, X, Y, Z) -> (B, 1, X, Y, Z).")] = "slice2d",
+    normalization: Annotated[str, typer.Option("--normalization", help="How your model saw intensities: minmax (per volume to --range), zscore (per volume over the brain), percentile, or brasyn25.")] = "minmax",
+    value_range: Annotated[tuple[float, float], typer.Option("--range", help="minmax: the range the model was trained on, e.g. -1 1 or 0 1.")] = (-1.0, 1.0),
+    fill: Annotated[Optional[float], typer.Option("--fill", help="Value of the background and of the missing channel; default: -1 (brasyn25, percentile), 0 (zscore), the range's low end (minmax).")] = None,
+    window: Annotated[Optional[tuple[int, int, int]], typer.Option("--window", help="window3d: the window X Y Z in voxels (default: the graph's fixed size).")] = None,
+    overlap: Annotated[float, typer.Option("--overlap", min=0.0, max=0.95, help="window3d: overlap of neighbouring windows.")] = 0.5,
+    blend: Annotated[str, typer.Option("--blend", help="window3d: gaussian, hann or constant.")] = "gaussian",
+    placement: Annotated[str, typer.Option("--placement", help="window3d: brain (windows over the brain's bounding box) or center (over --crop centered on the volume).")] = "brain",
+    crop: Annotated[Optional[tuple[int, int, int]], typer.Option("--crop", help="window3d with --placement center: the crop X Y Z (e.g. 144 192 192; default: the window).")] = None,
+    view: ViewOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for <name>.onnx and <name>.json.")] = Path("weights"),
+    name: Annotated[Optional[str], typer.Option("--name", help="Weights name; default: the file's stem. 'default' makes it the image's default.")] = None,
+    source: Annotated[Optional[str], typer.Option("--source", help="Provenance: where the model comes from (paper, repository, checkpoint).")] = None,
+    note: Annotated[Optional[str], typer.Option("--note", help="Provenance: anything else (training data, license).")] = None,
+) -> None:
+    """Import your own generator: check the graph against the contract, run it once, write its manifest."""
+    _setup_logging(True)
+    from .errors import BrasynError
+    from .importer import import_model as do_import
+    from .manifest import KINDS, PLACEMENTS
+    from .windows import BlendMode
+
+    if kind not in KINDS or placement not in PLACEMENTS or blend not in {m.value for m in BlendMode}:
+        _fail_line(f"--kind {kind} / --placement {placement} / --blend {blend}: use --kind {' or '.join(KINDS)}, "
+                   f"--placement {' or '.join(PLACEMENTS)}, --blend {', '.join(m.value for m in BlendMode)}")
+        raise typer.Exit(2)
+    block: dict = {"scheme": normalization}
+    if normalization == "minmax":
+        block["range"] = list(value_range)
+    if normalization == "percentile":
+        block.update({"percentile": 99.5, "reference_scale": {m: 1000.0 for m in ("t1c", "t1n", "t2f", "t2w")}})
+    if fill is not None:
+        block["fill"] = fill
+    provenance = {k: v for k, v in {"source": source, "note": note}.items() if v}
+    views = tuple(dict.fromkeys(view or []))
+    try:
+        manifest, seconds = do_import(model, kind, out, name or model.stem, block, window, overlap, blend, placement,
+                                      crop, views[0] if views else View.AXIAL, views, provenance)
+    except BrasynError as error:
+        _fail_line(str(error))
+        raise typer.Exit(1) from None
+    detail = f"window {'x'.join(map(str, manifest.window))}, {placement}" if manifest.kind == "window3d" else \
+        f"views {'+'.join(v.value for v in manifest.default_views)}"
+    typer.echo(f"wrote {manifest.path} and {manifest.onnx_path} ({manifest.kind}, inputs {', '.join(manifest.inputs)}, "
+               f"{detail}, normalization {normalization}); ran once on a synthetic case in {seconds:.1f} s. "
+               f"Use it: brasyn-infer INPUT OUTPUT --weights {manifest.path}")
 
 
 @app.command()

@@ -64,3 +64,6 @@ BRASYN25_STATS: dict[str, dict[str, float]] = {
 #: Environment variable naming an extra folder of weights (searched before the bundled ones).
 WEIGHTS_ENV = "BRASYN_WEIGHTS_DIR"
 DEFAULT_WEIGHTS = "default"
+#: Environment variable naming the weights used when --weights is not given (NAME or a manifest path):
+#: how an image built FROM ours, or a run with no arguments, picks an imported model.
+DEFAULT_WEIGHTS_ENV = "BRASYN_WEIGHTS"

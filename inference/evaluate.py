@@ -60,7 +60,7 @@ def _voxel_samples(synth: Synthesizer, cases: list[CaseFiles], drops: list[Modal
     for files in cases:
         volumes = {m: v.data for m, v in read_inputs(files.modalities).items()}
         x4, _ = synth.normalizer.stack(volumes, None)
-        samples[files.case_id] = {m: brain_voxels(x4, m, rng) for m in drops}
+        samples[files.case_id] = {m: brain_voxels(x4, m, rng, synth.normalizer.fill) for m in drops}
         if on_case:
             on_case(files.case_id)
     return samples
@@ -230,7 +230,7 @@ def _evaluate_pair(files: CaseFiles, missing: Modality, synth: Synthesizer, base
     synthesized = stages.get("refined", stages["generator"])
 
     x4, scales = synth.normalizer.stack(inputs, missing)
-    background = background_mask(x4, missing)
+    background = background_mask(x4, missing, synth.normalizer.fill)
     predictions = {}
     for name in baselines:
         t0 = time.perf_counter()

@@ -17,13 +17,17 @@ import numpy as np
 from .constants import BACKGROUND, MODALITIES, Modality, View
 from .errors import DeviceOutOfMemory
 from .views import SliceGeometry
-from .windows import Aggregator, BlendMode, accumulate
+from .windows import Aggregator, BlendMode, accumulate, brain_box, count_windows, sliding_window
 
 log = logging.getLogger(__name__)
 
 
 class SliceModel(Protocol):
     def __call__(self, x: np.ndarray, mask: np.ndarray, missing: np.ndarray, view: np.ndarray) -> np.ndarray: ...
+
+
+class WindowModel(Protocol):
+    def __call__(self, x: np.ndarray, missing: np.ndarray) -> np.ndarray: ...
 
 
 class SlicePredictor:
@@ -37,6 +41,7 @@ class SlicePredictor:
 
     def __init__(self, model: SliceModel, geometry: SliceGeometry, missing: Modality, batch_size: int) -> None:
         self.model = model
+        self.fill = np.float32(geometry.fill)
         self.geometry = geometry
         self.missing = missing
         self.batch_size = batch_size
@@ -45,8 +50,8 @@ class SlicePredictor:
         self.mask_row[missing.index] = 0
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
-        out = np.full((windows.shape[0], 1, *windows.shape[2:]), BACKGROUND, dtype=np.float32)
-        todo = np.flatnonzero((windows[:, self.available] != BACKGROUND).reshape(len(windows), -1).any(axis=1))
+        out = np.full((windows.shape[0], 1, *windows.shape[2:]), self.fill, dtype=np.float32)
+        todo = np.flatnonzero((windows[:, self.available] != self.fill).reshape(len(windows), -1).any(axis=1))
         start = 0
         while start < len(todo):
             index = todo[start : start + self.batch_size]
@@ -81,18 +86,73 @@ def generate_volume(
     views: View | Sequence[View],
     batch_size: int,
     on_batch: Callable[[int], None] | None = None,
+    fill: float = BACKGROUND,
 ) -> np.ndarray:
     """Synthesize the missing channel of ``x4`` ``(4, X, Y, Z)``; returns ``(X, Y, Z)`` normalized.
 
     With several ``views`` the result is their voxel-wise mean. ``on_batch`` gets the number of
-    slices done after each batch (skipped ones included).
+    slices done after each batch (skipped ones included). ``fill``: the background value (padding, and
+    slices whose inputs are all background skip the model).
     """
     views = [views] if isinstance(views, View) else list(views)
     shape = x4.shape[1:]
     aggregator = Aggregator((1, *shape), BlendMode.CONSTANT)
     for view in views:
-        geometry = SliceGeometry(view, shape)  # type: ignore[arg-type]
+        geometry = SliceGeometry(view, shape, fill)  # type: ignore[arg-type]
         predictor = SlicePredictor(model, geometry, missing, batch_size)
         accumulate(aggregator, x4, predictor, geometry.window, 0.0, batch_size, on_batch)
         batch_size = predictor.batch_size  # an OOM on one view holds for the next
     return aggregator.finalize()[0]
+
+
+def window_region(shape: tuple[int, int, int], background: np.ndarray, placement: str,
+                  crop: tuple[int, int, int] | None) -> tuple[slice, slice, slice]:
+    """Where a 3D generator's windows go in a ``(X, Y, Z)`` volume: the brain's bounding box
+    (``placement="brain"``), or a ``crop``-sized box centered on the volume (``"center"``, clipped to it;
+    the windowing engine pads what the volume lacks)."""
+    if placement == "brain":
+        return brain_box(~background)
+    size = crop or shape
+    region = []
+    for n, c in zip(shape, size, strict=True):
+        start = max(0, (n - c) // 2)
+        region.append(slice(start, min(n, start + c)))
+    return tuple(region)  # type: ignore[return-value]
+
+
+def generate_windows(
+    model: WindowModel,
+    x4: np.ndarray,
+    missing: Modality,
+    background: np.ndarray,
+    window: tuple[int, int, int],
+    overlap: float = 0.5,
+    blend: BlendMode = BlendMode.GAUSSIAN,
+    placement: str = "brain",
+    crop: tuple[int, int, int] | None = None,
+    batch_size: int = 1,
+    fill: float = BACKGROUND,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """A 3D generator over ``x4`` ``(4, X, Y, Z)``: ``(X, Y, Z)`` normalized, ``fill`` outside the windows' region.
+
+    ``model`` maps ``x`` ``(B, 4, *window)`` and ``missing`` ``(B,)`` to ``(B, 1, *window)``. Windows of
+    ``window`` voxels are placed over :func:`window_region` with ``overlap`` and blended with ``blend``;
+    axes of the region shorter than the window are padded with ``fill``.
+    """
+    region = window_region(x4.shape[1:], background, placement, crop)
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return model(np.ascontiguousarray(batch), np.full(len(batch), missing.index, dtype=np.float32))
+
+    y = sliding_window(x4[(slice(None), *region)], predict, window, overlap, blend, batch_size, pad_value=fill,
+                       on_batch=on_batch)[0]
+    out = np.full(x4.shape[1:], np.float32(fill), dtype=np.float32)
+    out[region] = y
+    return out
+
+
+def window_total(shape: tuple[int, int, int], background: np.ndarray, window: tuple[int, int, int], overlap: float,
+                 placement: str, crop: tuple[int, int, int] | None) -> int:
+    """How many windows :func:`generate_windows` runs (the progress total)."""
+    return count_windows(window_region(shape, background, placement, crop), window, overlap)

@@ -9,10 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .constants import DEFAULT_WEIGHTS, WEIGHTS_ENV, View
+from .constants import DEFAULT_WEIGHTS, DEFAULT_WEIGHTS_ENV, WEIGHTS_ENV, View
 from .errors import WeightsError
 
 MANIFEST_VERSION = 1
+#: The two kinds of generator graph (docs/model-contract.md).
+SLICE2D, WINDOW3D = "slice2d", "window3d"
+KINDS = (SLICE2D, WINDOW3D)
+#: window3d placements: windows over the brain's bounding box, or over a fixed crop around the volume's center.
+PLACEMENTS = ("brain", "center")
 #: The weights bundled with the repository (and copied into the Docker image).
 BUNDLED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -33,6 +38,12 @@ class Manifest:
     training: dict[str, Any] = field(default_factory=dict)
     views: tuple[View, ...] = ()  #: views generated and averaged by default; () means (default_view,)
     refiner: dict[str, Any] = field(default_factory=dict)  #: {"weights": NAME, "enabled": bool} or {}
+    #: the ONNX contract (docs/model-contract.md): ``slice2d`` (2D slices, e.g. HFGAN) or ``window3d``
+    kind: str = SLICE2D
+    #: window3d only: {"window": [X, Y, Z], "overlap", "blend", "placement": "brain"|"center", "crop": [X, Y, Z]}
+    windows: dict[str, Any] = field(default_factory=dict)
+    #: the graph's inputs (``x`` and any of ``mask``, ``missing``, ``view``); () for HFGAN exports: all four
+    inputs: tuple[str, ...] = ()
 
     @property
     def onnx_path(self) -> Path:
@@ -56,7 +67,15 @@ class Manifest:
             "training": self.training,
             **({"views": [v.value for v in self.views]} if self.views else {}),
             **({"refiner": self.refiner} if self.refiner else {}),
+            **({"kind": self.kind} if self.kind != SLICE2D else {}),
+            **({"windows": self.windows} if self.windows else {}),
+            **({"inputs": list(self.inputs)} if self.inputs else {}),
         }
+
+    @property
+    def window(self) -> tuple[int, int, int]:
+        """window3d: the model's window ``(X, Y, Z)`` in voxels."""
+        return tuple(int(n) for n in self.windows["window"])  # type: ignore[return-value]
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
@@ -78,7 +97,7 @@ def weights_dirs() -> list[Path]:
 
 def resolve_manifest_path(spec: str | Path | None) -> Path:
     """NAME (searched in :func:`weights_dirs`), a ``.json`` path, or a folder holding ``default.json``."""
-    spec = str(spec) if spec else DEFAULT_WEIGHTS
+    spec = str(spec) if spec else os.environ.get(DEFAULT_WEIGHTS_ENV) or DEFAULT_WEIGHTS
     candidate = Path(spec)
     if candidate.suffix == ".json" and candidate.is_file():
         return candidate
@@ -127,6 +146,17 @@ def load_manifest(spec: str | Path | None = None) -> Manifest:
         views = tuple(View(v) for v in data.get("views", []))
     except ValueError as error:
         raise WeightsError(f"unknown view in views {data['views']!r}", path, "use axial, sagittal or coronal") from error
+    kind = data.get("kind", SLICE2D)
+    if kind not in KINDS:
+        raise WeightsError(f"unknown kind {kind!r}", path, f"use one of {', '.join(KINDS)}")
+    windows = data.get("windows", {})
+    if kind == WINDOW3D:
+        window = windows.get("window")
+        if not (isinstance(window, list) and len(window) == 3 and all(isinstance(n, int) and n > 0 for n in window)):
+            raise WeightsError("a window3d manifest needs windows.window: [X, Y, Z] voxels", path,
+                               "re-import the model with brasyn-infer import --window X Y Z")
+        if windows.get("placement", "brain") not in PLACEMENTS:
+            raise WeightsError(f"unknown placement {windows.get('placement')!r}", path, f"use {' or '.join(PLACEMENTS)}")
     refiner = data.get("refiner", {})
     if refiner and not isinstance(refiner.get("weights"), str):
         raise WeightsError("the refiner block lacks its weights name", path, 'write "refiner": {"weights": NAME, "enabled": false}')
@@ -143,6 +173,9 @@ def load_manifest(spec: str | Path | None = None) -> Manifest:
         path=path,
         provenance=data.get("provenance", {}),
         training=data.get("training", {}),
+        kind=kind,
+        windows=windows,
+        inputs=tuple(data.get("inputs", ())),
     )
     if not manifest.onnx_path.is_file():
         raise WeightsError("the manifest's ONNX file is missing", manifest.onnx_path, "restore it beside the manifest")

@@ -23,12 +23,13 @@ import numpy as np
 from .cases import Case, CaseEntry
 from .constants import Device, Modality, View
 from .errors import BrasynError, CaseError, OutputError, WeightsError
-from .generate import generate_volume, slice_count
+from .generate import generate_volume, generate_windows, slice_count, window_total
 from .io import Volume, load_volume, output_image, read_inputs, write_atomic
-from .manifest import Manifest, load_manifest, verify
+from .manifest import WINDOW3D, Manifest, load_manifest, verify
 from .normalize import Normalizer, background_mask
 from .refine import Refiner, window_count
-from .runtime import GeneratorSession
+from .runtime import GeneratorSession, trt_shapes
+from .windows import BlendMode
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,14 @@ class Synthesizer:
         self.normalizer = Normalizer.from_manifest(self.manifest.normalization)
         if isinstance(views, View):
             views = (views,)
-        #: views generated and averaged (one view: plain slice-wise synthesis)
-        self.views: tuple[View, ...] = tuple(dict.fromkeys(views)) if views else self.manifest.default_views
-        self.session = GeneratorSession(self.manifest.onnx_path, device, batch_size, threads, fp16=fp16)
-        self.batch_size = self.session.batch_size
+        self.three_d = self.manifest.kind == WINDOW3D
+        if self.three_d and views:
+            log.warning("--view does not apply to a 3D (window3d) generator: ignored")
+        #: views generated and averaged (one view: plain slice-wise synthesis); () for a 3D generator
+        self.views: tuple[View, ...] = () if self.three_d else (tuple(dict.fromkeys(views)) if views else self.manifest.default_views)
+        self.session = GeneratorSession(self.manifest.onnx_path, device, batch_size or (1 if self.three_d else None),
+                                        threads, fp16=fp16, shapes=trt_shapes(self.manifest))
+        self.batch_size = min(self.session.batch_size, int(self.manifest.config.get("max_batch", self.session.batch_size)))
         block = self.manifest.refiner
         if refine is None:
             refine = refiner is not None or bool(block.get("enabled", False))
@@ -66,8 +71,32 @@ class Synthesizer:
 
     @property
     def view_label(self) -> str:
-        """``sagittal``, or ``sagittal+axial+coronal`` when views are fused."""
+        """``sagittal``, or ``sagittal+axial+coronal`` when views are fused; ``3d windows of XxYxZ``."""
+        if self.three_d:
+            return "3d windows of " + "x".join(map(str, self.manifest.window))
         return "+".join(v.value for v in self.views)
+
+    def work_total(self, volumes: Mapping[Modality, np.ndarray]) -> int:
+        """Slices (2D) or windows (3D) one case takes: the progress bar's total."""
+        shape = next(iter(volumes.values())).shape
+        if not self.three_d:
+            return slice_count(shape, self.views)
+        background = np.sum([v <= 0 for v in volumes.values()], axis=0) >= 2
+        w = self.manifest.windows
+        return window_total(shape, background, self.manifest.window, float(w.get("overlap", 0.5)),
+                            w.get("placement", "brain"), tuple(w["crop"]) if w.get("crop") else None)
+
+    def generate(self, x4: np.ndarray, missing: Modality, background: np.ndarray,
+                 on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """The generator on the normalized ``(4, X, Y, Z)`` input -> ``(X, Y, Z)`` normalized."""
+        fill = self.normalizer.fill
+        if not self.three_d:
+            return generate_volume(self.session, x4, missing, self.views, self.batch_size, on_batch, fill=fill)
+        w = self.manifest.windows
+        return generate_windows(lambda x, m: self.session(x, missing=m), x4, missing, background, self.manifest.window,
+                                float(w.get("overlap", 0.5)), BlendMode(w.get("blend", "gaussian")),
+                                w.get("placement", "brain"), tuple(w["crop"]) if w.get("crop") else None,
+                                self.batch_size, fill, on_batch)
 
     @property
     def label(self) -> str:
@@ -88,8 +117,8 @@ class Synthesizer:
         (``refined`` only with a refiner); each stage's seconds go to ``self.last_seconds``."""
         started = time.perf_counter()
         x4, scales = self.normalizer.stack(volumes, missing)
-        y = generate_volume(self.session, x4, missing, self.views, self.batch_size, on_batch)
-        background = background_mask(x4, missing)
+        background = background_mask(x4, missing, self.normalizer.fill)
+        y = self.generate(x4, missing, background, on_batch)
         del x4
         stages = {"generator": self.normalizer.restore(y, background, missing, scales)}
         self.last_seconds = {"generator": time.perf_counter() - started}
@@ -227,7 +256,7 @@ def run(
                 finish(CaseResult(case.case_id, None, loaded, 0.0))
                 continue
             if on_case_start:
-                on_case_start(case, slice_count(next(iter(loaded.values())).data.shape, synthesizer.views))
+                on_case_start(case, synthesizer.work_total({m: v.data for m, v in loaded.items()}))
             try:
                 volume = synthesizer.synthesize({m: v.data for m, v in loaded.items()}, case.missing, on_batch)
             except Exception as error:  # noqa: BLE001 - one case's failure never ends the run

@@ -25,13 +25,11 @@ import numpy as np
 from .constants import Device, Modality
 from .errors import WeightsError
 from .manifest import MANIFEST_VERSION, sha256_of, weights_dirs, write_json_atomic
-from .windows import BlendMode, sliding_window
+from .windows import BlendMode, brain_box, count_windows, sliding_window
 
 log = logging.getLogger(__name__)
 
 ARCHITECTURE = "refiner3d"
-#: Voxels of context kept around the brain's bounding box.
-MARGIN = 8
 
 
 @dataclass(frozen=True)
@@ -113,18 +111,6 @@ def zscore_nonzero(volume: np.ndarray, region: np.ndarray | None = None) -> tupl
     return z, mean, std
 
 
-def brain_box(brain: np.ndarray, margin: int = MARGIN) -> tuple[slice, slice, slice]:
-    """Bounding box of the ``True`` voxels of ``(X, Y, Z)`` ``brain``, grown by ``margin``, clipped."""
-    if not brain.any():
-        return tuple(slice(0, n) for n in brain.shape)  # type: ignore[return-value]
-    box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(brain.any(axis=other))
-        box.append(slice(max(0, hits[0] - margin), min(brain.shape[axis], hits[-1] + 1 + margin)))
-    return tuple(box)  # type: ignore[return-value]
-
-
 def refiner_input(inputs: Mapping[Modality, np.ndarray], synthesized: np.ndarray, background: np.ndarray,
                   missing: Modality) -> tuple[np.ndarray, float, float]:
     """The ``(4, X, Y, Z)`` float32 refiner input and the synthesized volume's (mean, std).
@@ -174,13 +160,7 @@ def refine_volume(
 
 def window_count(background: np.ndarray, window: tuple[int, int, int], overlap: float) -> int:
     """How many windows :func:`refine_volume` runs on a volume (the progress total)."""
-    from .windows import compute_starts
-
-    box = brain_box(~background)
-    count = 1
-    for s, w in zip(box, window, strict=True):
-        count *= len(compute_starts(s.stop - s.start, w, overlap))
-    return count
+    return count_windows(brain_box(~background), window, overlap)
 
 
 class Refiner:

@@ -46,7 +46,8 @@ def onnxruntime():
     except ImportError as error:
         raise BrasynError(f"ONNX Runtime is not installed ({error})", fix=ORT_FIX) from None
     if not all(hasattr(ort, name) for name in ("InferenceSession", "SessionOptions", "get_available_providers")):
-        raise BrasynError(f"ONNX Runtime at {Path(ort.__file__ or '?').parent} is incomplete (onnxruntime and "
+        where = Path(getattr(ort, "__file__", None) or "?").parent
+        raise BrasynError(f"ONNX Runtime at {where} is incomplete (onnxruntime and "
                           "onnxruntime-gpu were both installed, or one was removed after the other)", fix=ORT_FIX)
     return ort
 
@@ -108,6 +109,14 @@ def available_providers() -> list[str]:
 
 #: TensorRT optimization profile of the generator graph; {b} is the batch size.
 GENERATOR_SHAPES = "x:{b}x4x240x240,mask:{b}x4,missing:{b},view:{b}"
+
+
+def trt_shapes(manifest) -> str:
+    """The TensorRT profile of a generator manifest's graph (``{b}``: batch): its declared inputs only."""
+    inputs = manifest.inputs or ("x", "mask", "missing", "view")
+    spatial = "x".join(map(str, manifest.window)) if manifest.kind == "window3d" else "240x240"
+    dims = {"x": f"{{b}}x4x{spatial}", "mask": "{b}x4", "missing": "{b}", "view": "{b}"}
+    return ",".join(f"{name}:{dims[name]}" for name in inputs if name in dims)
 
 
 def choose_providers(device: Device, available: list[str], batch_size: int, fp16: bool = False,
@@ -174,18 +183,21 @@ def is_out_of_memory(error: Exception) -> bool:
 
 
 class GeneratorSession:
-    """One ONNX Runtime session for a generator graph ``(x, mask, missing, view) -> y``."""
+    """One ONNX Runtime session for a generator graph: ``x`` and whichever of ``mask``, ``missing`` and
+    ``view`` it declares -> its first output (docs/model-contract.md)."""
 
     def __init__(self, onnx_path: Path, device: Device = Device.AUTO, batch_size: int | None = None,
-                 threads: int | None = None, fp16: bool = False, io_binding: bool | None = None) -> None:
+                 threads: int | None = None, fp16: bool = False, io_binding: bool | None = None,
+                 shapes: str = GENERATOR_SHAPES) -> None:
         """``fp16`` lets TensorRT build fp16 engines (other providers stay fp32). ``io_binding``
         (default: on for GPU providers) binds inputs once per call and lets the provider allocate
-        the output on its device, copied back once."""
+        the output on its device, copied back once. ``shapes``: the TensorRT profile (``{b}``: batch)."""
         self.path = onnx_path
-        self.session = open_session(onnx_path, device, batch_size or 32, threads, fp16)
+        self.session = open_session(onnx_path, device, batch_size or 32, threads, fp16, shapes=shapes)
         self.providers = self.session.get_providers()
         self.batch_size = batch_size or default_batch_size(self.providers)
         self.input_names = {i.name for i in self.session.get_inputs()}
+        self.output_name = self.session.get_outputs()[0].name
         self.io_binding = self.on_gpu if io_binding is None else io_binding
         self.output_device = "cuda" if self.on_gpu else "cpu"
 
@@ -193,21 +205,24 @@ class GeneratorSession:
     def on_gpu(self) -> bool:
         return self.providers[0] in GPU_PROVIDERS
 
-    def __call__(self, x: np.ndarray, mask: np.ndarray, missing: np.ndarray, view: np.ndarray) -> np.ndarray:
-        """``x`` (B, 4, 240, 240), ``mask`` (B, 4), ``missing`` and ``view`` (B,), all float32 -> (B, 1, 240, 240)."""
-        feed = {k: v for k, v in {"x": x, "mask": mask, "missing": missing, "view": view}.items() if k in self.input_names}
+    def __call__(self, x: np.ndarray, mask: np.ndarray | None = None, missing: np.ndarray | None = None,
+                 view: np.ndarray | None = None) -> np.ndarray:
+        """``x`` (B, 4, ...), ``mask`` (B, 4), ``missing`` and ``view`` (B,), all float32 -> (B, 1, ...);
+        only the inputs the graph declares are fed."""
+        feed = {k: v for k, v in {"x": x, "mask": mask, "missing": missing, "view": view}.items()
+                if k in self.input_names and v is not None}
         try:
             if not self.io_binding:
-                return self.session.run(None, feed)[0]
+                return self.session.run([self.output_name], feed)[0]
             binding = self.session.io_binding()
             for name, array in feed.items():
                 binding.bind_cpu_input(name, np.ascontiguousarray(array))
-            binding.bind_output("y", self.output_device)
+            binding.bind_output(self.output_name, self.output_device)
             self.session.run_with_iobinding(binding)
             return binding.copy_outputs_to_cpu()[0]
         except Exception as error:  # onnxruntime's RuntimeException and friends
             if is_out_of_memory(error):
-                raise DeviceOutOfMemory(f"batch of {len(x)} slices does not fit ({error})", self.path,
+                raise DeviceOutOfMemory(f"batch of {len(x)} does not fit ({error})", self.path,
                                         "use a smaller --batch-size") from error
             raise
 

@@ -21,6 +21,7 @@ class SliceGeometry:
 
     view: View
     shape: tuple[int, int, int]  # (X, Y, Z)
+    fill: float = BACKGROUND  #: the padding (the normalization's background value)
 
     @property
     def count(self) -> int:
@@ -50,7 +51,7 @@ class SliceGeometry:
         """``(b, C, rows, cols)`` -> ``(b, C, 240, 240)`` float32, padded with -1."""
         (r0, r1), (c0, c1) = self.pads
         if r0 or r1 or c0 or c1:
-            padded = np.full((*slabs.shape[:2], PLANE, PLANE), BACKGROUND, dtype=np.float32)
+            padded = np.full((*slabs.shape[:2], PLANE, PLANE), self.fill, dtype=np.float32)
             padded[:, :, r0 : PLANE - r1, c0 : PLANE - c1] = slabs
             return padded
         return np.ascontiguousarray(slabs, dtype=np.float32)
@@ -82,5 +83,5 @@ class SliceGeometry:
         axes = tuple(a for a in range(3) if a != self.view.axis)
         flags = np.zeros(self.count, dtype=bool)
         for c in channels:
-            flags |= (volume[c] != BACKGROUND).any(axis=axes)
+            flags |= (volume[c] != np.float32(self.fill)).any(axis=axes)
         return flags

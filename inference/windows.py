@@ -174,3 +174,27 @@ def sliding_window(
     accumulate(aggregator, volume, predict, window, overlap, batch_size, on_batch)
     out = aggregator.finalize()
     return out[(slice(None), *(slice(0, n) for n in shape))]
+
+
+#: Voxels of context kept around the brain's bounding box.
+MARGIN = 8
+
+
+def brain_box(brain: np.ndarray, margin: int = MARGIN) -> tuple[slice, slice, slice]:
+    """Bounding box of the ``True`` voxels of ``(X, Y, Z)`` ``brain``, grown by ``margin``, clipped."""
+    if not brain.any():
+        return tuple(slice(0, n) for n in brain.shape)  # type: ignore[return-value]
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hits = np.flatnonzero(brain.any(axis=other))
+        box.append(slice(max(0, hits[0] - margin), min(brain.shape[axis], hits[-1] + 1 + margin)))
+    return tuple(box)  # type: ignore[return-value]
+
+
+def count_windows(region: tuple[slice, ...], window: tuple[int, ...], overlap: float) -> int:
+    """How many windows :func:`sliding_window` places over ``region`` (padded to the window where smaller)."""
+    count = 1
+    for s, w in zip(region, window, strict=True):
+        count *= len(compute_starts(max(s.stop - s.start, w), w, overlap))
+    return count

@@ -44,3 +44,23 @@ def test_incomplete_manifest_and_missing_onnx(weights_copy):
     weights_copy.write_text(json.dumps(data))
     with pytest.raises(WeightsError, match="lacks sha256"):
         load_manifest(weights_copy)
+
+
+def test_window3d_manifest_needs_a_window(tmp_path, tiny_weights):
+    data = json.loads(tiny_weights.read_text())
+    shutil.copy(tiny_weights.with_suffix(".onnx"), tmp_path / data["onnx"])
+    for windows, message in [({}, "windows.window"), ({"window": [32, 32]}, "windows.window"),
+                             ({"window": [32, 32, 32], "placement": "edge"}, "placement")]:
+        (tmp_path / "m.json").write_text(json.dumps({**data, "kind": "window3d", "windows": windows}))
+        with pytest.raises(WeightsError, match=message):
+            load_manifest(tmp_path / "m.json")
+    (tmp_path / "m.json").write_text(json.dumps({**data, "kind": "volume4d"}))
+    with pytest.raises(WeightsError, match="unknown kind"):
+        load_manifest(tmp_path / "m.json")
+
+
+def test_brasyn_weights_environment_names_the_default(tmp_path, tiny_weights, monkeypatch):
+    monkeypatch.setenv("BRASYN_WEIGHTS", str(tiny_weights))
+    assert resolve_manifest_path(None) == tiny_weights
+    monkeypatch.delenv("BRASYN_WEIGHTS")
+    assert resolve_manifest_path(None).name == "default.json"

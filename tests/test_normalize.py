@@ -16,6 +16,8 @@ from inference.normalize import (
     normalize_percentile,
 )
 
+from .conftest import brain_volume
+
 
 def test_fixed_matches_spec_formula():
     s = BRASYN25_STATS["t2f"]
@@ -76,3 +78,36 @@ def test_normalizer_stack_and_restore(tmp_path):
 def test_unknown_scheme_is_a_weights_error():
     with pytest.raises(WeightsError, match="unknown normalization"):
         Normalizer.from_manifest({"scheme": "magic"})
+
+
+@pytest.mark.parametrize(("block", "fill"), [({"scheme": "zscore"}, 0.0), ({"scheme": "minmax", "range": [0, 1]}, 0.0),
+                                             ({"scheme": "minmax"}, -1.0), ({"scheme": "minmax", "fill": -2.0}, -2.0)])
+def test_generic_schemes_fill_and_invert(block, fill):
+    """zscore and minmax: background and missing channel at the fill value; an output equal to a scaled copy
+    of an input comes back in scanner-like units, background exactly 0."""
+    from inference.constants import Modality
+    from inference.normalize import Normalizer, background_mask
+
+    normalizer = Normalizer.from_manifest(block)
+    assert normalizer.fill == fill
+    base = brain_volume((20, 22, 18))
+    volumes = {Modality.T1C: base * 1.0, Modality.T1N: base * 0.8, Modality.T2W: base * 1.2}
+    x4, scales = normalizer.stack(volumes, Modality.T2F)
+    assert (x4[Modality.T2F.index] == np.float32(fill)).all()
+    assert (x4[Modality.T1C.index][base <= 0] == np.float32(fill)).all()
+    assert (x4[Modality.T1C.index][base > 0] != np.float32(fill)).mean() > 0.99
+    background = background_mask(x4, Modality.T2F, fill)
+    assert (background == (base <= 0)).all()
+    out = normalizer.restore(x4[Modality.T1C.index].copy(), background, Modality.T2F, scales)
+    assert (out[background] == 0).all() and (out >= 0).all() and np.isfinite(out).all()
+    assert 0.1 < np.corrcoef(out[~background], base[~background])[0, 1] <= 1.0 + 1e-6
+
+
+def test_unknown_scheme_names_the_choices():
+    from inference.errors import WeightsError
+    from inference.normalize import Normalizer
+
+    with pytest.raises(WeightsError, match="minmax"):
+        Normalizer.from_manifest({"scheme": "histogram"})
+    with pytest.raises(WeightsError, match="empty"):
+        Normalizer.from_manifest({"scheme": "minmax", "range": [1, 0]})

@@ -8,12 +8,13 @@ Used to hold the "bring your own model" contract (docs/model-contract.md) agains
   3x3x3 convolution + instance norm + ReLU, and a stride-2 transposed convolution; the head is instance norm,
   ReLU, a 3x3x3 convolution to one channel and a sigmoid (so its normalization is min-max to [0, 1]). The
   block's output is its input plus the three convolutions' outputs (our reading of "dense shortcut").
-  Our contract gives four channels (the missing one filled); the baseline took the three available ones.
+  Our contract gives four channels (the missing one filled); the baseline took the three available ones, so
+  this one zeroes the missing channel with the contract's ``missing`` input before its first layer.
 - :class:`UNet2D`: the pix2pix U-Net generator that MM-GAN and ResViT build on: 4x4 stride-2
   convolutions down (LeakyReLU 0.2, instance norm), transposed convolutions up (ReLU, instance norm),
   skip concatenations, tanh output (min-max to [-1, 1]).
 
-Both take the contract's inputs: ``x`` and, for :class:`SIT3D`, ``missing``, which it ignores (a model may).
+Both take the contract's inputs: ``x``, and for :class:`SIT3D` also ``missing``.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ class SIT3D(nn.Module):
                                   DenseShortcut3D(ngf), _norm3d(ngf), nn.ReLU(), up(head))
         self.out = nn.Sequential(_norm3d(head), nn.ReLU(), nn.Conv3d(head, 1, 3, padding=1), nn.Sigmoid())
 
-    def forward(self, x: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:  # noqa: ARG002 - contract input
-        d1 = self.down[0](x)
+    def forward(self, x: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
+        keep = 1 - nn.functional.one_hot(missing.long(), x.shape[1]).to(x.dtype)
+        d1 = self.down[0](x * keep[:, :, None, None, None])
         d2 = self.down[1](d1)
         d3 = self.down[2](d2)
         u = self.deepest(d3)

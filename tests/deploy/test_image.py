@@ -299,3 +299,41 @@ def test_g_kubernetes_pods(image, cases, host_outputs, tmp_path):
                              *map(str, sorted(summaries.glob("*.json")))], capture_output=True, text=True, cwd=REPO)
     print(f"    {merged.stdout.strip()}")
     assert merged.returncode == 0, merged.stderr
+
+
+def test_h_imported_3d_model_in_a_derived_image(image, cases, tmp_path):
+    """A participant's 3D generator (the BraSyn baseline's architecture, random init): exported, imported as
+    `default`, baked into a derived image with the README's two-line Dockerfile, run as Synapse runs it,
+    and held against the host CLI with the same weights."""
+    torch = pytest.importorskip("torch", reason="the [torch] extra is needed to export the model")
+    from ..thirdparty import SIT3D, export_onnx
+
+    torch.manual_seed(0)
+    export_onnx(SIT3D().eval(), tmp_path / "sit3d.onnx", (torch.randn(1, 4, 32, 32, 32), torch.zeros(1)), ["x", "missing"])
+    context = tmp_path / "context"
+    imported = subprocess.run([sys.executable, "-m", "inference.cli", "import", str(tmp_path / "sit3d.onnx"),
+                               "--kind", "window3d", "--normalization", "minmax", "--range", "0", "1", "--overlap", "0.25",
+                               "--out", str(context / "my-weights"), "--name", "default"],
+                              capture_output=True, text=True, cwd=REPO)
+    assert imported.returncode == 0, imported.stderr + imported.stdout
+    (context / "Dockerfile").write_text(f"FROM {image}\nCOPY my-weights/ /opt/brasyn/weights/\n")
+    derived = "brasyn-infer-byom-test:latest"
+    build = subprocess.run(["docker", "build", "--network", "host", "-q", "-t", derived, str(context)],
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr
+    try:
+        host = tmp_path / "host"
+        reference = subprocess.run([sys.executable, "-m", "inference.cli", str(cases), str(host), "--weights",
+                                    str(context / "my-weights" / "default.json"), "--device", "cpu", "--quiet"],
+                                   capture_output=True, text=True, cwd=REPO)
+        assert reference.returncode == 0, reference.stderr
+        out = writable_dir(tmp_path / "out")
+        result = run_image(derived, "--user", STRANGER, "-v", f"{cases}:/input:ro", "-v", f"{out}:/output:rw",
+                           "--memory", "16G", "--shm-size", "4G", derived)
+        assert result.returncode == 0, result.stderr
+        assert_clean(result.stderr)
+        info = docker("run", "--rm", "--network", "none", derived, "info", check=True).stdout
+        assert "architecture: imported" in info, info
+        assert_matches_host(out, host, expected_names(cases))
+    finally:
+        docker("rmi", "-f", derived)
