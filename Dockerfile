@@ -9,7 +9,7 @@
 #   BASE       the Debian base image (its python3 is the image's Python)
 #   ORT_GPU    the onnxruntime-gpu requirement (1.31.x: CUDA 13, cuDNN 9)
 #   TENSORRT   empty (default: CUDA + CPU providers), or a TensorRT requirement such as
-#              tensorrt-cu13-libs==10.13.3.9, served from NVIDIA's index (TENSORRT_INDEX)
+#              tensorrt-cu13-libs==10.X.Y (the release onnxruntime-gpu names), from NVIDIA's index (TENSORRT_INDEX)
 # A CA bundle for a TLS-intercepting proxy can be passed as the BuildKit secret `ca`; pip trusts it.
 
 ARG BASE=debian:bookworm-slim
