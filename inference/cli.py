@@ -25,7 +25,7 @@ app = typer.Typer(
 )
 log = logging.getLogger("inference")
 
-COMMANDS = {"run", "info", "export", "import", "evaluate", "bench", "summary"}
+COMMANDS = {"run", "check", "info", "export", "import", "evaluate", "bench", "summary"}
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -188,7 +188,42 @@ def _run_with_progress(entries, synth, output: Path, resume: bool, quiet: bool):
             else:
                 log.error("%s: failed", result.case_id)
 
-        return run_pipeline(entries, synth, output, resume, start, batch, done)
+        def warn(message: str) -> None:
+            progress.console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+        return run_pipeline(entries, synth, output, resume, start, batch, done, warn)
+
+
+@app.command()
+def check(
+    input: Annotated[Path, typer.Argument(help="A case folder, or a folder of case folders (three or four modalities).")],
+) -> None:
+    """Check the inputs before spending compute: BraTS grid and spacing, skull stripping, raw intensities,
+    co-registration. One line per warning; exit 0 when clean, 1 otherwise."""
+    from .cases import list_case_folders, scan_folder
+    from .checks import check_case
+    from .errors import BrasynError
+    from .io import read_inputs
+
+    try:
+        folders = list_case_folders(input)
+    except BrasynError as error:
+        _fail_line(str(error))
+        raise typer.Exit(1) from None
+    flagged = 0
+    for folder in folders:
+        try:
+            files = scan_folder(folder)
+            warnings = check_case(read_inputs(files.modalities))
+        except BrasynError as error:
+            _fail_line(str(error))
+            flagged += 1
+            continue
+        for warning in warnings:
+            typer.echo(f"warning: {warning}")
+        flagged += bool(warnings)
+    typer.echo(f"{len(folders)} cases checked: {len(folders) - flagged} clean, {flagged} with warnings or errors", err=True)
+    raise typer.Exit(1 if flagged else 0)
 
 
 @app.command()
@@ -386,7 +421,9 @@ def evaluate(
         try:
             rows, errors = dry_run(data, report_dir, synth, drops, names, status, pair_done, total,
                                    only=[c.strip() for c in only.split(",")] if only else None, segment=segment,
-                                   save_volumes=save_volumes, shard=chosen)
+                                   save_volumes=save_volumes, shard=chosen,
+                                   on_warning=lambda w: progress.console.print(f"warning: {w}", markup=False,
+                                                                               highlight=False, soft_wrap=True))
         except BrasynError as error:
             _fail_line(str(error))
             raise typer.Exit(1) from None

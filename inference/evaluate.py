@@ -20,6 +20,7 @@ import numpy as np
 
 from .baselines import brain_voxels, fit_linear, predict_linear, predict_mean
 from .cases import CaseFiles, complete_case, discover, list_case_folders
+from .checks import check_case
 from .constants import MODALITIES, Modality
 from .errors import BrasynError, CaseError
 from .io import load_volume, output_image, read_inputs, write_atomic
@@ -85,6 +86,7 @@ def dry_run(
     segment: bool = False,
     save_volumes: Path | None = None,
     shard: Shard | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> tuple[list[dict], list[BrasynError]]:
     """Run the dry run into ``report_dir``; returns all rows (resumed ones included) and case errors.
 
@@ -95,7 +97,7 @@ def dry_run(
     with the real modality's geometry; a pair already scored is not redone, its volume not rewritten.
     ``shard``: score only this shard's case folders (see :mod:`inference.shards`), into
     ``cases.shard-I-of-N.csv`` and ``shard-I-of-N.json``; :func:`merge_shard_reports` makes the
-    report of all shards.
+    report of all shards. ``on_warning`` gets the input checks' warnings of each scored case.
     """
     report_dir.mkdir(parents=True, exist_ok=True)
     csv_path = report_dir / (f"cases.shard-{shard.index}-of-{shard.count}.csv" if shard else "cases.csv")
@@ -124,6 +126,9 @@ def dry_run(
 
     with tempfile.TemporaryDirectory(prefix="brasyn-dryrun-") as tmp:
         for files in cases:
+            if on_warning is not None:
+                for warning in check_case(read_inputs(files.modalities)):
+                    on_warning(warning)
             for missing in drops:
                 if all((files.case_id, missing.value, m) in done for m in methods):
                     if on_pair_done:

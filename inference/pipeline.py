@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .cases import Case, CaseEntry
+from .checks import check_case
 from .constants import Device, Modality, View
 from .errors import BrasynError, CaseError, OutputError, WeightsError
 from .generate import generate_volume, generate_windows, slice_count, window_total
@@ -217,8 +218,13 @@ def run(
     on_case_start: Callable[[Case, int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
     on_case_done: Callable[[CaseResult], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> list[CaseResult]:
-    """Process every entry into ``output_dir``; returns one result per entry, in input order."""
+    """Process every entry into ``output_dir``; returns one result per entry, in input order.
+
+    Each case's inputs are checked (:func:`inference.checks.check_case`) as it starts; the warnings go to
+    ``on_warning`` (default: the log) and never stop the case."""
+    warn = on_warning or log.warning
     results: dict[str, CaseResult] = {}
     order: list[str] = []
     todo: list[Case] = []
@@ -255,6 +261,8 @@ def run(
             if isinstance(loaded, BrasynError):
                 finish(CaseResult(case.case_id, None, loaded, 0.0))
                 continue
+            for warning in check_case(loaded):
+                warn(warning)
             if on_case_start:
                 on_case_start(case, synthesizer.work_total({m: v.data for m, v in loaded.items()}))
             try:
