@@ -77,6 +77,14 @@ class Manifest:
         """window3d: the model's window ``(X, Y, Z)`` in voxels."""
         return tuple(int(n) for n in self.windows["window"])  # type: ignore[return-value]
 
+    @property
+    def window_plan(self) -> dict[str, Any]:
+        """window3d: how windows are placed and blended, with the defaults filled in
+        (``overlap`` 0.5, ``blend`` gaussian, ``placement`` brain, ``crop`` None)."""
+        crop = self.windows.get("crop")
+        return {"overlap": float(self.windows.get("overlap", 0.5)), "blend": self.windows.get("blend", "gaussian"),
+                "placement": self.windows.get("placement", "brain"), "crop": tuple(crop) if crop else None}
+
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()

@@ -83,9 +83,8 @@ class Synthesizer:
         if not self.three_d:
             return slice_count(shape, self.views)
         background = np.sum([v <= 0 for v in volumes.values()], axis=0) >= 2
-        w = self.manifest.windows
-        return window_total(shape, background, self.manifest.window, float(w.get("overlap", 0.5)),
-                            w.get("placement", "brain"), tuple(w["crop"]) if w.get("crop") else None)
+        plan = self.manifest.window_plan
+        return window_total(shape, background, self.manifest.window, plan["overlap"], plan["placement"], plan["crop"])
 
     def generate(self, x4: np.ndarray, missing: Modality, background: np.ndarray,
                  on_batch: Callable[[int], None] | None = None) -> np.ndarray:
@@ -93,10 +92,9 @@ class Synthesizer:
         fill = self.normalizer.fill
         if not self.three_d:
             return generate_volume(self.session, x4, missing, self.views, self.batch_size, on_batch, fill=fill)
-        w = self.manifest.windows
+        plan = self.manifest.window_plan
         return generate_windows(lambda x, m: self.session(x, missing=m), x4, missing, background, self.manifest.window,
-                                float(w.get("overlap", 0.5)), BlendMode(w.get("blend", "gaussian")),
-                                w.get("placement", "brain"), tuple(w["crop"]) if w.get("crop") else None,
+                                plan["overlap"], BlendMode(plan["blend"]), plan["placement"], plan["crop"],
                                 self.batch_size, fill, on_batch)
 
     @property

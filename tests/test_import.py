@@ -20,6 +20,7 @@ from inference.constants import Device, Modality
 from inference.generate import generate_volume, generate_windows
 from inference.normalize import background_mask
 from inference.pipeline import Synthesizer
+from inference.windows import BlendMode
 
 from .conftest import HAS_TORCH, make_case
 
@@ -136,10 +137,11 @@ def test_sit3d_export_import_run_evaluate(exported, tmp_path, placement):
     x4, scales = synth.normalizer.stack(volumes, Modality.T2F)
     background = background_mask(x4, Modality.T2F, synth.normalizer.fill)
     ours = synth.generate(x4, Modality.T2F, background)
-    w = manifest["windows"]
+    plan = synth.manifest.window_plan
+    assert plan["placement"] == placement and plan["overlap"] == 0.5
     theirs = generate_windows(torch_window_model(exported["sit"]), x4, Modality.T2F, background, (32, 32, 32),
-                              w["overlap"], synth_blend(w["blend"]), placement,
-                              tuple(w["crop"]) if "crop" in w else None, 1, synth.normalizer.fill)
+                              plan["overlap"], BlendMode(plan["blend"]), placement, plan["crop"], 1,
+                              synth.normalizer.fill)
     diff = float(np.abs(ours - theirs).max())
     print(f"\n    SIT3D (window3d 32^3, {placement}, overlap 0.5, gaussian): max |ONNX pipeline - torch| = {diff:.2e}")
     assert diff <= PARITY
@@ -153,12 +155,6 @@ def test_sit3d_export_import_run_evaluate(exported, tmp_path, placement):
     report = invoke("evaluate", data, tmp_path / "report", "--weights", weights / "sit.json", "--drop", "t1n",
                     "--baseline", "mean", "--quiet")
     assert report.exit_code == 0, report.output
-
-
-def synth_blend(name: str):
-    from inference.windows import BlendMode
-
-    return BlendMode(name)
 
 
 def test_malformed_graphs_get_one_line(tmp_path):
