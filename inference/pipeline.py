@@ -167,12 +167,22 @@ def _as_case_error(error: Exception, case: Case, stage: str) -> BrasynError:
                      "rerun this case alone; if it fails again, report it with this message")
 
 
-def _read(case: Case) -> dict[Modality, Volume]:
-    return read_inputs(case.inputs)
+#: a read case: its volumes and its input checks' warnings
+Loaded = tuple[dict[Modality, Volume], list[str]]
 
 
-def _prefetch(cases: list[Case], depth: int = 1) -> Iterator[tuple[Case, dict[Modality, Volume] | BrasynError]]:
-    """Yield ``(case, volumes or error)`` in order, reading up to ``depth`` cases ahead in a thread."""
+def _read(case: Case) -> Loaded:
+    volumes = read_inputs(case.inputs)
+    try:
+        warnings = check_case(volumes)
+    except Exception as error:  # noqa: BLE001 - the checks never fail a case that can be synthesized
+        warnings = [f"{case.folder}: the input checks could not run ({type(error).__name__}: {error})"]
+    return volumes, warnings
+
+
+def _prefetch(cases: list[Case], depth: int = 1) -> Iterator[tuple[Case, Loaded | BrasynError]]:
+    """Yield ``(case, (volumes, warnings) or error)`` in order, reading and checking up to ``depth`` cases
+    ahead in a thread (the input checks overlap the model's work too)."""
     slots: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -181,7 +191,7 @@ def _prefetch(cases: list[Case], depth: int = 1) -> Iterator[tuple[Case, dict[Mo
             if stop.is_set():
                 return
             try:
-                item: dict[Modality, Volume] | BrasynError = _read(case)
+                item: Loaded | BrasynError = _read(case)
             except BrasynError as error:
                 item = error
             except Exception as error:  # noqa: BLE001 - report, do not kill the reader
@@ -254,12 +264,13 @@ def run(
                     finish(CaseResult(case.case_id, None, _as_case_error(error, case, "writing"),
                                       time.perf_counter() - started))
 
-        for case, loaded in _prefetch(todo):
+        for case, item in _prefetch(todo):
             started = time.perf_counter()
-            if isinstance(loaded, BrasynError):
-                finish(CaseResult(case.case_id, None, loaded, 0.0))
+            if isinstance(item, BrasynError):
+                finish(CaseResult(case.case_id, None, item, 0.0))
                 continue
-            for warning in check_case(loaded):
+            loaded, warnings = item
+            for warning in warnings:
                 warn(warning)
             if on_case_start:
                 on_case_start(case, synthesizer.work_total({m: v.data for m, v in loaded.items()}))
