@@ -229,13 +229,11 @@ def check(
 @app.command()
 def info(weights: WeightsOpt = None) -> None:
     """Show the weights, ONNX Runtime providers and versions."""
-    import nibabel
-    import numpy
-
-    from . import __version__
     from .errors import BrasynError
     from .manifest import load_manifest, sha256_of
+    from .runtime import available_providers
     from .runtime import onnxruntime as load_onnxruntime
+    from .summary import versions
 
     try:
         onnxruntime = load_onnxruntime()
@@ -243,11 +241,10 @@ def info(weights: WeightsOpt = None) -> None:
         _fail_line(str(error))
         raise typer.Exit(1) from None
 
-    typer.echo(f"brasyn-infer {__version__}")
-    typer.echo(f"python {sys.version.split()[0]}, numpy {numpy.__version__}, nibabel {nibabel.__version__}, "
-               f"onnxruntime {onnxruntime.__version__}")
-    from .runtime import available_providers
-
+    found = versions()
+    typer.echo(f"brasyn-infer {found['brasyn-infer']}")
+    typer.echo(f"python {found['python']}, numpy {found['numpy']}, nibabel {found['nibabel']}, "
+               f"onnxruntime {found['onnxruntime']}")
     typer.echo(f"providers: {', '.join(onnxruntime.get_available_providers())} "
                f"(usable here: {', '.join(available_providers())})")
     try:
@@ -325,6 +322,7 @@ def import_model(
 ) -> None:
     """Import your own generator: check the graph against the contract, run it once, write its manifest."""
     _setup_logging(True)
+    from .constants import MODALITIES
     from .errors import BrasynError
     from .importer import import_model as do_import
     from .manifest import KINDS, PLACEMENTS
@@ -338,7 +336,7 @@ def import_model(
     if normalization == "minmax":
         block["range"] = list(value_range)
     if normalization == "percentile":
-        block.update({"percentile": 99.5, "reference_scale": {m: 1000.0 for m in ("t1c", "t1n", "t2f", "t2w")}})
+        block.update({"percentile": 99.5, "reference_scale": {m.value: 1000.0 for m in MODALITIES}})
     if fill is not None:
         block["fill"] = fill
     provenance = {k: v for k, v in {"source": source, "note": note}.items() if v}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from .cases import CaseFiles, complete_case, discover, list_case_folders
 from .checks import check_case
 from .constants import MODALITIES, Modality
 from .errors import BrasynError, CaseError
-from .io import load_volume, output_image, read_inputs, write_atomic
+from .io import Volume, load_volume, output_image, read_inputs, write_atomic
 from .manifest import write_json_atomic
 from .metrics import score
 from .normalize import background_mask
@@ -126,16 +126,19 @@ def dry_run(
 
     with tempfile.TemporaryDirectory(prefix="brasyn-dryrun-") as tmp:
         for files in cases:
+            todo = [m for m in drops if not all((files.case_id, m.value, method) in done for method in methods)]
+            # one read per case, shared by its checks and all its dropped modalities
+            loaded = read_inputs(files.modalities) if todo or on_warning is not None else {}
             if on_warning is not None:
-                for warning in check_case(read_inputs(files.modalities)):
+                for warning in check_case(loaded):
                     on_warning(warning)
             for missing in drops:
-                if all((files.case_id, missing.value, m) in done for m in methods):
+                if missing not in todo:
                     if on_pair_done:
                         on_pair_done(files.case_id, missing)
                     continue
-                new_rows = _evaluate_pair(files, missing, synth, baselines, samples, Path(tmp), report_dir, segment,
-                                          save_volumes)
+                new_rows = _evaluate_pair(files, loaded, missing, synth, baselines, samples, Path(tmp), report_dir,
+                                          segment, save_volumes)
                 for row in new_rows:
                     if (row["case"], row["modality"], row["method"]) not in done:
                         append_row(csv_path, row)
@@ -193,9 +196,10 @@ def _downstream(files: CaseFiles, missing: Modality, synthesized_path: Path, tmp
     return score_segmentation(load_volume(predicted).data, _reference_segmentation(files, tmp))
 
 
-def _evaluate_pair(files: CaseFiles, missing: Modality, synth: Synthesizer, baselines: list[str],
-                   samples, tmp: Path, report_dir: Path, segment: bool = False,
+def _evaluate_pair(files: CaseFiles, loaded: Mapping[Modality, Volume], missing: Modality, synth: Synthesizer,
+                   baselines: list[str], samples, tmp: Path, report_dir: Path, segment: bool = False,
                    save_volumes: Path | None = None) -> list[dict]:
+    """Score one case with ``missing`` dropped; ``loaded``: its four volumes, read once per case."""
     case_dir = tmp / "in" / files.case_id
     out_dir = tmp / "out"
     case_dir.mkdir(parents=True, exist_ok=True)
@@ -208,7 +212,6 @@ def _evaluate_pair(files: CaseFiles, missing: Modality, synth: Synthesizer, base
     entries = discover(case_dir)  # the product's own checks of the three-input case
     if entries[0].error is not None:
         raise entries[0].error
-    loaded = read_inputs(files.modalities)
     volumes = {m: v.data for m, v in loaded.items()}
     inputs = {m: v for m, v in volumes.items() if m is not missing}
     stages = synth.synthesize_stages(inputs, missing)
