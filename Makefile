@@ -42,6 +42,7 @@ unit: $(BIN)/.installed-dev
 
 bench: $(BIN)/.installed-dev
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/trust.py
 
 ## lint: ruff on the Python code, hadolint on the Dockerfile
 lint: $(BIN)/.installed-dev

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .constants import MODALITIES, NIFTI_SUFFIXES, SEG_SUFFIX, Modality
+from .constants import MODALITIES, NIFTI_SUFFIXES, SEG_SUFFIX, UNCERTAINTY_SUFFIX, Modality
 from .errors import BrasynError, CaseError
 
 _ROLE = re.compile(r"^(?P<prefix>.*?)[-_.]?(?P<role>t1c|t1n|t2f|t2w|seg)\.nii(\.gz)?$", re.IGNORECASE)
@@ -26,6 +26,10 @@ class Case:
     def output_name(self) -> str:
         """The organizers' file name: ``<ID>-<missing>.nii.gz``."""
         return f"{self.case_id}-{self.missing.value}.nii.gz"
+
+    def uncertainty_name(self) -> str:
+        """``--uncertainty``'s file name: ``<ID>-<missing>-uncertainty.nii.gz``."""
+        return f"{self.case_id}-{self.missing.value}-{UNCERTAINTY_SUFFIX}.nii.gz"
 
 
 @dataclass(frozen=True)

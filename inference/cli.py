@@ -49,6 +49,8 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; 
 RefineOpt = Annotated[Optional[bool], typer.Option("--refine/--no-refine", help="Run the 3D Refiner after the generator; default: the manifest's choice.")]
 RefinerOpt = Annotated[Optional[str], typer.Option("--refiner", help="Refiner weights NAME or manifest .json instead of the one the manifest names (implies --refine).")]
 Fp16Opt = Annotated[bool, typer.Option("--fp16", help="Let TensorRT build fp16 engines (GPU only; CUDA and CPU stay fp32).")]
+TtaOpt = Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="Flip test-time augmentation: each slice also runs flipped and the two are averaged (twice the model's work). Default: the manifest's choice (off for the default weights: it did not help, see weights/README.md).")]
+PriorOpt = Annotated[bool, typer.Option("--prior/--no-prior", help="Blend the generator's output with the weights' linear prior (trust.blend in the manifest: never much worse than a linear fit). --no-prior: the generator alone.")]
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Process shard I of N (I from 0): the case folders sorted by name, every one whose position is I mod N. Default: from SLURM_ARRAY_TASK_ID (Slurm arrays) or JOB_COMPLETION_INDEX + BRASYN_SHARDS (Kubernetes Indexed Jobs), else all cases.")]
 
 
@@ -79,6 +81,9 @@ def run(
     fp16: Fp16Opt = False,
     shard: ShardOpt = None,
     summary: Annotated[Optional[Path], typer.Option("--summary", metavar="FILE", help="Also write a JSON summary for orchestrators (never inside OUTPUT; a folder: summary-I-of-N.json in it): the shard, each case's status, seconds, output or error, the weights' sha256, versions. Merge shards' with `brasyn-infer summary merge`.")] = None,
+    uncertainty: Annotated[Optional[Path], typer.Option("--uncertainty", metavar="DIR", help="Also write a voxel-wise uncertainty map per case as DIR/<ID>-<mod>-uncertainty.nii.gz (never inside OUTPUT): the expected |error| in the output's intensity units (a Laplace scale fitted on held-out cases; see weights/README.md).")] = None,
+    tta: TtaOpt = None,
+    prior: PriorOpt = True,
     quiet: QuietOpt = False,
 ) -> None:
     """Synthesize the missing modality of every case in INPUT into OUTPUT."""
@@ -89,19 +94,21 @@ def run(
     from .errors import BrasynError
     from .io import remove_stale_temps
     from .manifest import write_json_atomic
-    from .pipeline import Synthesizer, check_output_dir
+    from .pipeline import Synthesizer, check_output_dir, check_side_dir
     from .summary import check_summary_path, run_summary
 
     started = time.time()
     chosen = _shard_or_exit(shard)
     if summary is not None and summary.is_dir():  # one file per shard in a shared folder
         summary = summary / (f"summary-{chosen.index}-of-{chosen.count}.json" if chosen else "summary.json")
-    if summary is not None:
-        try:
+    try:
+        if summary is not None:
             check_summary_path(summary, output)
-        except BrasynError as error:
-            _fail_line(str(error))
-            raise typer.Exit(2) from None
+        if uncertainty is not None:
+            check_side_dir(uncertainty, output, input, "--uncertainty")
+    except BrasynError as error:
+        _fail_line(str(error))
+        raise typer.Exit(2) from None
     folders: list[str] = []
 
     def report(records, synth=None, error: str | None = None) -> None:
@@ -118,9 +125,16 @@ def run(
             entries = chosen.select(entries, key=lambda e: e.folder.name)
         check_output_dir(output, input)
         own = None if chosen is None else [e.case.output_name() for e in entries if e.case is not None]
-        for stale in remove_stale_temps(output, own):
-            log.warning("removed a partial file left by an interrupted run: %s", stale.name)
-        synth = Synthesizer(weights, view, batch_size, device, fp16=fp16, refine=refine, refiner=refiner)
+        if uncertainty is not None:
+            check_output_dir(uncertainty, input)
+        for folder in (output, uncertainty):
+            if folder is None:
+                continue
+            mine = None if own is None else own + [e.case.uncertainty_name() for e in entries if e.case is not None]
+            for stale in remove_stale_temps(folder, mine):
+                log.warning("removed a partial file left by an interrupted run: %s", stale.name)
+        synth = Synthesizer(weights, view, batch_size, device, fp16=fp16, refine=refine, refiner=refiner, tta=tta,
+                            prior=prior, uncertainty=uncertainty is not None)
     except BrasynError as error:
         _fail_line(str(error))
         report([], error=str(error))
@@ -128,7 +142,7 @@ def run(
     log.info("weights %s (%s), batch %d, providers %s", synth.label, synth.manifest.onnx, synth.batch_size,
              ",".join(synth.session.providers))
     _exit_on_sigterm()
-    results = _run_with_progress(entries, synth, output, resume, quiet)
+    results = _run_with_progress(entries, synth, output, resume, quiet, uncertainty)
     failed = [r for r in results if not r.ok]
     for result in failed:
         _fail_line(f"{result.case_id}: {result.error}")
@@ -163,7 +177,7 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _run_with_progress(entries, synth, output: Path, resume: bool, quiet: bool):
+def _run_with_progress(entries, synth, output: Path, resume: bool, quiet: bool, uncertainty: Path | None = None):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -191,7 +205,7 @@ def _run_with_progress(entries, synth, output: Path, resume: bool, quiet: bool):
         def warn(message: str) -> None:
             progress.console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
-        return run_pipeline(entries, synth, output, resume, start, batch, done, warn)
+        return run_pipeline(entries, synth, output, resume, start, batch, done, warn, uncertainty)
 
 
 @app.command()
@@ -370,6 +384,9 @@ def evaluate(
     segment: Annotated[bool, typer.Option("--segment", help="Also score downstream segmentation (Dice/HD95) with the brats package's BraTS 2023 segmenters; needs Docker and a GPU, skipped otherwise.")] = False,
     save_volumes: Annotated[Optional[Path], typer.Option("--save-volumes", help="Also write each generator output as DIR/<case>/<case>-<mod>.nii.gz (e.g. a held-out fold's outputs, the refiner's training inputs).")] = None,
     shard: ShardOpt = None,
+    uncertainty: Annotated[Optional[bool], typer.Option("--uncertainty/--no-uncertainty", help="Score the uncertainty map (Spearman and top-10% error ratio against the real errors; a QC column). Default: when the weights make a map.")] = None,
+    tta: TtaOpt = None,
+    prior: PriorOpt = True,
     quiet: QuietOpt = False,
 ) -> None:
     """Dry run: drop each modality from complete cases, synthesize it, score it against the real one.
@@ -394,7 +411,8 @@ def evaluate(
         if unknown:
             raise BrasynError(f"unknown baseline {', '.join(unknown)}", fix="use linear, mean, or none")
         check_output_dir(report_dir, data)
-        synth = Synthesizer(weights, view, batch_size, device, refine=refine, refiner=refiner)
+        synth = Synthesizer(weights, view, batch_size, device, refine=refine, refiner=refiner, tta=tta, prior=prior,
+                            uncertainty=uncertainty)
         if chosen is not None:
             typer.echo(chosen.rule(len(list_case_folders(data))), err=True)
     except BrasynError as error:

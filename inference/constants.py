@@ -20,6 +20,8 @@ class Modality(str, Enum):
 
 MODALITIES: tuple[Modality, ...] = (Modality.T1C, Modality.T1N, Modality.T2F, Modality.T2W)
 SEG_SUFFIX = "seg"
+#: ``--uncertainty DIR`` files: ``<ID>-<missing>-uncertainty.nii.gz``
+UNCERTAINTY_SUFFIX = "uncertainty"
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 

@@ -30,6 +30,7 @@ from .normalize import background_mask
 from .pipeline import Synthesizer
 from .report import append_row, qc_png, read_rows, weights_label, write_reports
 from .shards import Shard
+from .trust import rank_quality
 
 MODEL = "model"
 REFINED = "model+refiner"
@@ -224,6 +225,10 @@ def _evaluate_pair(files: CaseFiles, loaded: Mapping[Modality, Volume], missing:
     seg = load_volume(files.seg).data if files.seg is not None else None
     base = {"case": files.case_id, "modality": missing.value}
     rows = []
+    quality = {}
+    if "uncertainty" in stages:  # how the map ranks the generator stage's real errors, over the brain
+        brain = truth > 0
+        quality = rank_quality(stages["uncertainty"][brain], np.abs(stages["generator"][brain] - truth[brain]))
     for method, stage, elapsed in ((MODEL, "generator", seconds["generator"]),
                                    (REFINED, "refined", seconds["generator"] + seconds.get("refined", 0.0))):
         if stage not in stages:
@@ -234,7 +239,8 @@ def _evaluate_pair(files: CaseFiles, loaded: Mapping[Modality, Volume], missing:
             write_atomic(output_image(stages[stage], loaded[missing].image), path)
             downstream = _downstream(files, missing, path, tmp)
             path.unlink()
-        rows.append({**base, "method": method, **score(stages[stage], truth, seg), **downstream, "seconds": elapsed})
+        rows.append({**base, "method": method, **score(stages[stage], truth, seg), **downstream,
+                     **(quality if stage == "generator" else {}), "seconds": elapsed})
     synthesized = stages.get("refined", stages["generator"])
 
     x4, scales = synth.normalizer.stack(inputs, missing)
@@ -253,7 +259,7 @@ def _evaluate_pair(files: CaseFiles, loaded: Mapping[Modality, Volume], missing:
         rows.append({**base, "method": name, **score(predictions[name], truth, seg),
                      "seconds": time.perf_counter() - t0})
     qc_png(report_dir / f"{files.case_id}-{missing.value}.png", inputs, synthesized, truth, seg,
-           title=f"{files.case_id}: {missing.value} synthesized ({synth.label})")
+           title=f"{files.case_id}: {missing.value} synthesized ({synth.label})", uncertainty=stages.get("uncertainty"))
     return rows
 
 

@@ -36,11 +36,14 @@ class SlicePredictor:
     Windows in which every available channel is background skip the model and stay -1 (the
     background re-mask would set them to -1 anyway, so the result is exact). When the model
     raises :class:`DeviceOutOfMemory`, the model batch is halved (down to 1) and retried; the
-    smaller size is kept for the rest of the volume.
+    smaller size is kept for the rest of the volume. ``tta``: each slice also goes through the model
+    flipped along its columns (the flip the generator was trained with), and the two outputs are averaged.
     """
 
-    def __init__(self, model: SliceModel, geometry: SliceGeometry, missing: Modality, batch_size: int) -> None:
+    def __init__(self, model: SliceModel, geometry: SliceGeometry, missing: Modality, batch_size: int,
+                 tta: bool = False) -> None:
         self.model = model
+        self.tta = tta
         self.fill = np.float32(geometry.fill)
         self.geometry = geometry
         self.missing = missing
@@ -56,13 +59,14 @@ class SlicePredictor:
         while start < len(todo):
             index = todo[start : start + self.batch_size]
             n = len(index)
+            planes = self.geometry.to_planes(windows[index])
+            extra = (np.tile(self.mask_row, (n, 1)), np.full(n, self.missing.index, dtype=np.float32),
+                     np.full(n, self.geometry.view.id, dtype=np.float32))
             try:
-                y = self.model(
-                    self.geometry.to_planes(windows[index]),
-                    np.tile(self.mask_row, (n, 1)),
-                    np.full(n, self.missing.index, dtype=np.float32),
-                    np.full(n, self.geometry.view.id, dtype=np.float32),
-                )
+                y = self.model(planes, *extra)
+                if self.tta:
+                    flipped = self.model(np.ascontiguousarray(planes[..., ::-1]), *extra)
+                    y = (y[:, :1] + flipped[:, :1, :, ::-1]) * np.float32(0.5)
             except DeviceOutOfMemory:
                 if self.batch_size == 1:
                     raise
@@ -87,22 +91,38 @@ def generate_volume(
     batch_size: int,
     on_batch: Callable[[int], None] | None = None,
     fill: float = BACKGROUND,
+    tta: bool = False,
 ) -> np.ndarray:
     """Synthesize the missing channel of ``x4`` ``(4, X, Y, Z)``; returns ``(X, Y, Z)`` normalized.
 
     With several ``views`` the result is their voxel-wise mean. ``on_batch`` gets the number of
     slices done after each batch (skipped ones included). ``fill``: the background value (padding, and
-    slices whose inputs are all background skip the model).
+    slices whose inputs are all background skip the model). ``tta``: flip test-time augmentation
+    (:class:`SlicePredictor`; twice the model's work).
     """
     views = [views] if isinstance(views, View) else list(views)
     shape = x4.shape[1:]
     aggregator = Aggregator((1, *shape), BlendMode.CONSTANT)
     for view in views:
         geometry = SliceGeometry(view, shape, fill)  # type: ignore[arg-type]
-        predictor = SlicePredictor(model, geometry, missing, batch_size)
+        predictor = SlicePredictor(model, geometry, missing, batch_size, tta)
         accumulate(aggregator, x4, predictor, geometry.window, 0.0, batch_size, on_batch)
         batch_size = predictor.batch_size  # an OOM on one view holds for the next
     return aggregator.finalize()[0]
+
+
+def generate_views(
+    model: SliceModel,
+    x4: np.ndarray,
+    missing: Modality,
+    views: Sequence[View],
+    batch_size: int,
+    on_batch: Callable[[int], None] | None = None,
+    fill: float = BACKGROUND,
+    tta: bool = False,
+) -> list[np.ndarray]:
+    """Like :func:`generate_volume`, keeping each view's ``(X, Y, Z)`` volume (for their spread): one per view."""
+    return [generate_volume(model, x4, missing, [view], batch_size, on_batch, fill, tta) for view in views]
 
 
 def window_region(shape: tuple[int, int, int], background: np.ndarray, placement: str,

@@ -44,6 +44,8 @@ class Manifest:
     windows: dict[str, Any] = field(default_factory=dict)
     #: the graph's inputs (``x`` and any of ``mask``, ``missing``, ``view``); () for HFGAN exports: all four
     inputs: tuple[str, ...] = ()
+    #: the linear prior blend and the uncertainty model (``inference.trust``); {} when not fitted
+    trust: dict[str, Any] = field(default_factory=dict)
 
     @property
     def onnx_path(self) -> Path:
@@ -70,6 +72,7 @@ class Manifest:
             **({"kind": self.kind} if self.kind != SLICE2D else {}),
             **({"windows": self.windows} if self.windows else {}),
             **({"inputs": list(self.inputs)} if self.inputs else {}),
+            **({"trust": self.trust} if self.trust else {}),
         }
 
     @property
@@ -184,6 +187,7 @@ def load_manifest(spec: str | Path | None = None) -> Manifest:
         kind=kind,
         windows=windows,
         inputs=tuple(data.get("inputs", ())),
+        trust=data.get("trust", {}),
     )
     if not manifest.onnx_path.is_file():
         raise WeightsError("the manifest's ONNX file is missing", manifest.onnx_path, "restore it beside the manifest")

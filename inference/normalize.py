@@ -191,6 +191,20 @@ class Normalizer:
             x4[mod.index] = z
         return x4, scales
 
+    def slope(self, missing: Modality, scales: Mapping[Modality, Any]) -> float:
+        """Output intensity units per normalized unit of the missing modality (the inverse's slope, before the
+        clip at 0): turns a spread in normalized units (an uncertainty) into the output's units."""
+        if self.scheme == "brasyn25":
+            return float(self.params["stats"][missing.value]["std"])
+        if self.scheme == "percentile":
+            return estimate_scale(scales, self.params["reference_scale"], missing) / 2
+        if self.scheme == "zscore":
+            reference = self.params["reference"]
+            ratio = geometric_ratio({m: v[0] for m, v in scales.items()}, {k: r["mean"] for k, r in reference.items()})
+            return float(reference[missing.value]["std"] * ratio)
+        lo, hi = self.params["range"]
+        return estimate_scale(scales, self.params["reference_max"], missing) / (hi - lo)
+
     def restore(self, y: np.ndarray, background: np.ndarray, missing: Modality, scales: Mapping[Modality, Any]) -> np.ndarray:
         """De-normalize the synthesized ``(X, Y, Z)`` volume: the scheme's inverse, then >= 0, background 0."""
         y[background] = self.fill

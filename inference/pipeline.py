@@ -24,12 +24,13 @@ from .cases import Case, CaseEntry
 from .checks import check_case
 from .constants import Device, Modality, View
 from .errors import BrasynError, CaseError, OutputError, WeightsError
-from .generate import generate_volume, generate_windows, slice_count, window_total
+from .generate import generate_views, generate_volume, generate_windows, slice_count, window_total
 from .io import Volume, load_volume, output_image, read_inputs, write_atomic
 from .manifest import WINDOW3D, Manifest, load_manifest, verify
 from .normalize import Normalizer, background_mask
 from .refine import Refiner, window_count
 from .runtime import GeneratorSession, trt_shapes
+from .trust import Trust, blend, features, laplace_scale, linear_prior
 from .windows import BlendMode
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,19 @@ class Synthesizer:
 
     def __init__(self, weights: str | Path | None = None, views: View | Sequence[View] | None = None,
                  batch_size: int | None = None, device: Device = Device.AUTO, threads: int | None = None,
-                 fp16: bool = False, refine: bool | None = None, refiner: str | Path | None = None) -> None:
+                 fp16: bool = False, refine: bool | None = None, refiner: str | Path | None = None,
+                 tta: bool | None = None, prior: bool = True, uncertainty: bool | None = False) -> None:
         """``refine``: run the 3D Refiner after the generator (None: the manifest's default);
-        ``refiner``: the refiner's NAME or manifest path instead of the one the manifest names (implies refine)."""
+        ``refiner``: the refiner's NAME or manifest path instead of the one the manifest names (implies refine);
+        ``tta``: flip test-time augmentation (None: the manifest's ``trust.tta``, else off); ``prior``: blend
+        with the manifest's linear prior where it has one (``trust.blend``); ``uncertainty``: also produce the
+        voxel-wise uncertainty map (stage ``"uncertainty"``; None: when the weights make one possible)."""
         self.manifest: Manifest = load_manifest(weights)
         verify(self.manifest)
         self.normalizer = Normalizer.from_manifest(self.manifest.normalization)
+        self.trust = Trust.from_manifest(self.manifest.trust)
+        self.tta = bool(self.manifest.trust.get("tta", False)) if tta is None else tta
+        self.prior = prior
         if isinstance(views, View):
             views = (views,)
         self.three_d = self.manifest.kind == WINDOW3D
@@ -68,6 +76,18 @@ class Synthesizer:
             raise WeightsError("these weights name no refiner", self.manifest.path,
                                "run without --refine, or pass --refiner NAME|PATH")
         self.refiner: Refiner | None = Refiner(spec, self.manifest.path.parent, device, threads) if refine else None
+        if uncertainty is None:
+            uncertainty = bool(self.trust.uncertainty) or len(self.views) * (1 + self.tta) >= 2
+        self.uncertainty = uncertainty
+        if self.tta and self.three_d:
+            raise WeightsError("--tta applies to 2D (slice2d) generators only", self.manifest.path, "run without --tta")
+        if uncertainty and not self.trust.uncertainty and len(self.views) * (1 + self.tta) < 2:
+            raise WeightsError("these weights have no fitted uncertainty model (trust.uncertainty), and one view "
+                               "without --tta gives no spread to measure", self.manifest.path,
+                               "add views (--view sagittal --view axial ...) or --tta, or fit one with training/fit_trust.py")
+        if uncertainty and self.trust.uncertainty and set(self.views) != set(self.manifest.default_views):
+            log.warning("the uncertainty model was fitted with the views %s; with %s it is not calibrated",
+                        "+".join(v.value for v in self.manifest.default_views), self.view_label)
         self.last_seconds: dict[str, float] = {}
 
     @property
@@ -91,7 +111,8 @@ class Synthesizer:
         """The generator on the normalized ``(4, X, Y, Z)`` input -> ``(X, Y, Z)`` normalized."""
         fill = self.normalizer.fill
         if not self.three_d:
-            return generate_volume(self.session, x4, missing, self.views, self.batch_size, on_batch, fill=fill)
+            return generate_volume(self.session, x4, missing, self.views, self.batch_size, on_batch, fill=fill,
+                                   tta=self.tta)
         plan = self.manifest.window_plan
         return generate_windows(lambda x, m: self.session(x, missing=m), x4, missing, background, self.manifest.window,
                                 plan["overlap"], BlendMode(plan["blend"]), plan["placement"], plan["crop"],
@@ -115,11 +136,27 @@ class Synthesizer:
         """Like :meth:`synthesize`, keeping each stage: ``{"generator": ..., "refined": ...}``
         (``refined`` only with a refiner); each stage's seconds go to ``self.last_seconds``."""
         started = time.perf_counter()
-        x4, scales = self.normalizer.stack(volumes, missing)
-        background = background_mask(x4, missing, self.normalizer.fill)
-        y = self.generate(x4, missing, background, on_batch)
+        norm, trust = self.normalizer, self.trust
+        x4, scales = norm.stack(volumes, missing)
+        background = background_mask(x4, missing, norm.fill)
+        members: list[np.ndarray] = []
+        if self.uncertainty and not self.three_d and (not trust.calibrated(missing) or "views" in trust.features):
+            members = generate_views(self.session, x4, missing, self.views, self.batch_size, on_batch, norm.fill,
+                                     tta=self.tta)  # the views' spread is needed: keep each view
+            y = np.mean(members, axis=0) if len(members) > 1 else members[0]
+        else:
+            y = self.generate(x4, missing, background, on_batch)
+        prior = None
+        if missing in trust.linear and ((self.prior and missing in trust.blend) or self.uncertainty):
+            prior = linear_prior(x4, missing, trust.linear[missing])
         del x4
-        stages = {"generator": self.normalizer.restore(y, background, missing, scales)}
+        generated = y
+        if prior is not None and self.prior and missing in trust.blend:
+            y = blend(y, prior, trust.blend[missing])
+        stages = {}
+        if self.uncertainty:
+            stages["uncertainty"] = self._uncertainty(members or [generated], y, prior, background, missing, scales)
+        stages["generator"] = norm.restore(y, background, missing, scales)
         self.last_seconds = {"generator": time.perf_counter() - started}
         if self.refiner is not None:
             started = time.perf_counter()
@@ -129,6 +166,23 @@ class Synthesizer:
             stages["refined"] = self.refiner(volumes, stages["generator"], background, missing)
             self.last_seconds["refined"] = time.perf_counter() - started
         return stages
+
+    def _uncertainty(self, members: list[np.ndarray], output: np.ndarray, prior: np.ndarray | None,
+                     background: np.ndarray, missing: Modality, scales: Mapping[Modality, object]) -> np.ndarray:
+        """The uncertainty map in the output's units, ``(X, Y, Z)`` float32, background 0: the fitted Laplace
+        scale (``trust.uncertainty``), else the members' standard deviation (uncalibrated)."""
+        trust = self.trust
+        if trust.calibrated(missing):
+            feats = features(members, output, prior, background, self.normalizer.fill, trust.features, trust.smooth)
+            scale = laplace_scale(feats, trust.uncertainty[missing])
+        elif len(members) > 1:
+            scale = np.std(np.stack(members), axis=0).astype(np.float32)
+        else:
+            raise WeightsError(f"no uncertainty model for {missing.value} and a single volume to measure spread on",
+                               self.manifest.path, "add views (--view ...) or fit one with training/fit_trust.py")
+        scale *= np.float32(self.normalizer.slope(missing, scales))
+        scale[background] = 0
+        return scale
 
     def synthesize(self, volumes: Mapping[Modality, np.ndarray], missing: Modality,
                    on_batch: Callable[[int], None] | None = None) -> np.ndarray:
@@ -227,11 +281,13 @@ def run(
     on_batch: Callable[[int], None] | None = None,
     on_case_done: Callable[[CaseResult], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    uncertainty_dir: Path | None = None,
 ) -> list[CaseResult]:
     """Process every entry into ``output_dir``; returns one result per entry, in input order.
 
     Each case's inputs are checked (:func:`inference.checks.check_case`) as it starts; the warnings go to
-    ``on_warning`` (default: the log) and never stop the case."""
+    ``on_warning`` (default: the log) and never stop the case. ``uncertainty_dir`` (with a synthesizer built
+    with ``uncertainty=True``): each case's uncertainty map goes there as ``<ID>-<mod>-uncertainty.nii.gz``."""
     warn = on_warning or log.warning
     results: dict[str, CaseResult] = {}
     order: list[str] = []
@@ -246,7 +302,7 @@ def run(
         order.append(entry.case_id)
         if entry.case is None:
             finish(CaseResult(entry.case_id, None, entry.error, 0.0))
-        elif resume and output_is_complete(output_dir / entry.case.output_name(), _input_shape(entry.case)):
+        elif resume and _complete(entry.case, output_dir, uncertainty_dir):
             log.info("%s: output exists and is complete, skipped (--resume)", entry.case_id)
             finish(CaseResult(entry.case_id, output_dir / entry.case.output_name(), None, 0.0, skipped=True))
         else:
@@ -275,17 +331,32 @@ def run(
             if on_case_start:
                 on_case_start(case, synthesizer.work_total({m: v.data for m, v in loaded.items()}))
             try:
-                volume = synthesizer.synthesize({m: v.data for m, v in loaded.items()}, case.missing, on_batch)
+                stages = synthesizer.synthesize_stages({m: v.data for m, v in loaded.items()}, case.missing, on_batch)
             except Exception as error:  # noqa: BLE001 - one case's failure never ends the run
                 finish(CaseResult(case.case_id, None, _as_case_error(error, case, "synthesis"),
                                   time.perf_counter() - started))
                 continue
             drain(block=len(pending) >= 1)  # at most one write in flight: bounded memory
             like = next(iter(loaded.values())).image
-            target = output_dir / case.output_name()
-            pending.append((case, started, writer.submit(write_atomic, output_image(volume, like), target)))
+            images = [(output_image(stages.get("refined", stages["generator"]), like), output_dir / case.output_name())]
+            if uncertainty_dir is not None and "uncertainty" in stages:  # written first: the output marks completion
+                images.insert(0, (output_image(stages["uncertainty"], like), uncertainty_dir / case.uncertainty_name()))
+            del stages
+            pending.append((case, started, writer.submit(_write_all, images)))
         drain(block=True)
     return [results[case_id] for case_id in order]
+
+
+def _write_all(images: list) -> None:
+    for image, target in images:
+        write_atomic(image, target)
+
+
+def _complete(case: Case, output_dir: Path, uncertainty_dir: Path | None) -> bool:
+    """``--resume``: the case's output (and its uncertainty map, when asked for) load completely."""
+    shape = _input_shape(case)
+    return output_is_complete(output_dir / case.output_name(), shape) and (
+        uncertainty_dir is None or output_is_complete(uncertainty_dir / case.uncertainty_name(), shape))
 
 
 def _input_shape(case: Case) -> tuple[int, ...]:
@@ -312,3 +383,13 @@ def check_output_dir(output_dir: Path, input_dir: Path) -> None:
     except OSError as error:
         raise OutputError(f"output folder is not writable ({error.strerror or error})", output_dir,
                           "choose a writable folder, or fix its permissions") from error
+
+
+def check_side_dir(folder: Path, output_dir: Path, input_dir: Path, option: str) -> None:
+    """A folder for side outputs (``--uncertainty``): never OUTPUT or inside it (the organizers load every file
+    there), never INPUT or inside it."""
+    side = folder.resolve()
+    for other, what in ((output_dir.resolve(), "the output folder"), (input_dir.resolve(), "the input folder")):
+        if side == other or other in side.parents:
+            raise OutputError(f"{option} folder is {what} or inside it", folder,
+                              f"choose a folder outside {what} (e.g. a sibling of OUTPUT)")

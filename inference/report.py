@@ -14,10 +14,12 @@ import numpy as np
 from .constants import MODALITIES, Modality
 
 CSV_FIELDS = ["case", "modality", "method", "ssim", "ssim_brain", "ssim_tumor", "ssim_healthy", "psnr", "mae",
-              "dice_wt", "dice_tc", "dice_et", "hd95_wt", "hd95_tc", "hd95_et", "seconds"]
+              "dice_wt", "dice_tc", "dice_et", "hd95_wt", "hd95_tc", "hd95_et", "unc_spearman", "unc_top10", "seconds"]
 METRICS = CSV_FIELDS[3:]
 #: Downstream columns, empty unless `evaluate --segment` ran.
 DOWNSTREAM = ["dice_wt", "dice_tc", "dice_et", "hd95_wt", "hd95_tc", "hd95_et"]
+#: How the uncertainty map ranks the model's real errors (brain voxels): empty without a map.
+UNCERTAINTY = ["unc_spearman", "unc_top10"]
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -99,16 +101,20 @@ def write_reports(rows: list[dict], report_dir: Path, label: str) -> dict:
         "outside the segmentation (cases with a `-seg` file only). PSNR (dB) and MAE over the brain, on the "
         "[0, 1] images. `seconds`: the pipeline's time per case (model), or the baseline's. With `--segment`: "
         "Dice and HD95 (mm) of WT/TC/ET between the BraTS 2023 segmenter's output on the case with the "
-        "synthesized modality and the case's `-seg` (or the segmenter's output on the four real modalities).",
+        "synthesized modality and the case's `-seg` (or the segmenter's output on the four real modalities). "
+        "With the uncertainty map (the model's rows): `unc_spearman`, the Spearman correlation between the map "
+        "and |synthesized - real| over the brain, and `unc_top10`, the mean |error| of the 10% most uncertain "
+        "brain voxels over that of the other 90% (1: no better than chance).",
         "",
         "## Mean ± std per modality and method",
         "",
-        markdown_table(summary, [m for m in METRICS if m not in DOWNSTREAM or _has(rows, m)]),
+        markdown_table(summary, [m for m in METRICS if m not in DOWNSTREAM + UNCERTAINTY or _has(rows, m)]),
         "",
         "## QC pictures",
         "",
         "Rows: axial, coronal, sagittal through the tumor (or the brain's center). Columns: the three "
-        "inputs, the synthesized, the real, |synthesized - real| (the last three share one color scale).",
+        "inputs, the synthesized, the real (one gray scale), |synthesized - real| and, with the map, the "
+        "uncertainty (one color scale: the 99.5th percentile of the brain's |difference|).",
         "",
     ]
     text += [f"![{name}]({name})\n" for name in pictures]
@@ -133,8 +139,9 @@ def _planes(volume: np.ndarray, center: tuple[int, int, int]) -> list[np.ndarray
 
 
 def qc_png(path: Path, inputs: Mapping[Modality, np.ndarray], synthesized: np.ndarray, truth: np.ndarray,
-           seg: np.ndarray | None, title: str) -> None:
-    """Three orthogonal slices: inputs, synthesized, real, |difference|; written atomically."""
+           seg: np.ndarray | None, title: str, uncertainty: np.ndarray | None = None) -> None:
+    """Three orthogonal slices: inputs, synthesized, real, |difference| and the ``uncertainty`` map (expected
+    |error|, output units) on the difference's color scale; written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,13 +151,17 @@ def qc_png(path: Path, inputs: Mapping[Modality, np.ndarray], synthesized: np.nd
     columns = [(m.value, v, float(np.percentile(v[v > 0], 99.5)) if (v > 0).any() else 1.0)
                for m, v in inputs.items()]
     top = float(np.percentile(truth[truth > 0], 99.5)) if (truth > 0).any() else 1.0
-    columns += [("synthesized", synthesized, top), ("real", truth, top),
-                ("|difference|", np.abs(synthesized - truth), top)]
+    difference = np.abs(synthesized - truth)
+    brain = truth > 0
+    error_top = float(np.percentile(difference[brain], 99.5)) if brain.any() else top
+    columns += [("synthesized", synthesized, top), ("real", truth, top), ("|difference|", difference, error_top or top)]
+    if uncertainty is not None:
+        columns.append(("uncertainty", uncertainty, error_top or top))
     fig, axes = plt.subplots(3, len(columns), figsize=(2.2 * len(columns), 6.9), facecolor="black")
     for col, (name, volume, vmax) in enumerate(columns):
         for row, plane in enumerate(_planes(volume, center)):
             ax = axes[row, col]
-            ax.imshow(plane, cmap="magma" if name == "|difference|" else "gray", vmin=0, vmax=vmax,
+            ax.imshow(plane, cmap="magma" if name in ("|difference|", "uncertainty") else "gray", vmin=0, vmax=vmax,
                       interpolation="nearest")
             ax.set_axis_off()
             if row == 0:

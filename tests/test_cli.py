@@ -317,7 +317,7 @@ def test_unexpected_error_in_one_case_does_not_stop_the_run(tmp_path, tiny_weigh
     root = tmp_path / "in"
     make_case(root, "A-1")
     make_case(root, "B-2")
-    original = Synthesizer.synthesize
+    original = Synthesizer.synthesize_stages
     calls = []
 
     def flaky(self, volumes, missing, on_batch=None):
@@ -326,7 +326,7 @@ def test_unexpected_error_in_one_case_does_not_stop_the_run(tmp_path, tiny_weigh
             raise RuntimeError("onnxruntime: simulated kernel failure")
         return original(self, volumes, missing, on_batch)
 
-    monkeypatch.setattr(Synthesizer, "synthesize", flaky)
+    monkeypatch.setattr(Synthesizer, "synthesize_stages", flaky)
     result = run_cli(root, tmp_path / "out", tiny_weights)
     assert result.exit_code == 1
     errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]

@@ -1,0 +1,291 @@
+"""Fit and measure the trust block (linear-prior blend, uncertainty model) on leave-one-case-out folds.
+
+    python -m training.fit_trust --cases ../shared/data/cases --folds runs/loco --out runs/loco/trust \
+        [--write weights/default.json]
+
+1. ``cache``: fold ``FOLDS/fold-<case>/fold.json`` synthesizes its held-out case with each modality dropped,
+   view by view (the product's :func:`inference.generate.generate_views`), plain and flipped (the flip
+   test-time augmentation is their mean). The linear prior's coefficients are fitted on the fold's training
+   cases only (:mod:`inference.baselines`). Kept in ``OUT/cache`` (resumable).
+2. ``measure``: for every held-out pair, the whole-volume, brain and tumor SSIM (:func:`inference.metrics.score`)
+   of the blend ``prior + alpha * (generated - prior)`` for each alpha of a grid (alpha 1: the generator alone,
+   the old design; alpha 0: the linear baseline), with and without the flip TTA.
+3. Nested leave-one-case-out: for held-out case k, alpha (per modality, highest mean brain SSIM) and the
+   uncertainty model (:func:`inference.trust.fit_laplace`) are fitted on the other cases' pairs only, then
+   scored on case k: the model's SSIM against the linear baseline's, and how the map ranks the real errors
+   (:func:`inference.trust.rank_quality`). Tables to ``OUT/trust.md`` and ``OUT/trust.json``.
+4. Each fold's manifest gets the trust block fitted without its case (so ``brasyn-infer evaluate --weights
+   FOLDS/fold-k/fold.json`` reproduces step 3 through the product); ``--write`` puts the block fitted on all
+   folds, with the prior fitted on all cases, into the shipped manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from inference.baselines import brain_voxels, fit_linear
+from inference.cases import complete_case
+from inference.constants import MODALITIES, Device, Modality
+from inference.generate import generate_views
+from inference.io import load_volume, read_inputs
+from inference.manifest import load_manifest, write_json_atomic
+from inference.metrics import masked_mean, percentile_scale, ssim_map
+from inference.normalize import Normalizer, background_mask
+from inference.pipeline import Synthesizer
+from inference.trust import FEATURES, Trust, blend, features, fit_laplace, laplace_scale, linear_prior, rank_quality
+
+ALPHAS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+FIT_VOXELS = 60_000  # brain voxels per pair for the uncertainty fit
+SMOOTH = 2
+
+
+def flipped(model):
+    """The slice model seen through the flip TTA's second half: input planes flipped along their columns,
+    output flipped back."""
+    def run(x, mask, missing, view):
+        return model(np.ascontiguousarray(x[..., ::-1]), mask, missing, view)[..., ::-1]
+    return run
+
+
+def linear_coefficients(cases: dict[str, dict], normalizer: Normalizer, train: list[str]) -> dict[Modality, np.ndarray]:
+    """Per missing modality, the prior fitted on the brain voxels of the ``train`` cases (normalized)."""
+    rng = np.random.default_rng(0)
+    samples = {c: {} for c in train}
+    for c in train:
+        x4, _ = normalizer.stack(cases[c]["volumes"], None)
+        samples[c] = {m: brain_voxels(x4, m, rng, normalizer.fill) for m in MODALITIES}
+    return {m: fit_linear([samples[c][m] for c in train]) for m in MODALITIES}
+
+
+def cache(args: argparse.Namespace, cases: dict[str, dict]) -> None:
+    for fold_dir in sorted(args.folds.glob("fold-*")):
+        case_id = fold_dir.name.removeprefix("fold-")
+        if case_id not in cases or not (fold_dir / "fold.json").is_file():
+            continue
+        synth = Synthesizer(fold_dir / "fold.json", device=Device.CPU, threads=args.threads, refine=False)
+        norm = synth.normalizer
+        train = [c for c in cases if c != case_id]
+        coef = None
+        for missing in MODALITIES:
+            target = args.out / "cache" / f"{case_id}-{missing.value}.npz"
+            if target.is_file():
+                continue
+            coef = coef or linear_coefficients(cases, norm, train)
+            t0 = time.perf_counter()
+            inputs = {m: v for m, v in cases[case_id]["volumes"].items() if m is not missing}
+            x4, scales = norm.stack(inputs, missing)
+            plain = generate_views(synth.session, x4, missing, synth.views, synth.batch_size, fill=norm.fill)
+            flip = generate_views(flipped(synth.session), x4, missing, synth.views, synth.batch_size, fill=norm.fill)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(target, plain=np.stack(plain), flip=np.stack(flip), coef=coef[missing],
+                     slope=norm.slope(missing, scales))
+            print(f"cached {target.name} ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+def crop_box(mask: np.ndarray, margin: int = 6) -> tuple[slice, ...]:
+    idx = np.argwhere(mask)
+    lo, hi = idx.min(0), idx.max(0) + 1
+    return tuple(slice(max(0, a - margin), min(n, b + margin)) for a, b, n in zip(lo, hi, mask.shape, strict=True))
+
+
+def fast_score(pred: np.ndarray, truth: np.ndarray, seg: np.ndarray | None) -> dict[str, float]:
+    """:func:`inference.metrics.score`'s SSIMs, computed on the brain's box (plus the window's reach): outside it
+    both volumes are 0 after scaling, where the SSIM map is exactly 1."""
+    p, t = percentile_scale(pred), percentile_scale(truth)
+    brain = truth > 0
+    box = crop_box(brain | (pred > 0))
+    smap = ssim_map(p[box], t[box])
+    tumor = (seg > 0) & brain if seg is not None else None
+    outside = truth.size - smap.size
+    return {"ssim": float((smap.sum() + outside) / truth.size),
+            "ssim_brain": masked_mean(smap, brain[box]),
+            "ssim_tumor": masked_mean(smap, tumor[box]) if tumor is not None else math.nan}
+
+
+def pair_inputs(cases, norm, case_id, missing, path):
+    data = np.load(path)
+    inputs = {m: v for m, v in cases[case_id]["volumes"].items() if m is not missing}
+    x4, scales = norm.stack(inputs, missing)
+    background = background_mask(x4, missing, norm.fill)
+    prior = linear_prior(x4, missing, data["coef"])
+    return data, x4, scales, background, prior
+
+
+def measure(args: argparse.Namespace, cases: dict[str, dict], norm: Normalizer) -> list[dict]:
+    """One record per held-out pair: SSIMs per (tta, alpha), and the uncertainty features and errors."""
+    records = []
+    for path in sorted((args.out / "cache").glob("*.npz")):
+        case_id, mod = path.stem.rsplit("-", 1)
+        missing = Modality(mod)
+        saved = args.out / "measure" / f"{path.stem}.npz"
+        truth = cases[case_id]["volumes"][missing]
+        seg = cases[case_id]["seg"]
+        if saved.is_file():
+            records.append(dict(np.load(saved, allow_pickle=True))["record"].item())
+            continue
+        t0 = time.perf_counter()
+        data, x4, scales, background, prior = pair_inputs(cases, norm, case_id, missing, path)
+        record = {"case": case_id, "modality": mod, "slope": float(data["slope"]), "ssim": {}}
+        for tta in (False, True):
+            members = list(data["plain"]) if not tta else [(a + b) / 2 for a, b in zip(data["plain"], data["flip"], strict=True)]
+            generated = np.mean(members, axis=0)
+            for alpha in ALPHAS:
+                out = norm.restore(blend(generated, prior, alpha), background, missing, scales)
+                record["ssim"][(tta, alpha)] = fast_score(out, truth, seg)
+        # uncertainty: features of the plain members, errors for each alpha (the map follows the output)
+        members = list(data["plain"])
+        generated = np.mean(members, axis=0)
+        brain = truth > 0
+        rng = np.random.default_rng(1)
+        idx = np.flatnonzero(brain)
+        record["fit_idx"] = rng.choice(idx, min(FIT_VOXELS, len(idx)), replace=False)
+        record["brain_idx"] = idx
+        records.append(record)
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(saved, record=np.array(record, dtype=object))
+        print(f"measured {path.stem} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return records
+
+
+def pair_features(cases, norm, record, path, alpha, names):
+    missing = Modality(record["modality"])
+    data, x4, scales, background, prior = pair_inputs(cases, norm, record["case"], missing, path)
+    members = list(data["plain"])
+    output = blend(np.mean(members, axis=0), prior, alpha)
+    feats = features(members, output, prior, background, norm.fill, names, SMOOTH)
+    restored = norm.restore(output.copy(), background, missing, scales)
+    truth = cases[record["case"]]["volumes"][missing]
+    error = np.abs(restored - truth).reshape(-1) / record["slope"]  # normalized units
+    return feats.reshape(len(names), -1), error
+
+
+def choose_alpha(records: list[dict], modality: str, tta: bool = False) -> float:
+    """The grid's alpha with the highest mean brain SSIM over ``records`` of ``modality``."""
+    chosen = [r for r in records if r["modality"] == modality]
+    return max(ALPHAS, key=lambda a: (np.mean([r["ssim"][(tta, a)]["ssim_brain"] for r in chosen]), a))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", type=Path, default=Path("../shared/data/cases"))
+    p.add_argument("--folds", type=Path, default=Path("runs/loco"))
+    p.add_argument("--out", type=Path, default=Path("runs/loco/trust"))
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--features", nargs="+", default=list(FEATURES), choices=FEATURES)
+    p.add_argument("--write", type=Path, default=None, help="a manifest to receive the trust block fitted on all folds")
+    args = p.parse_args(argv)
+
+    cases = {}
+    for folder in sorted(d for d in args.cases.iterdir() if d.is_dir()):
+        files = complete_case(folder)
+        cases[files.case_id] = {"volumes": {m: v.data for m, v in read_inputs(files.modalities).items()},
+                                "seg": load_volume(files.seg).data if files.seg is not None else None}
+    cache(args, cases)
+    any_fold = next(iter(sorted(args.folds.glob("fold-*/fold.json"))))
+    norm = Normalizer.from_manifest(load_manifest(any_fold).normalization)
+    records = measure(args, cases, norm)
+    names = tuple(args.features)
+    held = sorted({r["case"] for r in records})
+    results = []
+    fold_trust: dict[str, dict] = {}
+    for k in held:
+        train = [r for r in records if r["case"] != k]
+        alphas = {m.value: choose_alpha(train, m.value) for m in MODALITIES}
+        weights = {}
+        for m in MODALITIES:
+            feats, errs = [], []
+            for r in train:
+                if r["modality"] != m.value:
+                    continue
+                f, e = pair_features(cases, norm, r, args.out / "cache" / f"{r['case']}-{r['modality']}.npz",
+                                     alphas[m.value], names)
+                feats.append(f[:, r["fit_idx"]])
+                errs.append(e[r["fit_idx"]])
+            weights[m.value] = fit_laplace(np.concatenate(feats, axis=1), np.concatenate(errs))
+        fold_trust[k] = {"blend": alphas, "uncertainty": weights}
+        for r in records:
+            if r["case"] != k:
+                continue
+            a = alphas[r["modality"]]
+            f, e = pair_features(cases, norm, r, args.out / "cache" / f"{k}-{r['modality']}.npz", a, names)
+            b = laplace_scale(f[:, r["brain_idx"]].reshape(len(names), -1, 1, 1), weights[r["modality"]]).reshape(-1)
+            quality = rank_quality(b, e[r["brain_idx"]])
+            singles = {}
+            for i, name in enumerate(names):  # each feature alone, for the model card
+                singles[name] = rank_quality(f[i, r["brain_idx"]], e[r["brain_idx"]])["unc_top10"]
+            results.append({"case": k, "modality": r["modality"], "alpha": a,
+                            "old": r["ssim"][(False, 1.0)], "new": r["ssim"][(False, a)],
+                            "linear": r["ssim"][(False, 0.0)], "old_tta": r["ssim"][(True, 1.0)],
+                            "new_tta": r["ssim"][(True, a)], **quality, "single_top10": singles,
+                            "calibration": float(np.mean(e[r["brain_idx"]]) / np.mean(b))})
+            print(f"{k} {r['modality']}: alpha {a}, brain SSIM old {results[-1]['old']['ssim_brain']:.4f} "
+                  f"new {results[-1]['new']['ssim_brain']:.4f} linear {results[-1]['linear']['ssim_brain']:.4f}; "
+                  f"map top10 {quality['unc_top10']:.2f} spearman {quality['unc_spearman']:.3f}", flush=True)
+    (args.out / "trust.json").write_text(json.dumps({"features": names, "results": results, "folds": {
+        k: {"blend": v["blend"], "uncertainty": {m: list(map(float, w)) for m, w in v["uncertainty"].items()}}
+        for k, v in fold_trust.items()}}, indent=1, default=float) + "\n")
+    (args.out / "trust.md").write_text(tables(results) + "\n")
+    print(tables(results))
+
+    for k, v in fold_trust.items():  # each fold's manifest: the block fitted without its case
+        path = args.folds / f"fold-{k}" / "fold.json"
+        coef = linear_coefficients(cases, norm, [c for c in cases if c != k])
+        trust = Trust(coef, {Modality(m): a for m, a in v["blend"].items()}, names,
+                      {Modality(m): w for m, w in v["uncertainty"].items()}, SMOOTH)
+        manifest = json.loads(path.read_text())
+        manifest["trust"] = trust.to_json()
+        write_json_atomic(path, manifest)
+    if args.write:
+        alphas = {m.value: choose_alpha(records, m.value) for m in MODALITIES}
+        weights = {}
+        for m in MODALITIES:
+            feats, errs = [], []
+            for r in records:
+                if r["modality"] == m.value:
+                    f, e = pair_features(cases, norm, r, args.out / "cache" / f"{r['case']}-{r['modality']}.npz",
+                                         alphas[m.value], names)
+                    feats.append(f[:, r["fit_idx"]])
+                    errs.append(e[r["fit_idx"]])
+            weights[m] = fit_laplace(np.concatenate(feats, axis=1), np.concatenate(errs))
+        target_norm = Normalizer.from_manifest(load_manifest(args.write).normalization)
+        trust = Trust(linear_coefficients(cases, target_norm, list(cases)), {Modality(m): a for m, a in alphas.items()},
+                      names, weights, SMOOTH)
+        manifest = json.loads(args.write.read_text())
+        manifest["trust"] = {**trust.to_json(), "fitted": {
+            "folds": str(args.folds), "cases": list(cases), "by": "python -m training.fit_trust",
+            "note": "blend and uncertainty fitted on the folds' out-of-fold outputs; the prior on all cases"}}
+        write_json_atomic(args.write, manifest)
+        print(f"wrote the trust block into {args.write}")
+
+
+def tables(results: list[dict]) -> str:
+    lines = ["| fold | missing | alpha | old brain | new brain | linear brain | new - linear | old tumor | new tumor | "
+             "linear tumor | map top-10% | map Spearman |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: (r["case"], r["modality"])):
+        t = [r[k]["ssim_tumor"] for k in ("old", "new", "linear")]
+        lines.append(f"| {r['case']} | {r['modality']} | {r['alpha']:.1f} | {r['old']['ssim_brain']:.4f} | "
+                     f"{r['new']['ssim_brain']:.4f} | {r['linear']['ssim_brain']:.4f} | "
+                     f"{r['new']['ssim_brain'] - r['linear']['ssim_brain']:+.4f} | "
+                     + " | ".join("–" if math.isnan(v) else f"{v:.4f}" for v in t)
+                     + f" | {r['unc_top10']:.2f} | {r['unc_spearman']:.3f} |")
+    lines += ["", "| modality | method | ssim | ssim_brain | ssim_tumor | map top-10% | map Spearman |", "|---|---|---|---|---|---|---|"]
+    for mod in [m.value for m in MODALITIES] + ["all"]:
+        chosen = [r for r in results if mod in ("all", r["modality"])]
+        for method in ("old", "new", "linear", "old_tta", "new_tta"):
+            def mean(metric, method=method, chosen=chosen):
+                v = [r[method][metric] for r in chosen if not math.isnan(r[method][metric])]
+                return f"{np.mean(v):.4f}" if v else "–"
+            extra = (f"{np.mean([r['unc_top10'] for r in chosen]):.2f} | {np.mean([r['unc_spearman'] for r in chosen]):.3f}"
+                     if method == "new" else " | ")
+            lines.append(f"| {mod} | {method} | {mean('ssim')} | {mean('ssim_brain')} | {mean('ssim_tumor')} | {extra} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
