@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test unit lint bench docker-test train train-gpu export-gpu loco-gpu loco oof train-refiner loco-refiner clean docker-build docker-run mlcube-run
+.PHONY: install install-dev demo test unit lint bench docker-test train train-gpu export-gpu loco-gpu loco oof trust-folds trust train-refiner loco-refiner clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -111,6 +111,21 @@ FOLDS ?= $(GPU_RUN)
 OOF ?= $(FOLDS)/oof
 oof: $(BIN)/.installed-dev
 	$(BIN)/python -m training.oof --cases ../shared/data/cases --folds $(FOLDS) --out $(OOF)
+
+## trust-folds: leave-one-case-out folds for fitting the trust block on a CPU (how weights/default's was fitted: no
+## GPU was lent): the default's architecture and views at 300 steps of batch 4 in float32, two folds at a time
+## (about 35 minutes a pair on 2 cores). With a GPU, train-gpu + export-gpu give better folds: TRUST_FOLDS=runs/gpu.
+## trust: fit the linear-prior blend and the uncertainty model on TRUST_FOLDS' held-out outputs (training/fit_trust.py),
+## print the leave-one-case-out tables (TRUST_FOLDS/trust/trust.md) and write the block into weights/default.json.
+TRUST_RECIPE = --dim 16 --views sagittal axial coronal --steps 300 --threads 1 --seed 0
+TRUST_FOLDS ?= runs/loco
+trust-folds: $(BIN)/.installed-dev
+	ls ../shared/data/cases | xargs -P 2 -I{} sh -c 'mkdir -p $(TRUST_FOLDS)/fold-{} && $(BIN)/python -m training.train \
+		--cases ../shared/data/cases --holdout {} --minutes 600 $(TRUST_RECIPE) --out $(TRUST_FOLDS)/fold-{} \
+		--name fold --checkpoint-dir $(TRUST_FOLDS)/fold-{} > $(TRUST_FOLDS)/fold-{}/train.log 2>&1'
+trust: $(BIN)/.installed-dev
+	$(BIN)/python -m training.fit_trust --cases ../shared/data/cases --folds $(TRUST_FOLDS) --out $(TRUST_FOLDS)/trust \
+		--write weights/default.json
 
 ## train-refiner / loco-refiner: the 3D Refiner on the out-of-fold outputs; its leave-one-case-out table
 REFINER_RECIPE = --width 8 --crop 48 --batch 2 --steps 80 --bf16 --threads 1 --window 96 --overlap 0.25 --blend gaussian

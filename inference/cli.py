@@ -276,6 +276,12 @@ def info(weights: WeightsOpt = None) -> None:
                f"views: {'+'.join(v.value for v in manifest.default_views)}")
     if manifest.refiner:
         typer.echo(f"  refiner: {manifest.refiner['weights']} ({'on' if manifest.refiner.get('enabled') else 'off'} by default)")
+    trust = manifest.trust
+    if trust:
+        blend = trust.get("blend") or {}
+        typer.echo("  trust: linear prior blend " + (", ".join(f"{m} alpha {a}" for m, a in blend.items()) or "off")
+                   + "; uncertainty model " + (", ".join(trust.get("features", [])) if trust.get("uncertainty") else "none")
+                   + f"; tta {'on' if trust.get('tta') else 'off'} by default")
     for key, value in manifest.provenance.items():
         typer.echo(f"  provenance.{key}: {value}")
     if not ok:

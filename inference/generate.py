@@ -111,6 +111,14 @@ def generate_volume(
     return aggregator.finalize()[0]
 
 
+def flipped(model: SliceModel) -> SliceModel:
+    """``model`` seen through the flip of :class:`SlicePredictor`'s ``tta``: the planes flipped along their
+    columns on the way in, the output flipped back."""
+    def run(x: np.ndarray, mask: np.ndarray, missing: np.ndarray, view: np.ndarray) -> np.ndarray:
+        return model(np.ascontiguousarray(x[..., ::-1]), mask, missing, view)[..., ::-1]
+    return run
+
+
 def generate_views(
     model: SliceModel,
     x4: np.ndarray,
@@ -120,8 +128,14 @@ def generate_views(
     on_batch: Callable[[int], None] | None = None,
     fill: float = BACKGROUND,
     tta: bool = False,
+    split_tta: bool = False,
 ) -> list[np.ndarray]:
-    """Like :func:`generate_volume`, keeping each view's ``(X, Y, Z)`` volume (for their spread): one per view."""
+    """Like :func:`generate_volume`, keeping each view's ``(X, Y, Z)`` volume (for their spread): one per view,
+    TTA-averaged with ``tta``; with ``split_tta`` too, the plain and the flipped pass of each view are two
+    members (their mean is the TTA output)."""
+    if tta and split_tta:
+        return [generate_volume(m, x4, missing, [view], batch_size, on_batch, fill)
+                for view in views for m in (model, flipped(model))]
     return [generate_volume(model, x4, missing, [view], batch_size, on_batch, fill, tta) for view in views]
 
 

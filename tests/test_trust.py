@@ -114,6 +114,8 @@ def test_tta_averages_the_flipped_pass():
     mid = x4[0] * np.float32(0.5)
     occupied = (x4[[1, 3, 0]] != -1).any(0).any((0, 1))  # slices the model ran on (t2f is missing)
     assert np.allclose(tta[..., occupied], mid[..., occupied], atol=1e-5)
+    halves = generate_views(flip_sensitive, x4, Modality.T2F, [View.AXIAL], 4, tta=True, split_tta=True)
+    assert len(halves) == 2 and np.allclose(np.mean(halves, 0), tta, atol=1e-6)
     views = generate_views(flip_sensitive, x4, Modality.T2F, [View.AXIAL, View.CORONAL], 4)
     both = generate_volume(flip_sensitive, x4, Modality.T2F, [View.AXIAL, View.CORONAL], 4)
     assert np.allclose(np.mean(views, 0), both, atol=1e-6)
@@ -193,6 +195,8 @@ def test_uncalibrated_map_is_the_views_spread_in_output_units(tmp_path, tiny_wei
         Synthesizer(tiny_weights, View.AXIAL, uncertainty=True)
     assert Synthesizer(tiny_weights, View.AXIAL, uncertainty=None).uncertainty is False
     assert Synthesizer(tiny_weights, View.AXIAL, tta=True, uncertainty=None).uncertainty is True
+    one = Synthesizer(tiny_weights, View.AXIAL, tta=True, uncertainty=True).synthesize_stages(volumes, Modality.T1N)
+    assert one["uncertainty"].max() > 0  # one view with --tta: the spread of its two passes
 
 
 def test_evaluate_scores_the_map(tmp_path, tiny_weights):

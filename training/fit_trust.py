@@ -32,7 +32,7 @@ import numpy as np
 from inference.baselines import brain_voxels, fit_linear
 from inference.cases import complete_case
 from inference.constants import MODALITIES, Device, Modality
-from inference.generate import generate_views
+from inference.generate import flipped, generate_views
 from inference.io import load_volume, read_inputs
 from inference.manifest import load_manifest, write_json_atomic
 from inference.metrics import masked_mean, percentile_scale, ssim_map
@@ -43,14 +43,6 @@ from inference.trust import FEATURES, Trust, blend, features, fit_laplace, lapla
 ALPHAS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 FIT_VOXELS = 60_000  # brain voxels per pair for the uncertainty fit
 SMOOTH = 2
-
-
-def flipped(model):
-    """The slice model seen through the flip TTA's second half: input planes flipped along their columns,
-    output flipped back."""
-    def run(x, mask, missing, view):
-        return model(np.ascontiguousarray(x[..., ::-1]), mask, missing, view)[..., ::-1]
-    return run
 
 
 def linear_coefficients(cases: dict[str, dict], normalizer: Normalizer, train: list[str]) -> dict[Modality, np.ndarray]:
@@ -179,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--features", nargs="+", default=list(FEATURES), choices=FEATURES)
     p.add_argument("--write", type=Path, default=None, help="a manifest to receive the trust block fitted on all folds")
+    p.add_argument("--no-blend", action="store_true", help="no linear-prior blend (alpha 1: the generator alone); the "
+                   "uncertainty model is fitted to the generator's own errors")
     args = p.parse_args(argv)
 
     cases = {}
@@ -196,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     fold_trust: dict[str, dict] = {}
     for k in held:
         train = [r for r in records if r["case"] != k]
-        alphas = {m.value: choose_alpha(train, m.value) for m in MODALITIES}
+        alphas = {m.value: 1.0 if args.no_blend else choose_alpha(train, m.value) for m in MODALITIES}
         weights = {}
         for m in MODALITIES:
             feats, errs = [], []
@@ -227,22 +221,23 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{k} {r['modality']}: alpha {a}, brain SSIM old {results[-1]['old']['ssim_brain']:.4f} "
                   f"new {results[-1]['new']['ssim_brain']:.4f} linear {results[-1]['linear']['ssim_brain']:.4f}; "
                   f"map top10 {quality['unc_top10']:.2f} spearman {quality['unc_spearman']:.3f}", flush=True)
-    (args.out / "trust.json").write_text(json.dumps({"features": names, "results": results, "folds": {
+    suffix = "-no-blend" if args.no_blend else ""
+    (args.out / f"trust{suffix}.json").write_text(json.dumps({"features": names, "results": results, "folds": {
         k: {"blend": v["blend"], "uncertainty": {m: list(map(float, w)) for m, w in v["uncertainty"].items()}}
         for k, v in fold_trust.items()}}, indent=1, default=float) + "\n")
-    (args.out / "trust.md").write_text(tables(results) + "\n")
+    (args.out / f"trust{suffix}.md").write_text(tables(results) + "\n")
     print(tables(results))
 
     for k, v in fold_trust.items():  # each fold's manifest: the block fitted without its case
         path = args.folds / f"fold-{k}" / "fold.json"
         coef = linear_coefficients(cases, norm, [c for c in cases if c != k])
-        trust = Trust(coef, {Modality(m): a for m, a in v["blend"].items()}, names,
+        trust = Trust(coef, {} if args.no_blend else {Modality(m): a for m, a in v["blend"].items()}, names,
                       {Modality(m): w for m, w in v["uncertainty"].items()}, SMOOTH)
         manifest = json.loads(path.read_text())
         manifest["trust"] = trust.to_json()
         write_json_atomic(path, manifest)
     if args.write:
-        alphas = {m.value: choose_alpha(records, m.value) for m in MODALITIES}
+        alphas = {m.value: 1.0 if args.no_blend else choose_alpha(records, m.value) for m in MODALITIES}
         weights = {}
         for m in MODALITIES:
             feats, errs = [], []
@@ -254,8 +249,8 @@ def main(argv: list[str] | None = None) -> None:
                     errs.append(e[r["fit_idx"]])
             weights[m] = fit_laplace(np.concatenate(feats, axis=1), np.concatenate(errs))
         target_norm = Normalizer.from_manifest(load_manifest(args.write).normalization)
-        trust = Trust(linear_coefficients(cases, target_norm, list(cases)), {Modality(m): a for m, a in alphas.items()},
-                      names, weights, SMOOTH)
+        trust = Trust(linear_coefficients(cases, target_norm, list(cases)),
+                      {} if args.no_blend else {Modality(m): a for m, a in alphas.items()}, names, weights, SMOOTH)
         manifest = json.loads(args.write.read_text())
         manifest["trust"] = {**trust.to_json(), "fitted": {
             "folds": str(args.folds), "cases": list(cases), "by": "python -m training.fit_trust",
