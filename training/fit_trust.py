@@ -73,11 +73,28 @@ def cache(args: argparse.Namespace, cases: dict[str, dict]) -> None:
             inputs = {m: v for m, v in cases[case_id]["volumes"].items() if m is not missing}
             x4, scales = norm.stack(inputs, missing)
             plain = generate_views(synth.session, x4, missing, synth.views, synth.batch_size, fill=norm.fill)
-            flip = generate_views(flipped(synth.session), x4, missing, synth.views, synth.batch_size, fill=norm.fill)
+            flip = (generate_views(flipped(synth.session), x4, missing, synth.views, synth.batch_size, fill=norm.fill)
+                    if args.flip else [])
             target.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(target, plain=np.stack(plain), flip=np.stack(flip), coef=coef[missing],
-                     slope=norm.slope(missing, scales))
+            np.savez(target, plain=np.stack(plain), coef=coef[missing], slope=norm.slope(missing, scales),
+                     **({"flip": np.stack(flip)} if flip else {}))
             print(f"cached {target.name} ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+class FoldNormalizers:
+    """Per held-out case, its fold's :class:`Normalizer` (``norm[case_id]``); ``fill`` and ``stack`` are the
+    same for every fold (the reference scales only enter the inverse)."""
+
+    def __init__(self, by_case: dict[str, Normalizer]) -> None:
+        self.by_case = by_case
+        self.any = next(iter(by_case.values()))
+        self.fill = self.any.fill
+
+    def __getitem__(self, case_id: str) -> Normalizer:
+        return self.by_case[case_id]
+
+    def stack(self, volumes, missing):
+        return self.any.stack(volumes, missing)
 
 
 def crop_box(mask: np.ndarray, margin: int = 6) -> tuple[slice, ...]:
@@ -124,11 +141,11 @@ def measure(args: argparse.Namespace, cases: dict[str, dict], norm: Normalizer) 
         t0 = time.perf_counter()
         data, x4, scales, background, prior = pair_inputs(cases, norm, case_id, missing, path)
         record = {"case": case_id, "modality": mod, "slope": float(data["slope"]), "ssim": {}}
-        for tta in (False, True):
+        for tta in (False, True) if "flip" in data else (False,):
             members = list(data["plain"]) if not tta else [(a + b) / 2 for a, b in zip(data["plain"], data["flip"], strict=True)]
             generated = np.mean(members, axis=0)
             for alpha in ALPHAS:
-                out = norm.restore(blend(generated, prior, alpha), background, missing, scales)
+                out = norm[case_id].restore(blend(generated, prior, alpha), background, missing, scales)
                 record["ssim"][(tta, alpha)] = fast_score(out, truth, seg)
         # uncertainty: features of the plain members, errors for each alpha (the map follows the output)
         members = list(data["plain"])
@@ -151,10 +168,24 @@ def pair_features(cases, norm, record, path, alpha, names):
     members = list(data["plain"])
     output = blend(np.mean(members, axis=0), prior, alpha)
     feats = features(members, output, prior, background, norm.fill, names, SMOOTH)
-    restored = norm.restore(output.copy(), background, missing, scales)
+    restored = norm[record["case"]].restore(output.copy(), background, missing, scales)
     truth = cases[record["case"]]["volumes"][missing]
     error = np.abs(restored - truth).reshape(-1) / record["slope"]  # normalized units
     return feats.reshape(len(names), -1), error
+
+
+def spread_quality(cases, norm, record, path) -> dict[str, float]:
+    """How the uncalibrated map (what weights without ``trust.uncertainty`` write: the standard deviation of the
+    views, unsmoothed, output units) ranks the generator-alone output's errors over the brain."""
+    missing = Modality(record["modality"])
+    data, x4, scales, background, prior = pair_inputs(cases, norm, record["case"], missing, path)
+    fold = norm[record["case"]]
+    output = fold.restore(np.mean(data["plain"], axis=0), background, missing, scales)
+    spread = np.std(data["plain"], axis=0) * np.float32(fold.slope(missing, scales))
+    spread[background] = 0  # as the product writes it
+    truth = cases[record["case"]]["volumes"][missing]
+    brain = truth > 0
+    return rank_quality(spread[brain], np.abs(output[brain] - truth[brain]))
 
 
 def choose_alpha(records: list[dict], modality: str, tta: bool = False) -> float:
@@ -171,6 +202,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--features", nargs="+", default=list(FEATURES), choices=FEATURES)
     p.add_argument("--write", type=Path, default=None, help="a manifest to receive the trust block fitted on all folds")
+    p.add_argument("--no-flip", dest="flip", action="store_false", help="cache without the flipped pass (no TTA "
+                   "figures for those pairs; half the time)")
+    p.add_argument("--spread-only", action="store_true", help="only score the uncalibrated map (the views' spread) "
+                   "on the cached held-out outputs, and stop")
     p.add_argument("--no-blend", action="store_true", help="no linear-prior blend (alpha 1: the generator alone); the "
                    "uncertainty model is fitted to the generator's own errors")
     args = p.parse_args(argv)
@@ -181,9 +216,24 @@ def main(argv: list[str] | None = None) -> None:
         cases[files.case_id] = {"volumes": {m: v.data for m, v in read_inputs(files.modalities).items()},
                                 "seg": load_volume(files.seg).data if files.seg is not None else None}
     cache(args, cases)
-    any_fold = next(iter(sorted(args.folds.glob("fold-*/fold.json"))))
-    norm = Normalizer.from_manifest(load_manifest(any_fold).normalization)
+    # each held-out case is restored by its own fold's normalizer (its reference scales: the output's units)
+    norms = {p.parent.name.removeprefix("fold-"): Normalizer.from_manifest(load_manifest(p).normalization)
+             for p in sorted(args.folds.glob("fold-*/fold.json"))}
+    norm = FoldNormalizers(norms)
     records = measure(args, cases, norm)
+    if args.spread_only:
+        quality = []
+        for r in records:
+            q = spread_quality(cases, norm, r, args.out / "cache" / f"{r['case']}-{r['modality']}.npz")
+            quality.append(q)
+            print(f"{r['case']} {r['modality']}: views' spread top-10% {q['unc_top10']:.2f} "
+                  f"Spearman {q['unc_spearman']:.3f}", flush=True)
+        print(f"mean: top-10% {np.mean([q['unc_top10'] for q in quality]):.3f}, "
+              f"Spearman {np.mean([q['unc_spearman'] for q in quality]):.3f}")
+        for m in MODALITIES:
+            chosen = [q for q, r in zip(quality, records, strict=True) if r["modality"] == m.value]
+            print(f"{m.value}: top-10% {np.mean([q['unc_top10'] for q in chosen]):.3f}")
+        return
     names = tuple(args.features)
     held = sorted({r["case"] for r in records})
     results = []
@@ -215,8 +265,8 @@ def main(argv: list[str] | None = None) -> None:
                 singles[name] = rank_quality(f[i, r["brain_idx"]], e[r["brain_idx"]])["unc_top10"]
             results.append({"case": k, "modality": r["modality"], "alpha": a,
                             "old": r["ssim"][(False, 1.0)], "new": r["ssim"][(False, a)],
-                            "linear": r["ssim"][(False, 0.0)], "old_tta": r["ssim"][(True, 1.0)],
-                            "new_tta": r["ssim"][(True, a)], **quality, "single_top10": singles,
+                            "linear": r["ssim"][(False, 0.0)], "old_tta": r["ssim"].get((True, 1.0)),
+                            "new_tta": r["ssim"].get((True, a)), **quality, "single_top10": singles,
                             "calibration": float(np.mean(e[r["brain_idx"]]) / np.mean(b))})
             print(f"{k} {r['modality']}: alpha {a}, brain SSIM old {results[-1]['old']['ssim_brain']:.4f} "
                   f"new {results[-1]['new']['ssim_brain']:.4f} linear {results[-1]['linear']['ssim_brain']:.4f}; "
@@ -273,12 +323,20 @@ def tables(results: list[dict]) -> str:
     for mod in [m.value for m in MODALITIES] + ["all"]:
         chosen = [r for r in results if mod in ("all", r["modality"])]
         for method in ("old", "new", "linear", "old_tta", "new_tta"):
-            def mean(metric, method=method, chosen=chosen):
-                v = [r[method][metric] for r in chosen if not math.isnan(r[method][metric])]
+            paired = [r for r in chosen if r["old_tta"] is not None]  # TTA figures: the pairs cached with flips
+            members = chosen if method in ("old", "new", "linear") else paired
+
+            def mean(metric, method=method, members=members):
+                v = [r[method][metric] for r in members if not math.isnan(r[method][metric])]
                 return f"{np.mean(v):.4f}" if v else "–"
             extra = (f"{np.mean([r['unc_top10'] for r in chosen]):.2f} | {np.mean([r['unc_spearman'] for r in chosen]):.3f}"
                      if method == "new" else " | ")
-            lines.append(f"| {mod} | {method} | {mean('ssim')} | {mean('ssim_brain')} | {mean('ssim_tumor')} | {extra} |")
+            label = method if method in ("old", "new", "linear") else f"{method} (n={len(paired)})"
+            lines.append(f"| {mod} | {label} | {mean('ssim')} | {mean('ssim_brain')} | {mean('ssim_tumor')} | {extra} |")
+        if paired:  # the same pairs without TTA, for a fair difference
+            for method in ("old", "new"):
+                v = [r[method]["ssim_brain"] for r in paired]
+                lines.append(f"| {mod} | {method} on those n | | {np.mean(v):.4f} | | | |")
     return "\n".join(lines)
 
 
