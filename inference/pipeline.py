@@ -76,12 +76,14 @@ class Synthesizer:
             raise WeightsError("these weights name no refiner", self.manifest.path,
                                "run without --refine, or pass --refiner NAME|PATH")
         self.refiner: Refiner | None = Refiner(spec, self.manifest.path.parent, device, threads) if refine else None
+        #: volumes an uncalibrated map takes the spread of: each view, and each view's two passes with --tta
+        spread_members = len(self.views) * (1 + self.tta)
         if uncertainty is None:
-            uncertainty = bool(self.trust.uncertainty) or len(self.views) * (1 + self.tta) >= 2
+            uncertainty = bool(self.trust.uncertainty) or spread_members >= 2
         self.uncertainty = uncertainty
         if self.tta and self.three_d:
             raise WeightsError("--tta applies to 2D (slice2d) generators only", self.manifest.path, "run without --tta")
-        if uncertainty and not self.trust.uncertainty and len(self.views) * (1 + self.tta) < 2:
+        if uncertainty and not self.trust.uncertainty and spread_members < 2:
             raise WeightsError("these weights have no fitted uncertainty model (trust.uncertainty), and one view "
                                "without --tta gives no spread to measure", self.manifest.path,
                                "add views (--view sagittal --view axial ...) or --tta, or fit one with training/fit_trust.py")
