@@ -39,7 +39,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
-    && mkdir inference && touch inference/__init__.py \
+    && mkdir -p inference/brasyn_infer && touch inference/brasyn_infer/__init__.py \
     && /opt/venv/bin/pip install --no-compile ".[gpu]" "${ORT_GPU}" \
     && if [ -n "${TENSORRT}" ]; then \
          /opt/venv/bin/pip install --no-compile --extra-index-url "${TENSORRT_INDEX}" "${TENSORRT}"; \
@@ -69,5 +69,5 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin brasyn
 USER 10001
 WORKDIR /tmp
-ENTRYPOINT ["/opt/venv/bin/python", "-m", "inference.container"]
+ENTRYPOINT ["/opt/venv/bin/python", "-m", "brasyn_infer.container"]
 CMD []

@@ -23,12 +23,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from inference.cases import discover  # noqa: E402
-from inference.generate import generate_volume  # noqa: E402
-from inference.io import output_image, read_inputs  # noqa: E402
-from inference.manifest import load_manifest  # noqa: E402
-from inference.normalize import Normalizer  # noqa: E402
-from inference.views import SliceGeometry  # noqa: E402
+from brasyn_infer.io.cases import discover  # noqa: E402
+from brasyn_infer.synthesis.generate import generate_volume  # noqa: E402
+from brasyn_infer.io.nifti import output_image, read_inputs  # noqa: E402
+from brasyn_infer.runtime.manifest import load_manifest  # noqa: E402
+from brasyn_infer.synthesis.normalize import Normalizer  # noqa: E402
+from brasyn_infer.synthesis.views import SliceGeometry  # noqa: E402
 
 
 def session(path: Path, level: str = "ORT_ENABLE_ALL", threads: int | None = None, pattern: bool = False):

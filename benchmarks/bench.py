@@ -4,7 +4,7 @@
                                [--cases 4] [--torch-baseline weights/default.safetensors] [--write]
 
 "Pure model" is ONNX Runtime alone on exactly the slices the pipeline sends it (same batches),
-inputs prepared beforehand. "End to end" is :func:`inference.pipeline.run` on the case (read,
+inputs prepared beforehand. "End to end" is :func:`brasyn_infer.pipeline.synthesizer.run` on the case (read,
 normalize, generate, de-normalize, write .nii.gz). The overhead ratio is end-to-end / pure model.
 Both are the median of --repeat runs in this one process, so the ratio is robust to a noisy machine.
 
@@ -31,13 +31,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from inference.cases import discover  # noqa: E402
-from inference.constants import MODALITIES, Device, View  # noqa: E402
-from inference.generate import generate_volume, slice_count  # noqa: E402
-from inference.io import output_image, read_inputs, write_atomic  # noqa: E402
-from inference.normalize import background_mask  # noqa: E402
-from inference.pipeline import Synthesizer, run  # noqa: E402
-from inference.views import SliceGeometry  # noqa: E402
+from brasyn_infer.io.cases import discover  # noqa: E402
+from brasyn_infer.constants import MODALITIES, Device, View  # noqa: E402
+from brasyn_infer.synthesis.generate import generate_volume, slice_count  # noqa: E402
+from brasyn_infer.io.nifti import output_image, read_inputs, write_atomic  # noqa: E402
+from brasyn_infer.synthesis.normalize import background_mask  # noqa: E402
+from brasyn_infer.pipeline.synthesizer import Synthesizer, run  # noqa: E402
+from brasyn_infer.synthesis.views import SliceGeometry  # noqa: E402
 
 
 def timed(fn, *args, **kwargs):
@@ -72,7 +72,7 @@ def torch_reference_seconds(checkpoint: Path, synth: Synthesizer, case) -> float
     """Read + normalize + eager torch on fixed slabs (no skipping) + de-normalize + write, as BraSyn25 does."""
     import torch
 
-    from inference.models.hfgan import HFGANConfig, load_checkpoint
+    from brasyn_infer.authoring.models.hfgan import HFGANConfig, load_checkpoint
 
     torch.set_num_threads(os.cpu_count() or 1)
     net = load_checkpoint(str(checkpoint), HFGANConfig.from_dict(synth.manifest.config))
@@ -122,7 +122,7 @@ def cli_run(inputs: Path, output: Path, weights: str | None, view: str | None,
     code = ("import atexit, sys\n"
             f"atexit.register(lambda: open({str(report)!r}, 'w').write("
             "open('/proc/self/status').read().split('VmHWM:')[1].split()[0]))\n"
-            "from inference.cli import main\nmain()\n")
+            "from brasyn_infer.cli import main\nmain()\n")
     cmd = [sys.executable, "-c", code, "run", str(inputs), str(output), "--quiet"]
     cmd += ["--weights", weights] if weights else []
     cmd += ["--view", view] if view else []

@@ -22,11 +22,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from inference.cases import discover  # noqa: E402
-from inference.constants import Device, View  # noqa: E402
-from inference.generate import generate_volume  # noqa: E402
-from inference.io import read_inputs  # noqa: E402
-from inference.pipeline import Synthesizer, run  # noqa: E402
+from brasyn_infer.io.cases import discover  # noqa: E402
+from brasyn_infer.constants import Device, View  # noqa: E402
+from brasyn_infer.synthesis.generate import generate_volume  # noqa: E402
+from brasyn_infer.io.nifti import read_inputs  # noqa: E402
+from brasyn_infer.pipeline.synthesizer import Synthesizer, run  # noqa: E402
 
 SETTINGS = {"cpu": (Device.CPU, False), "cuda": (Device.CUDA, False), "trt": (Device.AUTO, True)}
 
@@ -34,8 +34,8 @@ SETTINGS = {"cpu": (Device.CPU, False), "cuda": (Device.CUDA, False), "trt": (De
 def export_random(dim: int, folder: Path) -> Path:
     import torch
 
-    from inference.models.export import export
-    from inference.models.hfgan import HFGAN, HFGANConfig
+    from brasyn_infer.authoring.models.export import export
+    from brasyn_infer.authoring.models.hfgan import HFGAN, HFGANConfig
 
     torch.manual_seed(0)
     manifest = export(HFGAN(HFGANConfig(dim=dim)), folder, f"random-dim{dim}", default_view=View.SAGITTAL,

@@ -65,9 +65,9 @@ def tiny_weights(tmp_path_factory) -> Path:
         pytest.skip("torch is not installed (install the [torch] extra)")
     import torch
 
-    from inference.constants import View
-    from inference.models.export import export
-    from inference.models.hfgan import HFGAN, HFGANConfig
+    from brasyn_infer.constants import View
+    from brasyn_infer.authoring.models.export import export
+    from brasyn_infer.authoring.models.hfgan import HFGAN, HFGANConfig
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("weights")
@@ -85,8 +85,8 @@ def tiny_refiner(tmp_path_factory) -> Path:
         pytest.skip("torch is not installed (install the [torch] extra)")
     import torch
 
-    from inference.models.export import export_refiner
-    from inference.models.refiner import Refiner, RefinerConfig
+    from brasyn_infer.authoring.models.export import export_refiner
+    from brasyn_infer.authoring.models.refiner import Refiner, RefinerConfig
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("refiner")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inference import container
+from brasyn_infer import container
 
-from .conftest import EXAMPLE, REPO
+from tests.conftest import EXAMPLE, REPO
 
 EXPECTED = "BraTS-GLI-00001-000-t2f.nii.gz"
 
@@ -161,7 +161,7 @@ def test_container_like_run(tiny_weights):
         out.chmod(0o777)
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "BRASYN_WEIGHTS_DIR": str(weights),
                "PYTHONPATH": str(REPO)}
-        command = [sys.executable, "-m", "inference.container", str(inp), str(out), "--quiet"]
+        command = [sys.executable, "-m", "brasyn_infer.container", str(inp), str(out), "--quiet"]
         if os.geteuid() == 0 and shutil.which("setpriv"):
             command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
             if shutil.which("unshare"):

@@ -8,8 +8,8 @@ from .conftest import REPO
 
 def test_runtime_modules_do_not_import_torch():
     code = ("import sys\n"
-            "import inference.cli, inference.pipeline, inference.container, inference.evaluate, inference.report\n"
-            "from inference.cli import main\n"
+            "import brasyn_infer.cli, brasyn_infer.pipeline.synthesizer, brasyn_infer.container, brasyn_infer.evaluation.dry_run, brasyn_infer.evaluation.report\n"
+            "from brasyn_infer.cli import main\n"
             "heavy = [m for m in ('torch', 'onnx', 'safetensors') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)

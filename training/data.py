@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.cases import complete_case
-from inference.constants import MODALITIES, View
-from inference.io import read_inputs
-from inference.normalize import foreground_percentile, normalize_percentile
-from inference.views import SliceGeometry
+from brasyn_infer.io.cases import complete_case
+from brasyn_infer.constants import MODALITIES, View
+from brasyn_infer.io.nifti import read_inputs
+from brasyn_infer.synthesis.normalize import foreground_percentile, normalize_percentile
+from brasyn_infer.synthesis.views import SliceGeometry
 
 
 @dataclass

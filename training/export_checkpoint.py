@@ -4,7 +4,7 @@
 
 For models trained on a machine without the product's ONNX toolchain (a GPU box): the checkpoint
 carries the config, normalization, views and training record; the export checks ONNX Runtime
-against torch before writing anything (``inference.models.export``).
+against torch before writing anything (``brasyn_infer.authoring.models.export``).
 """
 
 from __future__ import annotations

@@ -4,16 +4,16 @@
         [--write weights/default.json]
 
 1. ``cache``: fold ``FOLDS/fold-<case>/fold.json`` synthesizes its held-out case with each modality dropped,
-   view by view (the product's :func:`inference.generate.generate_views`), plain and flipped (the flip
+   view by view (the product's :func:`brasyn_infer.synthesis.generate.generate_views`), plain and flipped (the flip
    test-time augmentation is their mean). The linear prior's coefficients are fitted on the fold's training
-   cases only (:mod:`inference.baselines`). Kept in ``OUT/cache`` (resumable).
-2. ``measure``: for every held-out pair, the whole-volume, brain and tumor SSIM (:func:`inference.metrics.score`)
+   cases only (:mod:`brasyn_infer.evaluation.baselines`). Kept in ``OUT/cache`` (resumable).
+2. ``measure``: for every held-out pair, the whole-volume, brain and tumor SSIM (:func:`brasyn_infer.evaluation.metrics.score`)
    of the blend ``prior + alpha * (generated - prior)`` for each alpha of a grid (alpha 1: the generator alone,
    the old design; alpha 0: the linear baseline), with and without the flip TTA.
 3. Nested leave-one-case-out: for held-out case k, alpha (per modality, highest mean brain SSIM) and the
-   uncertainty model (:func:`inference.trust.fit_laplace`) are fitted on the other cases' pairs only, then
+   uncertainty model (:func:`brasyn_infer.synthesis.trust.fit_laplace`) are fitted on the other cases' pairs only, then
    scored on case k: the model's SSIM against the linear baseline's, and how the map ranks the real errors
-   (:func:`inference.trust.rank_quality`). Tables to ``OUT/trust.md`` and ``OUT/trust.json``.
+   (:func:`brasyn_infer.synthesis.trust.rank_quality`). Tables to ``OUT/trust.md`` and ``OUT/trust.json``.
 4. Each fold's manifest gets the trust block fitted without its case (so ``brasyn-infer evaluate --weights
    FOLDS/fold-k/fold.json`` reproduces step 3 through the product); ``--write`` puts the block fitted on all
    folds, with the prior fitted on all cases, into the shipped manifest.
@@ -29,16 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.baselines import brain_voxels, fit_linear
-from inference.cases import complete_case
-from inference.constants import MODALITIES, Device, Modality
-from inference.generate import flipped, generate_views
-from inference.io import load_volume, read_inputs
-from inference.manifest import load_manifest, write_json_atomic
-from inference.metrics import masked_mean, percentile_scale, ssim_map
-from inference.normalize import Normalizer, background_mask
-from inference.pipeline import Synthesizer
-from inference.trust import FEATURES, Trust, blend, features, fit_laplace, laplace_scale, linear_prior, rank_quality
+from brasyn_infer.evaluation.baselines import brain_voxels, fit_linear
+from brasyn_infer.io.cases import complete_case
+from brasyn_infer.constants import MODALITIES, Device, Modality
+from brasyn_infer.synthesis.generate import flipped, generate_views
+from brasyn_infer.io.nifti import load_volume, read_inputs
+from brasyn_infer.runtime.manifest import load_manifest, write_json_atomic
+from brasyn_infer.evaluation.metrics import masked_mean, percentile_scale, ssim_map
+from brasyn_infer.synthesis.normalize import Normalizer, background_mask
+from brasyn_infer.pipeline.synthesizer import Synthesizer
+from brasyn_infer.synthesis.trust import FEATURES, Trust, blend, features, fit_laplace, laplace_scale, linear_prior, rank_quality
 
 ALPHAS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 FIT_VOXELS = 60_000  # brain voxels per pair for the uncertainty fit
@@ -104,7 +104,7 @@ def crop_box(mask: np.ndarray, margin: int = 6) -> tuple[slice, ...]:
 
 
 def fast_score(pred: np.ndarray, truth: np.ndarray, seg: np.ndarray | None) -> dict[str, float]:
-    """:func:`inference.metrics.score`'s SSIMs, computed on the brain's box (plus the window's reach): outside it
+    """:func:`brasyn_infer.evaluation.metrics.score`'s SSIMs, computed on the brain's box (plus the window's reach): outside it
     both volumes are 0 after scaling, where the SSIM map is exactly 1."""
     p, t = percentile_scale(pred), percentile_scale(truth)
     brain = truth > 0

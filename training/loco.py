@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from inference.report import DOWNSTREAM, METRICS, read_rows, summarize
+from brasyn_infer.evaluation.report import DOWNSTREAM, METRICS, read_rows, summarize
 
 COLUMNS = [m for m in METRICS if m not in DOWNSTREAM and m != "seconds"]
 
@@ -40,7 +40,7 @@ def run_fold(case_id: str, args: argparse.Namespace, extra: list[str]) -> Path:
     if already_scored(report, manifest):
         return report
     views = [a for v in args.view or [] for a in ("--view", v)]
-    subprocess.run([sys.executable, "-m", "inference.cli", "evaluate", str(args.cases), str(report), "--only", case_id,
+    subprocess.run([sys.executable, "-m", "brasyn_infer", "evaluate", str(args.cases), str(report), "--only", case_id,
                     "--drop", "all", "--baseline", "linear", "--weights", str(manifest), "--no-refine", "--quiet", *views,
                     *(["--save-volumes", str(args.oof)] if args.oof else [])],
                    check=True)

@@ -22,8 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from inference.evaluate import MODEL, REFINED
-from inference.report import read_rows, summarize
+from brasyn_infer.evaluation.dry_run import MODEL, REFINED
+from brasyn_infer.evaluation.report import read_rows, summarize
 
 from .loco import already_scored, fold_table, split_argv, table
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         if already_scored(report, fold / "refiner.json"):
             rows += read_rows(report / "cases.csv")
             continue
-        subprocess.run([sys.executable, "-m", "inference.cli", "evaluate", str(args.cases), str(report), "--only",
+        subprocess.run([sys.executable, "-m", "brasyn_infer", "evaluate", str(args.cases), str(report), "--only",
                         case_id, "--drop", "all", "--baseline", "linear", "--weights",
                         str(args.generators / f"fold-{case_id}" / "fold.json"), "--refiner", str(fold / "refiner.json"),
                         "--quiet"], check=True)

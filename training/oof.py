@@ -15,10 +15,10 @@ import argparse
 import time
 from pathlib import Path
 
-from inference.cases import complete_case
-from inference.constants import MODALITIES, Device
-from inference.io import output_image, read_inputs, write_atomic
-from inference.pipeline import Synthesizer
+from brasyn_infer.io.cases import complete_case
+from brasyn_infer.constants import MODALITIES, Device
+from brasyn_infer.io.nifti import output_image, read_inputs, write_atomic
+from brasyn_infer.pipeline.synthesizer import Synthesizer
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,7 @@ Input pairs come from ``--synthesized``: ``DIR/<case>/<case>-<mod>.nii.gz``, the
 for each case with ``<mod>`` dropped (``python -m training.oof`` writes them with each case's
 leave-one-case-out generator, so the refiner learns from outputs on unseen cases, as at test time).
 Each step draws random cubic crops inside the brain's bounding box: the refiner input
-(:func:`inference.refine.refiner_input`, the product's own z-scoring) and the real modality z-scored
+(:func:`brasyn_infer.synthesis.refine.refiner_input`, the product's own z-scoring) and the real modality z-scored
 over its own nonzero voxels; the loss is L1 over brain voxels. The final 1x1x1 conv starts at
 zero, so the refiner starts as the identity.
 """
@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.cases import complete_case
-from inference.constants import MODALITIES, Modality
-from inference.io import load_volume, read_inputs
-from inference.models.export import export_refiner
-from inference.models.refiner import Refiner, RefinerConfig
-from inference.refine import brain_box, refiner_input, zscore_nonzero
+from brasyn_infer.io.cases import complete_case
+from brasyn_infer.constants import MODALITIES, Modality
+from brasyn_infer.io.nifti import load_volume, read_inputs
+from brasyn_infer.authoring.models.export import export_refiner
+from brasyn_infer.authoring.models.refiner import Refiner, RefinerConfig
+from brasyn_infer.synthesis.refine import brain_box, refiner_input, zscore_nonzero
 
 
 @dataclass

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ..conftest import EXAMPLE, REPO, SHARED
+from tests.conftest import EXAMPLE, REPO, SHARED
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -135,7 +135,7 @@ def host_outputs(cases, tmp_path_factory) -> Path:
     """What the host CLI writes for the same cases with the same (bundled default) weights, on the CPU."""
     out = tmp_path_factory.mktemp("host") / "output"
     env = {k: v for k, v in os.environ.items() if k != "BRASYN_WEIGHTS_DIR"}
-    result = subprocess.run([sys.executable, "-m", "inference.cli", str(cases), str(out), "--device", "cpu", "--quiet"],
+    result = subprocess.run([sys.executable, "-m", "brasyn_infer", str(cases), str(out), "--device", "cpu", "--quiet"],
                             capture_output=True, text=True, cwd=REPO, env=env, timeout=1800)
     assert result.returncode == 0, result.stderr
     return out
@@ -295,7 +295,7 @@ def test_g_kubernetes_pods(image, cases, host_outputs, tmp_path):
         assert_clean(result.stderr)
         assert f"shard {index}/{count}" in result.stderr
     assert_matches_host(out, host_outputs, expected_names(cases))
-    merged = subprocess.run([sys.executable, "-m", "inference.cli", "summary", "merge",
+    merged = subprocess.run([sys.executable, "-m", "brasyn_infer", "summary", "merge",
                              *map(str, sorted(summaries.glob("*.json")))], capture_output=True, text=True, cwd=REPO)
     print(f"    {merged.stdout.strip()}")
     assert merged.returncode == 0, merged.stderr
@@ -306,12 +306,12 @@ def test_h_imported_3d_model_in_a_derived_image(image, cases, tmp_path):
     `default`, baked into a derived image with the README's two-line Dockerfile, run as Synapse runs it,
     and held against the host CLI with the same weights."""
     torch = pytest.importorskip("torch", reason="the [torch] extra is needed to export the model")
-    from ..thirdparty import SIT3D, export_onnx
+    from tests.thirdparty import SIT3D, export_onnx
 
     torch.manual_seed(0)
     export_onnx(SIT3D().eval(), tmp_path / "sit3d.onnx", (torch.randn(1, 4, 32, 32, 32), torch.zeros(1)), ["x", "missing"])
     context = tmp_path / "context"
-    imported = subprocess.run([sys.executable, "-m", "inference.cli", "import", str(tmp_path / "sit3d.onnx"),
+    imported = subprocess.run([sys.executable, "-m", "brasyn_infer", "import", str(tmp_path / "sit3d.onnx"),
                                "--kind", "window3d", "--normalization", "minmax", "--range", "0", "1", "--overlap", "0.25",
                                "--out", str(context / "my-weights"), "--name", "default"],
                               capture_output=True, text=True, cwd=REPO)
@@ -323,7 +323,7 @@ def test_h_imported_3d_model_in_a_derived_image(image, cases, tmp_path):
     assert build.returncode == 0, build.stderr
     try:
         host = tmp_path / "host"
-        reference = subprocess.run([sys.executable, "-m", "inference.cli", str(cases), str(host), "--weights",
+        reference = subprocess.run([sys.executable, "-m", "brasyn_infer", str(cases), str(host), "--weights",
                                     str(context / "my-weights" / "default.json"), "--device", "cpu", "--quiet"],
                                    capture_output=True, text=True, cwd=REPO)
         assert reference.returncode == 0, reference.stderr

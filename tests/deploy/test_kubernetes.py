@@ -8,11 +8,11 @@ from pathlib import Path
 import typer
 import yaml
 
-from inference import container
-from inference.cli import app
-from inference.shards import SHARDS_ENV, shard_from_env
+from brasyn_infer import container
+from brasyn_infer.cli import app
+from brasyn_infer.orchestration.shards import SHARDS_ENV, shard_from_env
 
-from ..conftest import REPO
+from tests.conftest import REPO
 
 MANIFEST = REPO / "deploy" / "kubernetes" / "brasyn-indexed-job.yaml"
 

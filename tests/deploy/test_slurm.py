@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import REPO, make_case
+from tests.conftest import REPO, make_case
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_job_array_writes_every_case_once(cluster, tmp_path, tiny_weights):
     for i, case_id in enumerate(CASES):
         make_case(root, case_id, missing=("t1c", "t1n", "t2f", "t2w")[i % 4])
     out, summaries = tmp_path / "out", tmp_path / "summaries"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "BRASYN": f"{sys.executable} -m inference.cli",
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BRASYN": f"{sys.executable} -m brasyn_infer",
            "SUMMARIES": str(summaries)}
     submit = subprocess.run(["sbatch", "--parsable", "--wait", "--array=0-2", "--cpus-per-task=1", "--mem=1G",
                              f"--output={tmp_path}/task-%A_%a.log", str(REPO / "deploy" / "slurm" / "brasyn-array.sbatch"),
@@ -85,7 +85,7 @@ def test_job_array_writes_every_case_once(cluster, tmp_path, tiny_weights):
     assert len(written) == len(CASES) and all(n.endswith(".nii.gz") and not n.startswith(".") for n in written)
     files = sorted(summaries.glob("summary-*-of-3.json"))
     assert len(files) == 3
-    merged = subprocess.run([sys.executable, "-m", "inference.cli", "summary", "merge", *map(str, files),
+    merged = subprocess.run([sys.executable, "-m", "brasyn_infer", "summary", "merge", *map(str, files),
                              "--out", str(tmp_path / "merged.json")], capture_output=True, text=True, env=env)
     print("    " + merged.stdout.strip())
     assert merged.returncode == 0, merged.stderr

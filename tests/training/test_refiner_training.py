@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ..conftest import brain_volume, make_case, needs_torch, write_nifti
+from tests.conftest import brain_volume, make_case, needs_torch, write_nifti
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def oof(tmp_path):
 def test_pairs_crops_and_a_falling_loss(oof, tmp_path):
     import torch
 
-    from inference.models.refiner import Refiner, RefinerConfig
+    from brasyn_infer.authoring.models.refiner import Refiner, RefinerConfig
     from training.train_refiner import CropSampler, load_pairs, masked_l1
 
     cases, synthesized = oof
@@ -49,7 +49,7 @@ def test_pairs_crops_and_a_falling_loss(oof, tmp_path):
 
 @needs_torch
 def test_trainer_exports_a_loadable_refiner(oof, tmp_path):
-    from inference.refine import load_refiner_manifest
+    from brasyn_infer.synthesis.refine import load_refiner_manifest
     from training.train_refiner import main
 
     cases, synthesized = oof

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ..conftest import SHARED, needs_torch
+from tests.conftest import SHARED, needs_torch
 
 pytestmark = needs_torch
 CASES = SHARED / "data" / "cases"
@@ -13,7 +13,7 @@ CASES = SHARED / "data" / "cases"
 def sampler():
     if not CASES.is_dir():
         pytest.skip("../shared/data/cases is absent")
-    from inference.constants import View
+    from brasyn_infer.constants import View
     from training.data import SliceSampler, load_complete_case
 
     return SliceSampler([load_complete_case(CASES / "TCGA-DU-7294", 99.5)], [View.SAGITTAL], seed=0)
@@ -31,7 +31,7 @@ def test_sampler_drops_one_channel(sampler):
 def test_a_few_steps_decrease_the_loss(sampler):
     import torch
 
-    from inference.models.hfgan import HFGAN, HFGANConfig
+    from brasyn_infer.authoring.models.hfgan import HFGAN, HFGANConfig
     from training.losses import synthesis_loss
     from training.train import to_torch
 
@@ -89,9 +89,9 @@ def test_a_checkpoint_exports_to_the_model_it_holds(trained, tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from inference.manifest import load_manifest
-    from inference.models.export import INPUT_NAMES, example_inputs
-    from inference.models.hfgan import HFGAN, HFGANConfig
+    from brasyn_infer.runtime.manifest import load_manifest
+    from brasyn_infer.authoring.models.export import INPUT_NAMES, example_inputs
+    from brasyn_infer.authoring.models.hfgan import HFGAN, HFGANConfig
     from training.train import export_checkpoint, refiner_block
 
     folder, record = trained

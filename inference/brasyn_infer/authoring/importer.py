@@ -1,0 +1,100 @@
+"""``brasyn-infer import``: a participant's ONNX generator, checked against the contract, run once, given a manifest.
+
+The graph is checked (:mod:`brasyn_infer.authoring.contract`), copied beside its manifest, and run once through the
+real pipeline (:class:`~brasyn_infer.pipeline.synthesizer.Synthesizer`) on a small synthetic case on the CPU; only when
+that run gives a finite volume of the right shape do the files stay.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brasyn_infer.constants import MODALITIES, Device, Modality, View
+from brasyn_infer.authoring.contract import ContractError, check_graph, read_graph
+from brasyn_infer.runtime.manifest import SLICE2D, WINDOW3D, Manifest, sha256_of, write_manifest
+
+#: the synthetic smoke-test case: an ellipsoid "brain" on this grid (X, Y, Z)
+SMOKE_SHAPE = (48, 56, 40)
+
+
+def synthetic_case(shape: tuple[int, int, int] = SMOKE_SHAPE) -> dict[Modality, np.ndarray]:
+    """Four smooth, positive ellipsoid volumes, background 0 (no real data needed)."""
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    inside = (grid**2).sum(0) < 0.7
+    out = {}
+    for i, mod in enumerate(MODALITIES):
+        texture = 0.6 + 0.3 * np.sin((3 + i) * grid[0]) * np.cos((2 + i) * grid[1])
+        out[mod] = np.where(inside, texture * (800 + 200 * i), 0).astype(np.float32)
+    return out
+
+
+def import_model(
+    onnx_path: Path,
+    kind: str,
+    out_dir: Path,
+    name: str,
+    normalization: Mapping[str, Any],
+    window: tuple[int, int, int] | None = None,
+    overlap: float = 0.5,
+    blend: str = "gaussian",
+    placement: str = "brain",
+    crop: tuple[int, int, int] | None = None,
+    default_view: View = View.AXIAL,
+    views: tuple[View, ...] = (),
+    provenance: Mapping[str, Any] | None = None,
+) -> tuple[Manifest, float]:
+    """Check, copy, describe and smoke-run ``onnx_path``; returns the manifest and the smoke run's seconds."""
+    from brasyn_infer.synthesis.normalize import Normalizer
+    from brasyn_infer.pipeline.synthesizer import Synthesizer
+
+    if not onnx_path.is_file():
+        raise ContractError("no such file", onnx_path, "pass the .onnx file your export wrote")
+    Normalizer.from_manifest(normalization)  # a bad normalization block fails before anything is written
+    inputs, outputs = read_graph(onnx_path)
+    spec = check_graph(inputs, outputs, kind, window, onnx_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target_onnx, target_json = out_dir / f"{name}.onnx", out_dir / f"{name}.json"
+    if target_json.exists() or (target_onnx.exists() and target_onnx.resolve() != onnx_path.resolve()):
+        raise ContractError(f"{target_json.name} or {target_onnx.name} already exists", out_dir,
+                            "choose another --name, or remove the old files")
+    windows: dict[str, Any] = {}
+    if kind == WINDOW3D:
+        windows = {"window": list(spec.window), "overlap": overlap, "blend": blend, "placement": placement}
+        if crop:
+            windows["crop"] = list(crop)
+    config: dict[str, Any] = {"imported_from": onnx_path.name}
+    if spec.fixed_batch == 1:
+        config["max_batch"] = 1
+    tmp = out_dir / f".{name}.onnx.importing"
+    shutil.copyfile(onnx_path, tmp)
+    tmp.replace(target_onnx)
+    manifest = Manifest(
+        name=name, architecture="imported", config=config, normalization=dict(normalization),
+        default_view=default_view, onnx=target_onnx.name, sha256=sha256_of(target_onnx), path=target_json,
+        provenance={"imported_by": "brasyn-infer import", **(provenance or {})},
+        views=views if kind == SLICE2D else (), kind=kind, windows=windows, inputs=spec.inputs,
+    )
+    write_manifest(manifest)
+    started = time.perf_counter()
+    try:
+        synth = Synthesizer(target_json, device=Device.CPU)
+        volumes = synthetic_case()
+        y = synth.synthesize({m: v for m, v in volumes.items() if m is not Modality.T2F}, Modality.T2F)
+        if y.shape != SMOKE_SHAPE or not np.isfinite(y).all():
+            raise ContractError(f"the model's volume has shape {y.shape} or non-finite values on a synthetic case",
+                                onnx_path, "check the exported graph's output")
+    except Exception as error:
+        target_json.unlink(missing_ok=True)
+        target_onnx.unlink(missing_ok=True)
+        if isinstance(error, ContractError):
+            raise
+        raise ContractError(f"running it through the pipeline on a synthetic case failed "
+                            f"({type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''})",
+                            onnx_path, "check that the graph runs on the shapes of the contract") from None
+    return manifest, time.perf_counter() - started

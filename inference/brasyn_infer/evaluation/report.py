@@ -1,0 +1,174 @@
+"""Dry-run reports: ``cases.csv`` (appended row by row), ``summary.json``, ``report.md`` and QC PNGs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from brasyn_infer.constants import MODALITIES, Modality
+
+CSV_FIELDS = ["case", "modality", "method", "ssim", "ssim_brain", "ssim_tumor", "ssim_healthy", "psnr", "mae",
+              "dice_wt", "dice_tc", "dice_et", "hd95_wt", "hd95_tc", "hd95_et", "unc_spearman", "unc_top10", "seconds"]
+METRICS = CSV_FIELDS[3:]
+#: Downstream columns, empty unless `evaluate --segment` ran.
+DOWNSTREAM = ["dice_wt", "dice_tc", "dice_et", "hd95_wt", "hd95_tc", "hd95_et"]
+#: How the uncertainty map ranks the model's real errors (brain voxels): empty without a map.
+UNCERTAINTY = ["unc_spearman", "unc_top10"]
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of an existing ``cases.csv`` (numbers as floats); [] when absent."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for key in METRICS:
+            row[key] = float(row[key]) if row.get(key) not in (None, "") else math.nan
+    return rows
+
+
+def append_row(path: Path, row: Mapping) -> None:
+    """Append one row, writing the header first for a new file; flushed so a kill keeps it."""
+    new = not path.is_file()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def summarize(rows: list[dict]) -> dict:
+    """``{modality: {method: {metric: {mean, std, n}}}}`` plus ``all`` over modalities; NaN/inf excluded."""
+    out: dict = {}
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["modality"], row["method"]), []).append(row)
+        groups.setdefault(("all", row["method"]), []).append(row)
+    for (modality, method), members in sorted(groups.items()):
+        stats = {}
+        for metric in METRICS:
+            values = np.array([r.get(metric, math.nan) for r in members], dtype=float)
+            values = values[np.isfinite(values)]
+            stats[metric] = ({"mean": round(float(values.mean()), 4), "std": round(float(values.std()), 4), "n": int(len(values))}
+                             if len(values) else {"mean": None, "std": None, "n": 0})
+        out.setdefault(modality, {})[method] = stats
+    return out
+
+
+def markdown_table(summary: dict, metrics: list[str]) -> str:
+    methods = sorted({m for mod in summary.values() for m in mod}, key=lambda m: (m != "model", m))
+    lines = ["| modality | method | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    for modality in [m.value for m in MODALITIES] + ["all"]:
+        for method in methods:
+            stats = summary.get(modality, {}).get(method)
+            if not stats:
+                continue
+            cells = [f"{stats[k]['mean']:.4f} ± {stats[k]['std']:.4f}" if stats[k]["mean"] is not None else "–"
+                     for k in metrics]
+            lines.append(f"| {modality} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def weights_label(synth) -> str:
+    """What ran, for report.md: weights, ONNX file, views and refiner."""
+    return f"Weights `{synth.manifest.name}` ({synth.manifest.onnx}), view {synth.label}"
+
+
+def write_reports(rows: list[dict], report_dir: Path, label: str) -> dict:
+    """``summary.json`` and ``report.md`` of ``rows``; ``label``: :func:`weights_label` of what ran."""
+    summary = summarize(rows)
+    (report_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    pictures = sorted(p.name for p in report_dir.glob("*.png"))
+    cases = sorted({r["case"] for r in rows})
+    text = [
+        "# Dry-run report",
+        "",
+        f"{label}; {len(cases)} cases: "
+        + ", ".join(cases) + ".",
+        "",
+        "SSIM the organizers' way (each volume clipped to its own 0.5-99.5 percentiles, scaled to [0, 1], "
+        "Gaussian window 11, sigma 1.5): `ssim` is the mean over the whole volume (background included, "
+        "the challenge's figure), `ssim_brain` over truth > 0, `ssim_tumor` / `ssim_healthy` inside / "
+        "outside the segmentation (cases with a `-seg` file only). PSNR (dB) and MAE over the brain, on the "
+        "[0, 1] images. `seconds`: the pipeline's time per case (model), or the baseline's. With `--segment`: "
+        "Dice and HD95 (mm) of WT/TC/ET between the BraTS 2023 segmenter's output on the case with the "
+        "synthesized modality and the case's `-seg` (or the segmenter's output on the four real modalities). "
+        "With the uncertainty map (the model's rows): `unc_spearman`, the Spearman correlation between the map "
+        "and |synthesized - real| over the brain, and `unc_top10`, the mean |error| of the 10% most uncertain "
+        "brain voxels over that of the other 90% (1: no better than chance).",
+        "",
+        "## Mean ± std per modality and method",
+        "",
+        markdown_table(summary, [m for m in METRICS if m not in DOWNSTREAM + UNCERTAINTY or _has(rows, m)]),
+        "",
+        "## QC pictures",
+        "",
+        "Rows: axial, coronal, sagittal through the tumor (or the brain's center). Columns: the three "
+        "inputs, the synthesized, the real (one gray scale), |synthesized - real| and, with the map, the "
+        "uncertainty (one color scale: the 99.5th percentile of the brain's |difference|).",
+        "",
+    ]
+    text += [f"![{name}]({name})\n" for name in pictures]
+    (report_dir / "report.md").write_text("\n".join(text))
+    return summary
+
+
+def _has(rows: list[dict], metric: str) -> bool:
+    return any(isinstance(r.get(metric), float) and math.isfinite(r[metric]) for r in rows)
+
+
+def _center(truth: np.ndarray, seg: np.ndarray | None) -> tuple[int, int, int]:
+    mask = seg > 0 if seg is not None and (seg > 0).any() else truth > 0
+    if not mask.any():
+        return tuple(s // 2 for s in truth.shape)  # type: ignore[return-value]
+    return tuple(int(round(c)) for c in np.argwhere(mask).mean(0))  # type: ignore[return-value]
+
+
+def _planes(volume: np.ndarray, center: tuple[int, int, int]) -> list[np.ndarray]:
+    x, y, z = center
+    return [np.rot90(volume[:, :, z]), np.rot90(volume[:, y, :]), np.rot90(volume[x, :, :])]
+
+
+def qc_png(path: Path, inputs: Mapping[Modality, np.ndarray], synthesized: np.ndarray, truth: np.ndarray,
+           seg: np.ndarray | None, title: str, uncertainty: np.ndarray | None = None) -> None:
+    """Three orthogonal slices: inputs, synthesized, real, |difference| and the ``uncertainty`` map (expected
+    |error|, output units) on the difference's color scale; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    center = _center(truth, seg)
+    columns = [(m.value, v, float(np.percentile(v[v > 0], 99.5)) if (v > 0).any() else 1.0)
+               for m, v in inputs.items()]
+    top = float(np.percentile(truth[truth > 0], 99.5)) if (truth > 0).any() else 1.0
+    difference = np.abs(synthesized - truth)
+    brain = truth > 0
+    error_top = float(np.percentile(difference[brain], 99.5)) if brain.any() else top
+    columns += [("synthesized", synthesized, top), ("real", truth, top), ("|difference|", difference, error_top or top)]
+    if uncertainty is not None:
+        columns.append(("uncertainty", uncertainty, error_top or top))
+    fig, axes = plt.subplots(3, len(columns), figsize=(2.2 * len(columns), 6.9), facecolor="black")
+    for col, (name, volume, vmax) in enumerate(columns):
+        for row, plane in enumerate(_planes(volume, center)):
+            ax = axes[row, col]
+            ax.imshow(plane, cmap="magma" if name in ("|difference|", "uncertainty") else "gray", vmin=0, vmax=vmax,
+                      interpolation="nearest")
+            ax.set_axis_off()
+            if row == 0:
+                ax.set_title(name, color="white", fontsize=9)
+    fig.suptitle(title, color="white", fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=80, facecolor="black")
+    plt.close(fig)
+    os.replace(tmp, path)

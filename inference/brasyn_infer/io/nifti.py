@@ -1,0 +1,126 @@
+"""NIfTI reading with validation, and atomic writing with the inputs' geometry (spec section 2)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from brasyn_infer.constants import PLANE, Modality
+from brasyn_infer.errors import CaseError, OutputError
+
+AFFINE_TOLERANCE = 1e-3
+TEMP_PREFIX = ".brasyn-tmp-"
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A loaded volume: ``data`` float32 ``(X, Y, Z)`` as nibabel loads it, and its image header."""
+
+    path: Path
+    data: np.ndarray
+    image: nib.Nifti1Image
+
+
+def load_volume(path: Path) -> Volume:
+    """Read one NIfTI as float32 (scl_slope applied) and check it is 3D and finite."""
+    try:
+        image = nib.load(str(path))
+        if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+            raise CaseError("not a NIfTI image", path, "convert it to NIfTI (.nii.gz)")
+        shape = image.shape
+        if len(shape) == 4 and shape[3] == 1:
+            shape = shape[:3]
+        if len(shape) != 3:
+            raise CaseError(f"volume is {len(image.shape)}D {tuple(image.shape)}, expected 3D (X, Y, Z)", path,
+                            "give one 3D volume per modality")
+        data = np.asarray(image.get_fdata(dtype=np.float32)).reshape(shape)
+    except CaseError:
+        raise
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise CaseError(f"file is truncated or not valid gzip ({error})", path, "copy the file again") from error
+    except (nib.filebasedimages.ImageFileError, ValueError, OSError) as error:
+        raise CaseError(f"cannot read NIfTI ({error})", path, "check the file is a valid .nii.gz") from error
+    if max(shape) > PLANE:
+        raise CaseError(f"shape {shape} exceeds {PLANE} voxels on an axis", path, "crop to the BraTS 240x240x155 grid")
+    if not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).sum())
+        raise CaseError(f"{bad} voxels are NaN or inf", path, "replace non-finite voxels (e.g. with 0)")
+    if not data.any():
+        raise CaseError("every voxel is 0", path, "if this is the modality to synthesize, delete the file")
+    return Volume(path, data, image)
+
+
+def check_same_grid(volumes: Mapping[Modality, Volume]) -> None:
+    """All inputs must share shape and affine (within 1e-3), as BraTS volumes are co-registered."""
+    items = list(volumes.values())
+    first = items[0]
+    for other in items[1:]:
+        if other.data.shape != first.data.shape:
+            raise CaseError(f"shape {other.data.shape} differs from {first.path.name}'s {first.data.shape}",
+                            other.path, "give co-registered volumes on the same grid")
+        if not np.allclose(other.image.affine, first.image.affine, atol=AFFINE_TOLERANCE):
+            raise CaseError(f"affine differs from {first.path.name}'s", other.path,
+                            "give co-registered volumes with the same header geometry")
+
+
+def read_inputs(paths: Mapping[Modality, Path]) -> dict[Modality, Volume]:
+    volumes = {mod: load_volume(path) for mod, path in paths.items()}
+    check_same_grid(volumes)
+    return volumes
+
+
+def output_image(data: np.ndarray, like: nib.Nifti1Image) -> nib.Nifti1Image:
+    """A float32 image with ``like``'s affine, qform/sform (and codes), pixdim and units."""
+    header = like.header.copy()
+    header.set_data_dtype(np.float32)
+    header.set_slope_inter(1.0, 0.0)
+    header.set_data_shape(data.shape)
+    image = nib.Nifti1Image(data.astype(np.float32, copy=False), like.affine, header)
+    image.set_qform(like.get_qform(), code=int(like.header["qform_code"]))
+    image.set_sform(like.get_sform(), code=int(like.header["sform_code"]))
+    return image
+
+
+def temp_name(target: Path) -> Path:
+    """The hidden temp file beside ``target``, unique to this host and process (shards share OUTPUT)."""
+    host = socket.gethostname().replace("/", "_").replace("-", "_") or "host"
+    return target.with_name(f"{TEMP_PREFIX}{host}-{os.getpid()}-{target.name}")
+
+
+def write_atomic(image: nib.Nifti1Image, target: Path) -> None:
+    """Save to a hidden temp file beside ``target``, fsync, then rename: readers never see half a file."""
+    tmp = temp_name(target)
+    try:
+        nib.save(image, str(tmp))
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write ({error.strerror or error})", target,
+                          "check free space and write permission on the output folder") from error
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temps(folder: Path, names: Iterable[str] | None = None) -> list[Path]:
+    """Delete temp files a killed run left in ``folder``; returns what was removed.
+
+    ``names``: only the temp files of these output names (a shard's own cases: another shard's temp
+    file may be a write in progress); None: all of them.
+    """
+    wanted = None if names is None else set(names)
+    stale = [p for p in folder.glob(f"{TEMP_PREFIX}*") if p.is_file()
+             and (wanted is None or p.name[len(TEMP_PREFIX):].split("-", 2)[-1] in wanted)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

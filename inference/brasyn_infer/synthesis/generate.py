@@ -1,0 +1,192 @@
+"""Running the 2D generator over a volume (spec section 5) on the windowing engine.
+
+A slice is a window one voxel thick along the view axis (:attr:`SliceGeometry.window`), placed
+without overlap and blended with constant weights, so :func:`brasyn_infer.synthesis.windows.accumulate` visits
+every slice exactly once. Several views write into one :class:`~brasyn_infer.synthesis.windows.Aggregator`,
+whose constant weights make the result the voxel-wise mean of the views (multi-view fusion).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from brasyn_infer.constants import BACKGROUND, MODALITIES, Modality, View
+from brasyn_infer.errors import DeviceOutOfMemory
+from brasyn_infer.synthesis.views import SliceGeometry
+from brasyn_infer.synthesis.windows import Aggregator, BlendMode, accumulate, brain_box, count_windows, sliding_window
+
+log = logging.getLogger(__name__)
+
+
+class SliceModel(Protocol):
+    def __call__(self, x: np.ndarray, mask: np.ndarray, missing: np.ndarray, view: np.ndarray) -> np.ndarray: ...
+
+
+class WindowModel(Protocol):
+    def __call__(self, x: np.ndarray, missing: np.ndarray) -> np.ndarray: ...
+
+
+class SlicePredictor:
+    """Adapts a :class:`SliceModel` to the engine: ``(b, 4, *window) -> (b, 1, *window)`` normalized.
+
+    Windows in which every available channel is background skip the model and stay -1 (the
+    background re-mask would set them to -1 anyway, so the result is exact). When the model
+    raises :class:`DeviceOutOfMemory`, the model batch is halved (down to 1) and retried; the
+    smaller size is kept for the rest of the volume. ``tta``: each slice also goes through the model
+    flipped along its columns (the flip the generator was trained with), and the two outputs are averaged.
+    """
+
+    def __init__(self, model: SliceModel, geometry: SliceGeometry, missing: Modality, batch_size: int,
+                 tta: bool = False) -> None:
+        self.model = model
+        self.tta = tta
+        self.fill = np.float32(geometry.fill)
+        self.geometry = geometry
+        self.missing = missing
+        self.batch_size = batch_size
+        self.available = [m.index for m in MODALITIES if m is not missing]
+        self.mask_row = np.ones(len(MODALITIES), dtype=np.float32)
+        self.mask_row[missing.index] = 0
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        out = np.full((windows.shape[0], 1, *windows.shape[2:]), self.fill, dtype=np.float32)
+        todo = np.flatnonzero((windows[:, self.available] != self.fill).reshape(len(windows), -1).any(axis=1))
+        start = 0
+        while start < len(todo):
+            index = todo[start : start + self.batch_size]
+            n = len(index)
+            planes = self.geometry.to_planes(windows[index])
+            extra = (np.tile(self.mask_row, (n, 1)), np.full(n, self.missing.index, dtype=np.float32),
+                     np.full(n, self.geometry.view.id, dtype=np.float32))
+            try:
+                y = self.model(planes, *extra)
+                if self.tta:
+                    flipped = self.model(np.ascontiguousarray(planes[..., ::-1]), *extra)
+                    y = (y[:, :1] + flipped[:, :1, :, ::-1]) * np.float32(0.5)
+            except DeviceOutOfMemory:
+                if self.batch_size == 1:
+                    raise
+                self.batch_size = max(1, self.batch_size // 2)
+                log.warning("out of device memory: retrying with batch size %d", self.batch_size)
+                continue
+            out[index] = self.geometry.from_planes(y[:, :1])
+            start += n
+        return out
+
+
+def slice_count(shape: tuple[int, ...], views: Sequence[View]) -> int:
+    """How many slices the views of a ``(X, Y, Z)`` volume hold together (the progress total)."""
+    return sum(shape[v.axis] for v in views)
+
+
+def generate_volume(
+    model: SliceModel,
+    x4: np.ndarray,
+    missing: Modality,
+    views: View | Sequence[View],
+    batch_size: int,
+    on_batch: Callable[[int], None] | None = None,
+    fill: float = BACKGROUND,
+    tta: bool = False,
+) -> np.ndarray:
+    """Synthesize the missing channel of ``x4`` ``(4, X, Y, Z)``; returns ``(X, Y, Z)`` normalized.
+
+    With several ``views`` the result is their voxel-wise mean. ``on_batch`` gets the number of
+    slices done after each batch (skipped ones included). ``fill``: the background value (padding, and
+    slices whose inputs are all background skip the model). ``tta``: flip test-time augmentation
+    (:class:`SlicePredictor`; twice the model's work).
+    """
+    views = [views] if isinstance(views, View) else list(views)
+    shape = x4.shape[1:]
+    aggregator = Aggregator((1, *shape), BlendMode.CONSTANT)
+    for view in views:
+        geometry = SliceGeometry(view, shape, fill)  # type: ignore[arg-type]
+        predictor = SlicePredictor(model, geometry, missing, batch_size, tta)
+        accumulate(aggregator, x4, predictor, geometry.window, 0.0, batch_size, on_batch)
+        batch_size = predictor.batch_size  # an OOM on one view holds for the next
+    return aggregator.finalize()[0]
+
+
+def flipped(model: SliceModel) -> SliceModel:
+    """``model`` seen through the flip of :class:`SlicePredictor`'s ``tta``: the planes flipped along their
+    columns on the way in, the output flipped back."""
+    def run(x: np.ndarray, mask: np.ndarray, missing: np.ndarray, view: np.ndarray) -> np.ndarray:
+        return model(np.ascontiguousarray(x[..., ::-1]), mask, missing, view)[..., ::-1]
+    return run
+
+
+def generate_views(
+    model: SliceModel,
+    x4: np.ndarray,
+    missing: Modality,
+    views: Sequence[View],
+    batch_size: int,
+    on_batch: Callable[[int], None] | None = None,
+    fill: float = BACKGROUND,
+    tta: bool = False,
+    split_tta: bool = False,
+) -> list[np.ndarray]:
+    """Like :func:`generate_volume`, keeping each view's ``(X, Y, Z)`` volume (for their spread): one per view,
+    TTA-averaged with ``tta``; with ``split_tta`` too, the plain and the flipped pass of each view are two
+    members (their mean is the TTA output)."""
+    if tta and split_tta:
+        return [generate_volume(m, x4, missing, [view], batch_size, on_batch, fill)
+                for view in views for m in (model, flipped(model))]
+    return [generate_volume(model, x4, missing, [view], batch_size, on_batch, fill, tta) for view in views]
+
+
+def window_region(shape: tuple[int, int, int], background: np.ndarray, placement: str,
+                  crop: tuple[int, int, int] | None) -> tuple[slice, slice, slice]:
+    """Where a 3D generator's windows go in a ``(X, Y, Z)`` volume: the brain's bounding box
+    (``placement="brain"``), or a ``crop``-sized box centered on the volume (``"center"``, clipped to it;
+    the windowing engine pads what the volume lacks)."""
+    if placement == "brain":
+        return brain_box(~background)
+    size = crop or shape
+    region = []
+    for n, c in zip(shape, size, strict=True):
+        start = max(0, (n - c) // 2)
+        region.append(slice(start, min(n, start + c)))
+    return tuple(region)  # type: ignore[return-value]
+
+
+def generate_windows(
+    model: WindowModel,
+    x4: np.ndarray,
+    missing: Modality,
+    background: np.ndarray,
+    window: tuple[int, int, int],
+    overlap: float = 0.5,
+    blend: BlendMode = BlendMode.GAUSSIAN,
+    placement: str = "brain",
+    crop: tuple[int, int, int] | None = None,
+    batch_size: int = 1,
+    fill: float = BACKGROUND,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """A 3D generator over ``x4`` ``(4, X, Y, Z)``: ``(X, Y, Z)`` normalized, ``fill`` outside the windows' region.
+
+    ``model`` maps ``x`` ``(B, 4, *window)`` and ``missing`` ``(B,)`` to ``(B, 1, *window)``. Windows of
+    ``window`` voxels are placed over :func:`window_region` with ``overlap`` and blended with ``blend``;
+    axes of the region shorter than the window are padded with ``fill``.
+    """
+    region = window_region(x4.shape[1:], background, placement, crop)
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return model(np.ascontiguousarray(batch), np.full(len(batch), missing.index, dtype=np.float32))
+
+    y = sliding_window(x4[(slice(None), *region)], predict, window, overlap, blend, batch_size, pad_value=fill,
+                       on_batch=on_batch)[0]
+    out = np.full(x4.shape[1:], np.float32(fill), dtype=np.float32)
+    out[region] = y
+    return out
+
+
+def window_total(shape: tuple[int, int, int], background: np.ndarray, window: tuple[int, int, int], overlap: float,
+                 placement: str, crop: tuple[int, int, int] | None) -> int:
+    """How many windows :func:`generate_windows` runs (the progress total)."""
+    return count_windows(window_region(shape, background, placement, crop), window, overlap)

@@ -1,0 +1,71 @@
+import math
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from brasyn_infer.evaluation.metrics import mae, percentile_scale, psnr, score, ssim_map
+
+from tests.conftest import brain_volume
+
+
+def independent_ssim_map(a, b, sigma=1.5, c1=0.01**2, c2=0.03**2):
+    """SSIM written out from Wang et al. 2004 with a truncated Gaussian (window 11), population stats."""
+    f = lambda v: gaussian_filter(v, sigma, truncate=3.5, mode="reflect")  # noqa: E731
+    mu_a, mu_b = f(a), f(b)
+    va, vb, cov = f(a * a) - mu_a**2, f(b * b) - mu_b**2, f(a * b) - mu_a * mu_b
+    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (va + vb + c2))
+
+
+def test_ssim_map_matches_independent_computation():
+    rng = np.random.default_rng(0)
+    a = gaussian_filter(rng.random((30, 32, 28)), 2)
+    b = np.clip(a + 0.05 * rng.standard_normal(a.shape), 0, 1)
+    a, b = percentile_scale(a), percentile_scale(b)
+    ours = ssim_map(b, a)
+    ref = independent_ssim_map(a, b)
+    inner = (slice(5, -5),) * 3  # skimage crops nothing but pads differently at the border
+    np.testing.assert_allclose(ours[inner], ref[inner], atol=1e-6)
+
+
+def test_identical_volumes():
+    vol = brain_volume()
+    s = score(vol, vol)
+    assert s["ssim"] == pytest.approx(1.0) and s["ssim_brain"] == pytest.approx(1.0)
+    assert s["psnr"] == math.inf and s["mae"] == 0.0
+    assert math.isnan(s["ssim_tumor"])
+
+
+def test_percentile_scaling_is_per_volume():
+    vol = brain_volume()
+    assert score(vol * 10, vol)["ssim"] == pytest.approx(1.0)  # a 10x scanner is not penalized
+    scaled = percentile_scale(vol)
+    assert scaled.min() == 0 and scaled.max() == 1
+
+
+def test_known_mae_and_psnr():
+    truth = np.zeros((10, 10, 10))
+    truth[2:8, 2:8, 2:8] = 0.5
+    pred = truth + 0.1 * (truth > 0)
+    brain = truth > 0
+    assert mae(pred, truth, brain) == pytest.approx(0.1)
+    assert psnr(pred, truth, brain) == pytest.approx(20.0)
+
+
+def test_shifted_copy_has_expected_mae():
+    truth = brain_volume()
+    pred = truth.copy()
+    pred[truth > 0] += 0.1 * np.percentile(truth, 99.5)
+    assert score(pred, truth)["mae"] < score(np.roll(truth, 3, axis=0), truth)["mae"]
+
+
+def test_tumor_and_healthy_split_uses_seg():
+    truth = brain_volume(seed=1)
+    pred = truth.copy()
+    seg = np.zeros(truth.shape, dtype=np.uint8)
+    seg[10:18, 12:20, 8:16] = 2
+    rng = np.random.default_rng(0)
+    pred[seg > 0] = rng.random(int((seg > 0).sum())) * truth.max()  # ruin the tumor only
+    s = score(pred, truth, seg)
+    assert s["ssim_tumor"] < 0.5 < s["ssim_healthy"]
+    assert s["ssim_tumor"] < s["ssim_brain"] < s["ssim_healthy"]
