@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from brasyn_infer.io.cases import discover  # noqa: E402
-from brasyn_infer.synthesis.generate import generate_volume  # noqa: E402
 from brasyn_infer.io.nifti import output_image, read_inputs  # noqa: E402
 from brasyn_infer.runtime.manifest import load_manifest  # noqa: E402
+from brasyn_infer.synthesis.generate import generate_volume  # noqa: E402
 from brasyn_infer.synthesis.normalize import Normalizer  # noqa: E402
 from brasyn_infer.synthesis.views import SliceGeometry  # noqa: E402
 

@@ -31,12 +31,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from brasyn_infer.io.cases import discover  # noqa: E402
 from brasyn_infer.constants import MODALITIES, Device, View  # noqa: E402
-from brasyn_infer.synthesis.generate import generate_volume, slice_count  # noqa: E402
+from brasyn_infer.io.cases import discover  # noqa: E402
 from brasyn_infer.io.nifti import output_image, read_inputs, write_atomic  # noqa: E402
+from brasyn_infer.pipeline.run import run  # noqa: E402
+from brasyn_infer.pipeline.synthesizer import Synthesizer  # noqa: E402
+from brasyn_infer.synthesis.generate import generate_volume, slice_count  # noqa: E402
 from brasyn_infer.synthesis.normalize import background_mask  # noqa: E402
-from brasyn_infer.pipeline.synthesizer import Synthesizer, run  # noqa: E402
 from brasyn_infer.synthesis.views import SliceGeometry  # noqa: E402
 
 

@@ -22,11 +22,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from brasyn_infer.io.cases import discover  # noqa: E402
 from brasyn_infer.constants import Device, View  # noqa: E402
-from brasyn_infer.synthesis.generate import generate_volume  # noqa: E402
+from brasyn_infer.io.cases import discover  # noqa: E402
 from brasyn_infer.io.nifti import read_inputs  # noqa: E402
-from brasyn_infer.pipeline.synthesizer import Synthesizer, run  # noqa: E402
+from brasyn_infer.pipeline.run import run  # noqa: E402
+from brasyn_infer.pipeline.synthesizer import Synthesizer  # noqa: E402
+from brasyn_infer.synthesis.generate import generate_volume  # noqa: E402
 
 SETTINGS = {"cpu": (Device.CPU, False), "cuda": (Device.CUDA, False), "trt": (Device.AUTO, True)}
 

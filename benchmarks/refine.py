@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench import cli_run  # noqa: E402
 
-from brasyn_infer.synthesis.refine import load_refiner_manifest  # noqa: E402
+from brasyn_infer.runtime.refiner_manifest import load_refiner_manifest  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

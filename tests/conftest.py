@@ -65,9 +65,9 @@ def tiny_weights(tmp_path_factory) -> Path:
         pytest.skip("torch is not installed (install the [torch] extra)")
     import torch
 
-    from brasyn_infer.constants import View
     from brasyn_infer.authoring.models.export import export
     from brasyn_infer.authoring.models.hfgan import HFGAN, HFGANConfig
+    from brasyn_infer.constants import View
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("weights")

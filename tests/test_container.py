@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from brasyn_infer import container
-
 from tests.conftest import EXAMPLE, REPO
 
 EXPECTED = "BraTS-GLI-00001-000-t2f.nii.gz"

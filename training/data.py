@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from brasyn_infer.io.cases import complete_case
 from brasyn_infer.constants import MODALITIES, View
+from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.nifti import read_inputs
 from brasyn_infer.synthesis.normalize import foreground_percentile, normalize_percentile
 from brasyn_infer.synthesis.views import SliceGeometry

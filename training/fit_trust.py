@@ -11,9 +11,9 @@
    of the blend ``prior + alpha * (generated - prior)`` for each alpha of a grid (alpha 1: the generator alone,
    the old design; alpha 0: the linear baseline), with and without the flip TTA.
 3. Nested leave-one-case-out: for held-out case k, alpha (per modality, highest mean brain SSIM) and the
-   uncertainty model (:func:`brasyn_infer.synthesis.trust.fit_laplace`) are fitted on the other cases' pairs only, then
+   uncertainty model (:func:`training.laplace.fit_laplace`) are fitted on the other cases' pairs only, then
    scored on case k: the model's SSIM against the linear baseline's, and how the map ranks the real errors
-   (:func:`brasyn_infer.synthesis.trust.rank_quality`). Tables to ``OUT/trust.md`` and ``OUT/trust.json``.
+   (:func:`brasyn_infer.evaluation.ranking.rank_quality`). Tables to ``OUT/trust.md`` and ``OUT/trust.json``.
 4. Each fold's manifest gets the trust block fitted without its case (so ``brasyn-infer evaluate --weights
    FOLDS/fold-k/fold.json`` reproduces step 3 through the product); ``--write`` puts the block fitted on all
    folds, with the prior fitted on all cases, into the shipped manifest.
@@ -29,16 +29,20 @@ from pathlib import Path
 
 import numpy as np
 
-from brasyn_infer.evaluation.baselines import brain_voxels, fit_linear
-from brasyn_infer.io.cases import complete_case
 from brasyn_infer.constants import MODALITIES, Device, Modality
-from brasyn_infer.synthesis.generate import flipped, generate_views
-from brasyn_infer.io.nifti import load_volume, read_inputs
-from brasyn_infer.runtime.manifest import load_manifest, write_json_atomic
+from brasyn_infer.evaluation.baselines import brain_voxels, fit_linear
 from brasyn_infer.evaluation.metrics import masked_mean, percentile_scale, ssim_map
-from brasyn_infer.synthesis.normalize import Normalizer, background_mask
+from brasyn_infer.evaluation.ranking import rank_quality
+from brasyn_infer.io.atomic import write_json_atomic
+from brasyn_infer.io.cases import complete_case
+from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.pipeline.synthesizer import Synthesizer
-from brasyn_infer.synthesis.trust import FEATURES, Trust, blend, features, fit_laplace, laplace_scale, linear_prior, rank_quality
+from brasyn_infer.runtime.manifest import load_manifest
+from brasyn_infer.synthesis.generate import flipped, generate_views
+from brasyn_infer.synthesis.normalize import Normalizer, background_mask
+from brasyn_infer.synthesis.trust import FEATURES, Trust, blend, features, laplace_scale, linear_prior
+
+from .laplace import fit_laplace
 
 ALPHAS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 FIT_VOXELS = 60_000  # brain voxels per pair for the uncertainty fit

@@ -15,8 +15,8 @@ import argparse
 import time
 from pathlib import Path
 
-from brasyn_infer.io.cases import complete_case
 from brasyn_infer.constants import MODALITIES, Device
+from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.nifti import output_image, read_inputs, write_atomic
 from brasyn_infer.pipeline.synthesizer import Synthesizer
 

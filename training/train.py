@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brasyn_infer.constants import MODALITIES, View
 from brasyn_infer.authoring.models.export import export
 from brasyn_infer.authoring.models.hfgan import HFGAN, HFGANConfig
+from brasyn_infer.constants import MODALITIES, View
 
 from .data import SliceSampler, load_complete_case
 from .losses import synthesis_loss

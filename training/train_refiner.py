@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brasyn_infer.io.cases import complete_case
-from brasyn_infer.constants import MODALITIES, Modality
-from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.authoring.models.export import export_refiner
 from brasyn_infer.authoring.models.refiner import Refiner, RefinerConfig
-from brasyn_infer.synthesis.refine import brain_box, refiner_input, zscore_nonzero
+from brasyn_infer.constants import MODALITIES, Modality
+from brasyn_infer.io.cases import complete_case
+from brasyn_infer.io.nifti import load_volume, read_inputs
+from brasyn_infer.synthesis.refine import refiner_input, zscore_nonzero
+from brasyn_infer.synthesis.windows import brain_box
 
 
 @dataclass

@@ -17,6 +17,10 @@ class BrasynError(Exception):
         super().__init__(" -- ".join(parts))
 
 
+class UsageError(BrasynError):
+    """Options that cannot work together, or a bad value the parser could not catch: exit 2."""
+
+
 class CaseError(BrasynError):
     """One case cannot be processed; the run goes on with the others."""
 

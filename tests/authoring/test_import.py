@@ -17,11 +17,10 @@ from typer.testing import CliRunner
 
 from brasyn_infer.cli import app
 from brasyn_infer.constants import Device, Modality
+from brasyn_infer.pipeline.synthesizer import Synthesizer
 from brasyn_infer.synthesis.generate import generate_volume, generate_windows
 from brasyn_infer.synthesis.normalize import background_mask
-from brasyn_infer.pipeline.synthesizer import Synthesizer
 from brasyn_infer.synthesis.windows import BlendMode
-
 from tests.conftest import HAS_TORCH, make_case
 
 pytestmark = pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed (install the [torch] extra)")

@@ -1,3 +1,4 @@
+
 """The CLI end to end on small synthetic cases, and the bad-input matrix.
 
 Each bad kind sits beside a good case: the run must exit non-zero, print one line naming the
@@ -7,6 +8,8 @@ bad file and the fix, still write the good case, and leave nothing else in the o
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -15,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from brasyn_infer.cli import app
-
+from brasyn_infer.io.atomic import TEMP_PREFIX, host_tag
 from tests.conftest import LPS_AFFINE, SMALL_SHAPE, brain_volume, make_case, write_nifti
 
 GOOD = "BraTS-GLI-00007-000"
@@ -68,7 +71,9 @@ def test_resume_skips_complete_and_redoes_broken(tmp_path, tiny_weights):
     stamp = done.stat().st_mtime_ns
     broken = out / "B-2-t2f.nii.gz"
     broken.write_bytes(broken.read_bytes()[:100])
-    (out / ".brasyn-tmp-999-B-2-t2f.nii.gz").write_bytes(b"half")  # left by a killed run
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()
+    (out / f"{TEMP_PREFIX}{host_tag()}-{killed.pid}-B-2-t2f.nii.gz").write_bytes(b"half")  # left by a killed run
     result = run_cli(root, out, tiny_weights, "--resume")
     assert result.exit_code == 0, result.output
     assert done.stat().st_mtime_ns == stamp
@@ -353,12 +358,12 @@ def test_unexpected_error_outside_a_case_is_one_line(monkeypatch, tmp_path, caps
     import sys
 
     from brasyn_infer import cli
-    from brasyn_infer.io import cases
+    from brasyn_infer.pipeline import job
 
     def broken(root):
         raise AttributeError("simulated bug")
 
-    monkeypatch.setattr(cases, "discover", broken)
+    monkeypatch.setattr(job, "discover", broken)
     monkeypatch.setattr(sys, "argv", ["brasyn-infer", str(tmp_path), str(tmp_path / "out"), "--quiet"])
     monkeypatch.delenv("BRASYN_DEBUG", raising=False)
     with pytest.raises(SystemExit) as exit_info:

@@ -11,7 +11,6 @@ import yaml
 from brasyn_infer import container
 from brasyn_infer.cli import app
 from brasyn_infer.orchestration.shards import SHARDS_ENV, shard_from_env
-
 from tests.conftest import REPO
 
 MANIFEST = REPO / "deploy" / "kubernetes" / "brasyn-indexed-job.yaml"

@@ -1,7 +1,7 @@
 import numpy as np
 
-from brasyn_infer.evaluation.baselines import brain_voxels, fit_linear, predict_linear, predict_mean
 from brasyn_infer.constants import Modality
+from brasyn_infer.evaluation.baselines import brain_voxels, fit_linear, predict_linear, predict_mean
 
 
 def test_linear_recovers_an_exact_linear_relation():

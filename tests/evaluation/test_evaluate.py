@@ -12,7 +12,6 @@ from brasyn_infer.constants import Modality
 from brasyn_infer.errors import BrasynError
 from brasyn_infer.evaluation.dry_run import parse_drop
 from brasyn_infer.evaluation.report import read_rows
-
 from tests.conftest import make_case
 
 

@@ -5,7 +5,6 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from brasyn_infer.evaluation.metrics import mae, percentile_scale, psnr, score, ssim_map
-
 from tests.conftest import brain_volume
 
 

@@ -1,8 +1,8 @@
 import pytest
 
-from brasyn_infer.io.cases import discover, parse_case
 from brasyn_infer.constants import Modality
 from brasyn_infer.errors import BrasynError, CaseError
+from brasyn_infer.io.cases import discover, parse_case
 
 
 def test_detects_missing_and_id(case_factory):

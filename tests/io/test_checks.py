@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from brasyn_infer.cli import app
 from brasyn_infer.io.cases import scan_folder
 from brasyn_infer.io.checks import check_case
-from brasyn_infer.cli import app
 from brasyn_infer.io.nifti import read_inputs
-
 from tests.conftest import EXAMPLE, SHARED
 
 pytestmark = pytest.mark.slow

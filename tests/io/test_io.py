@@ -6,8 +6,7 @@ import pytest
 
 from brasyn_infer.constants import Modality
 from brasyn_infer.errors import CaseError, OutputError
-from brasyn_infer.io.nifti import TEMP_PREFIX, load_volume, output_image, read_inputs, remove_stale_temps, write_atomic
-
+from brasyn_infer.io.nifti import load_volume, output_image, read_inputs, write_atomic
 from tests.conftest import LPS_AFFINE, brain_volume, write_nifti
 
 
@@ -101,10 +100,3 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match="No space left"):
         write_atomic(output_image(brain_volume(), like), out_dir / "x.nii.gz")
     assert list(out_dir.iterdir()) == []
-
-
-def test_remove_stale_temps(tmp_path):
-    (tmp_path / f"{TEMP_PREFIX}123-a.nii.gz").write_bytes(b"x")
-    (tmp_path / "keep.nii.gz").write_bytes(b"x")
-    assert [p.name for p in remove_stale_temps(tmp_path)] == [f"{TEMP_PREFIX}123-a.nii.gz"]
-    assert [p.name for p in tmp_path.iterdir()] == ["keep.nii.gz"]

@@ -6,15 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from brasyn_infer.cli import app
-from brasyn_infer.io.nifti import TEMP_PREFIX, remove_stale_temps, temp_name
+from brasyn_infer.io.atomic import STALE_AFTER_SECONDS, TEMP_PREFIX, remove_stale_temps
 from brasyn_infer.orchestration.shards import Shard
-
 from tests.conftest import REPO, make_case
 
 CASES = [f"BraTS-GLI-{i:05d}-000" for i in range(7)]
@@ -92,6 +92,8 @@ def test_resume_per_shard_and_temp_files_of_other_shards_are_left_alone(many_cas
     in_flight = out / f"{TEMP_PREFIX}otherhost-2-{theirs_name}"
     stale.write_bytes(b"half")
     in_flight.write_bytes(b"being written")
+    old = time.time() - STALE_AFTER_SECONDS - 60  # another host's writer: gone once its file stopped changing
+    os.utime(stale, (old, old))
     assert remove_stale_temps(out, [mine_name]) == [stale]
     assert in_flight.exists() and not stale.exists()
     runner = CliRunner()
@@ -105,11 +107,6 @@ def test_resume_per_shard_and_temp_files_of_other_shards_are_left_alone(many_cas
     assert {f for f, s in statuses.items() if s == "skipped"} == {f for f in mine if f != "BraTS-GLI-00099-000"}
     assert again.exit_code == (1 if "BraTS-GLI-00099-000" in mine else 0)
     assert in_flight.exists()  # another shard's write in progress is never deleted
-
-
-def test_temp_names_are_unique_per_process(tmp_path):
-    name = temp_name(tmp_path / "X-t1c.nii.gz").name
-    assert name.startswith(TEMP_PREFIX) and f"-{os.getpid()}-X-t1c.nii.gz" in name
 
 
 def test_summary_never_inside_output(many_cases, tmp_path, tiny_weights):

@@ -7,7 +7,6 @@ from typer.testing import CliRunner
 
 from brasyn_infer.cli import app
 from brasyn_infer.evaluation.metrics import score
-
 from tests.conftest import EXAMPLE, SHARED
 
 pytestmark = pytest.mark.slow

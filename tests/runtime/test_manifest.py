@@ -4,8 +4,8 @@ import shutil
 import pytest
 
 from brasyn_infer.errors import WeightsError
-from brasyn_infer.runtime.manifest import load_manifest, resolve_manifest_path, verify
 from brasyn_infer.pipeline.synthesizer import Synthesizer
+from brasyn_infer.runtime.manifest import load_manifest, resolve_manifest_path, verify
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ def test_every_shipped_model_has_provenance(manifest_path):
     assert data["provenance"]["export"]["parity_max_abs_diff"] <= 1e-4
     training = data.get("training") or {}
     if data["architecture"] == "refiner3d":
-        from brasyn_infer.synthesis.refine import load_refiner_manifest
+        from brasyn_infer.runtime.refiner_manifest import load_refiner_manifest
 
         load_refiner_manifest(manifest_path)  # verifies the sha256
         assert training["command"].startswith("python -m training.train_refiner") and training["history"]
@@ -41,7 +41,7 @@ def test_every_shipped_model_has_provenance(manifest_path):
 
 def test_the_default_refiner_block_resolves():
     """If the default generator names a refiner, it ships beside it and loads (sha256 verified)."""
-    from brasyn_infer.synthesis.refine import load_refiner_manifest
+    from brasyn_infer.runtime.refiner_manifest import load_refiner_manifest
 
     manifest = load_manifest("default")
     if not manifest.refiner:

@@ -15,7 +15,6 @@ from brasyn_infer.synthesis.normalize import (
     normalize_fixed,
     normalize_percentile,
 )
-
 from tests.conftest import brain_volume
 
 

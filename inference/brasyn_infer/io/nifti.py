@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import os
-import socket
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +12,10 @@ import nibabel as nib
 import numpy as np
 
 from brasyn_infer.constants import PLANE, Modality
-from brasyn_infer.errors import CaseError, OutputError
+from brasyn_infer.errors import CaseError
+from brasyn_infer.io.atomic import atomic_path
 
 AFFINE_TOLERANCE = 1e-3
-TEMP_PREFIX = ".brasyn-tmp-"
 
 
 @dataclass(frozen=True)
@@ -89,38 +87,7 @@ def output_image(data: np.ndarray, like: nib.Nifti1Image) -> nib.Nifti1Image:
     return image
 
 
-def temp_name(target: Path) -> Path:
-    """The hidden temp file beside ``target``, unique to this host and process (shards share OUTPUT)."""
-    host = socket.gethostname().replace("/", "_").replace("-", "_") or "host"
-    return target.with_name(f"{TEMP_PREFIX}{host}-{os.getpid()}-{target.name}")
-
-
 def write_atomic(image: nib.Nifti1Image, target: Path) -> None:
-    """Save to a hidden temp file beside ``target``, fsync, then rename: readers never see half a file."""
-    tmp = temp_name(target)
-    try:
+    """Save through a hidden temp file beside ``target`` and a rename (:mod:`brasyn_infer.io.atomic`)."""
+    with atomic_path(target) as tmp:
         nib.save(image, str(tmp))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write ({error.strerror or error})", target,
-                          "check free space and write permission on the output folder") from error
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def remove_stale_temps(folder: Path, names: Iterable[str] | None = None) -> list[Path]:
-    """Delete temp files a killed run left in ``folder``; returns what was removed.
-
-    ``names``: only the temp files of these output names (a shard's own cases: another shard's temp
-    file may be a write in progress); None: all of them.
-    """
-    wanted = None if names is None else set(names)
-    stale = [p for p in folder.glob(f"{TEMP_PREFIX}*") if p.is_file()
-             and (wanted is None or p.name[len(TEMP_PREFIX):].split("-", 2)[-1] in wanted)]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from brasyn_infer.errors import BrasynError
+from brasyn_infer.errors import UsageError
 
 #: Kubernetes Indexed Jobs give the index only; the count is ours to pass.
 SHARDS_ENV = "BRASYN_SHARDS"
@@ -26,7 +26,7 @@ SHARDS_ENV = "BRASYN_SHARDS"
 T = TypeVar("T")
 
 
-class ShardError(BrasynError):
+class ShardError(UsageError):
     """A shard that cannot be used (a usage error: exit 2)."""
 
 

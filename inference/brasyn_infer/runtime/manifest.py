@@ -11,6 +11,7 @@ from typing import Any
 
 from brasyn_infer.constants import DEFAULT_WEIGHTS, DEFAULT_WEIGHTS_ENV, WEIGHTS_ENV, View
 from brasyn_infer.errors import WeightsError
+from brasyn_infer.io.atomic import write_json_atomic
 
 MANIFEST_VERSION = 1
 #: The two kinds of generator graph (docs/model-contract.md).
@@ -204,14 +205,6 @@ def verify(manifest: Manifest) -> None:
             manifest.onnx_path,
             "the file is corrupt or was replaced: restore it, or re-export the weights",
         )
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` through a temp file (this process's own) and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def write_manifest(manifest: Manifest) -> None:

@@ -147,61 +147,9 @@ def features(members: Sequence[np.ndarray], output: np.ndarray, prior: np.ndarra
     return out
 
 
-def design(feats: np.ndarray) -> np.ndarray:
-    """``(n, 1 + k)`` design matrix ``[1, log(f_1 + EPS), ...]`` of ``(k, n)`` feature samples, float64."""
-    return np.hstack([np.ones((feats.shape[1], 1)), np.log(feats.T.astype(np.float64) + EPS)])
-
-
 def laplace_scale(feats: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The Laplace scale ``b = exp(w0 + sum_i w_i log(f_i + EPS))`` of ``(k, X, Y, Z)`` features, float32."""
     log_b = np.full(feats.shape[1:], weights[0], dtype=np.float64)
     for w, f in zip(weights[1:], feats, strict=True):
         log_b += w * np.log(f.astype(np.float64) + EPS)
     return np.exp(log_b).astype(np.float32)
-
-
-def fit_laplace(feats: np.ndarray, abs_error: np.ndarray, iterations: int = 50, ridge: float = 1e-6) -> np.ndarray:
-    """Weights of :func:`laplace_scale` that maximize the Laplace likelihood of ``abs_error`` ``(n,)`` given
-    ``(k, n)`` features: minimize ``mean(|e| / b + log b)``, convex in the weights (Newton's method)."""
-    a = design(feats)
-    e = abs_error.astype(np.float64)
-    w = np.zeros(a.shape[1])
-    w[0] = np.log(max(e.mean(), 1e-9))
-    for _ in range(iterations):
-        r = e * np.exp(-(a @ w))  # |e| / b
-        grad = a.T @ (1 - r) / len(e)
-        hess = (a * r[:, None]).T @ a / len(e) + ridge * np.eye(len(w))
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w
-
-
-def rank_quality(uncertainty: np.ndarray, abs_error: np.ndarray, top: float = 0.10) -> dict[str, float]:
-    """How well an uncertainty ranks errors, over the given voxels ``(n,)``: the Spearman correlation, and the
-    mean |error| of the ``top`` most uncertain voxels over that of the rest (1: no better than chance)."""
-    n = len(abs_error)
-    if n < 10:
-        return {"unc_spearman": float("nan"), "unc_top10": float("nan")}
-    ru = _ranks(uncertainty)
-    re = _ranks(abs_error)
-    spearman = float(np.corrcoef(ru, re)[0, 1]) if ru.std() > 0 and re.std() > 0 else float("nan")
-    k = max(1, int(round(top * n)))
-    order = np.argsort(uncertainty, kind="stable")
-    worst, rest = abs_error[order[-k:]], abs_error[order[:-k]]
-    ratio = float(worst.mean() / rest.mean()) if rest.mean() > 0 else float("nan")
-    return {"unc_spearman": spearman, "unc_top10": ratio}
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share their mean rank), float64."""
-    order = np.argsort(values, kind="stable")
-    sorted_values = values[order]
-    ranks = np.empty(len(values), dtype=np.float64)
-    boundaries = np.flatnonzero(np.diff(sorted_values)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(values)]])
-    mean_rank = (starts + ends - 1) / 2.0
-    ranks[order] = np.repeat(mean_rank, ends - starts)
-    return ranks

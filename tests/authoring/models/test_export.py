@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import SHARED, needs_shared, needs_torch
+
 from .test_hfgan import reference_batch, reference_net
 
 pytestmark = needs_torch
@@ -46,9 +47,9 @@ def test_manifest_records_hash_and_config(exported):
 
 
 def test_parity_failure_writes_nothing(tmp_path, monkeypatch):
-    from brasyn_infer.errors import WeightsError
     from brasyn_infer.authoring.models import export as export_mod
     from brasyn_infer.authoring.models.hfgan import HFGAN, HFGANConfig
+    from brasyn_infer.errors import WeightsError
 
     monkeypatch.setattr(export_mod, "parity", lambda net, path, batch=3: 0.5)
     with pytest.raises(WeightsError, match="differs from torch"):

@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from brasyn_infer.authoring.models.hfgan import HFGAN, HFGANConfig
+from brasyn_infer.authoring.models.hfgan_layers import onnx_friendly
+from brasyn_infer.authoring.models.refiner import Refiner
 from brasyn_infer.constants import BRASYN25_STATS, View
 from brasyn_infer.errors import WeightsError
 from brasyn_infer.runtime.manifest import Manifest, sha256_of, write_manifest
-from brasyn_infer.authoring.models.hfgan import HFGAN, HFGANConfig, onnx_friendly
-from brasyn_infer.authoring.models.refiner import Refiner
 
 if TYPE_CHECKING:
-    from brasyn_infer.synthesis.refine import RefinerManifest
+    from brasyn_infer.runtime.refiner_manifest import RefinerManifest
 
 OPSET = 17
 INPUT_NAMES = ["x", "mask", "missing", "view"]
@@ -138,7 +139,7 @@ def export_refiner(
     raise (writing nothing) when ONNX Runtime differs from torch by more than :data:`PARITY_ATOL`."""
     import onnxruntime as ort
 
-    from brasyn_infer.synthesis.refine import RefinerManifest
+    from brasyn_infer.runtime.refiner_manifest import RefinerManifest
     from brasyn_infer.synthesis.windows import BlendMode
 
     multiple = 2 ** net.cfg.levels

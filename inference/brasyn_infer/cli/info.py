@@ -1,0 +1,55 @@
+"""``brasyn-infer info``: the weights (sha256 verified), ONNX Runtime's providers, versions."""
+
+from __future__ import annotations
+
+import typer
+
+from brasyn_infer.cli.app import WeightsOpt, app, fail_line
+
+
+@app.command()
+def info(weights: WeightsOpt = None) -> None:
+    """Show the weights, ONNX Runtime providers and versions."""
+    from brasyn_infer.errors import BrasynError
+    from brasyn_infer.orchestration.summary import versions
+    from brasyn_infer.runtime.manifest import load_manifest, sha256_of
+    from brasyn_infer.runtime.sessions import available_providers
+    from brasyn_infer.runtime.sessions import onnxruntime as load_onnxruntime
+
+    try:
+        onnxruntime = load_onnxruntime()
+    except BrasynError as error:
+        fail_line(str(error))
+        raise typer.Exit(1) from None
+
+    found = versions()
+    typer.echo(f"brasyn-infer {found['brasyn-infer']}")
+    typer.echo(f"python {found['python']}, numpy {found['numpy']}, nibabel {found['nibabel']}, "
+               f"onnxruntime {found['onnxruntime']}")
+    typer.echo(f"providers: {', '.join(onnxruntime.get_available_providers())} "
+               f"(usable here: {', '.join(available_providers())})")
+    try:
+        manifest = load_manifest(weights)
+    except BrasynError as error:
+        fail_line(str(error))
+        raise typer.Exit(1) from None
+    ok = sha256_of(manifest.onnx_path) == manifest.sha256
+    typer.echo(f"weights: {manifest.name} ({manifest.path})")
+    typer.echo(f"  onnx: {manifest.onnx} sha256 {manifest.sha256[:16]}... {'verified' if ok else 'MISMATCH'}")
+    typer.echo(f"  architecture: {manifest.architecture} {manifest.config}")
+    typer.echo(f"  kind: {manifest.kind}" + (f", windows {manifest.windows}" if manifest.windows else "")
+               + (f", inputs {', '.join(manifest.inputs)}" if manifest.inputs else ""))
+    typer.echo(f"  normalization: {manifest.normalization.get('scheme')}, "
+               f"views: {'+'.join(v.value for v in manifest.default_views)}")
+    if manifest.refiner:
+        typer.echo(f"  refiner: {manifest.refiner['weights']} ({'on' if manifest.refiner.get('enabled') else 'off'} by default)")
+    trust = manifest.trust
+    if trust:
+        blend = trust.get("blend") or {}
+        typer.echo("  trust: linear prior blend " + (", ".join(f"{m} alpha {a}" for m, a in blend.items()) or "off")
+                   + "; uncertainty model " + (", ".join(trust.get("features", [])) if trust.get("uncertainty") else "none")
+                   + f"; tta {'on' if trust.get('tta') else 'off'} by default")
+    for key, value in manifest.provenance.items():
+        typer.echo(f"  provenance.{key}: {value}")
+    if not ok:
+        raise typer.Exit(1)

@@ -1,0 +1,61 @@
+"""QC pictures of a dry run: three orthogonal planes of the inputs, the synthesis, the truth, their
+difference and the uncertainty map. Arrays are ``(X, Y, Z)`` as nibabel loads them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from brasyn_infer.constants import Modality
+from brasyn_infer.io.atomic import atomic_path
+
+
+def _center(truth: np.ndarray, seg: np.ndarray | None) -> tuple[int, int, int]:
+    mask = seg > 0 if seg is not None and (seg > 0).any() else truth > 0
+    if not mask.any():
+        return tuple(s // 2 for s in truth.shape)  # type: ignore[return-value]
+    return tuple(int(round(c)) for c in np.argwhere(mask).mean(0))  # type: ignore[return-value]
+
+
+def _planes(volume: np.ndarray, center: tuple[int, int, int]) -> list[np.ndarray]:
+    x, y, z = center
+    return [np.rot90(volume[:, :, z]), np.rot90(volume[:, y, :]), np.rot90(volume[x, :, :])]
+
+
+def qc_png(path: Path, inputs: Mapping[Modality, np.ndarray], synthesized: np.ndarray, truth: np.ndarray,
+           seg: np.ndarray | None, title: str, uncertainty: np.ndarray | None = None) -> None:
+    """Three orthogonal slices: inputs, synthesized, real, |difference| and the ``uncertainty`` map (expected
+    |error|, output units) on the difference's color scale; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    center = _center(truth, seg)
+    columns = [(m.value, v, float(np.percentile(v[v > 0], 99.5)) if (v > 0).any() else 1.0)
+               for m, v in inputs.items()]
+    top = float(np.percentile(truth[truth > 0], 99.5)) if (truth > 0).any() else 1.0
+    difference = np.abs(synthesized - truth)
+    brain = truth > 0
+    error_top = float(np.percentile(difference[brain], 99.5)) if brain.any() else top
+    columns += [("synthesized", synthesized, top), ("real", truth, top), ("|difference|", difference, error_top or top)]
+    if uncertainty is not None:
+        columns.append(("uncertainty", uncertainty, error_top or top))
+    fig, axes = plt.subplots(3, len(columns), figsize=(2.2 * len(columns), 6.9), facecolor="black")
+    for col, (name, volume, vmax) in enumerate(columns):
+        for row, plane in enumerate(_planes(volume, center)):
+            ax = axes[row, col]
+            ax.imshow(plane, cmap="magma" if name in ("|difference|", "uncertainty") else "gray", vmin=0, vmax=vmax,
+                      interpolation="nearest")
+            ax.set_axis_off()
+            if row == 0:
+                ax.set_title(name, color="white", fontsize=9)
+    fig.suptitle(title, color="white", fontsize=10)
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=80, facecolor="black", format="png")
+    finally:
+        plt.close(fig)
