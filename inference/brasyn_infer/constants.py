@@ -19,8 +19,32 @@ class Modality(str, Enum):
 
 
 MODALITIES: tuple[Modality, ...] = (Modality.T1C, Modality.T1N, Modality.T2F, Modality.T2W)
+
+
+class Convention(str, Enum):
+    """How a case's files are named (both use ``<ID>`` then a separator and a suffix, ``.nii.gz`` or ``.nii``)."""
+
+    BRASYN = "brasyn"  #: BraTS 2023-2025 and BraSyn: ``<ID>-t1c.nii.gz``, ``-t1n``, ``-t2f``, ``-t2w``, ``-seg``
+    LEGACY = "legacy"  #: BraTS 2018-2021: ``<ID>_t1ce.nii.gz``, ``_t1``, ``_flair``, ``_t2``, ``_seg``
+
+    @property
+    def separator(self) -> str:
+        return "-" if self is Convention.BRASYN else "_"
+
+    def suffix(self, modality: Modality) -> str:
+        """The file-name suffix of ``modality`` in this convention (``t1c`` or ``t1ce``, ...)."""
+        return MODALITY_SUFFIXES[self][modality]
+
+
+#: file-name suffix of each modality, per naming convention
+MODALITY_SUFFIXES: dict[Convention, dict[Modality, str]] = {
+    Convention.BRASYN: {Modality.T1C: "t1c", Modality.T1N: "t1n", Modality.T2F: "t2f", Modality.T2W: "t2w"},
+    Convention.LEGACY: {Modality.T1C: "t1ce", Modality.T1N: "t1", Modality.T2F: "flair", Modality.T2W: "t2"},
+}
+#: the segmentation's suffix, the same in both conventions (labels: 1 necrosis, 2 edema, enhancing tumor 3 from
+#: BraTS 2023 on, 4 in 2018-2022; every label > 0 is tumor)
 SEG_SUFFIX = "seg"
-#: ``--uncertainty DIR`` files: ``<ID>-<missing>-uncertainty.nii.gz``
+#: ``--uncertainty DIR`` files: ``<ID>-<missing>-uncertainty.nii.gz`` (``<ID>_<missing>_uncertainty.nii.gz``)
 UNCERTAINTY_SUFFIX = "uncertainty"
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 

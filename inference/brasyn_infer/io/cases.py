@@ -1,20 +1,24 @@
-"""Finding cases: which files a case folder holds and which modality is missing (spec section 1)."""
+"""Finding cases: which files a case folder holds (either naming convention, :mod:`brasyn_infer.io.naming`) and
+which modality is missing."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brasyn_infer.constants import MODALITIES, NIFTI_SUFFIXES, SEG_SUFFIX, UNCERTAINTY_SUFFIX, Modality
+from brasyn_infer.constants import MODALITIES, NIFTI_SUFFIXES, Convention, Modality
 from brasyn_infer.errors import BrasynError, CaseError
+from brasyn_infer.io.naming import modality_file, parse_name, uncertainty_file
 
-_ROLE = re.compile(r"^(?P<prefix>.*?)[-_.]?(?P<role>t1c|t1n|t2f|t2w|seg)\.nii(\.gz)?$", re.IGNORECASE)
+#: what a case folder must look like, for error messages
+NAMING_HELP = ("name the inputs <ID>-t1c/t1n/t2f/t2w.nii.gz (BraSyn) or <ID>_t1ce/t1/flair/t2.nii.gz "
+               "(BraTS 2018-2021)")
 
 
 @dataclass(frozen=True)
 class Case:
-    """One case folder: its ID, its three input files, the missing modality, an optional seg."""
+    """One case folder: its ID, its three input files, the missing modality, an optional seg, and the naming
+    convention of its files (the output follows it)."""
 
     case_id: str
     folder: Path
@@ -22,14 +26,16 @@ class Case:
     missing: Modality
     seg: Path | None = None
     ignored: tuple[Path, ...] = field(default_factory=tuple)
+    convention: Convention = Convention.BRASYN
 
     def output_name(self) -> str:
-        """The organizers' file name: ``<ID>-<missing>.nii.gz``."""
-        return f"{self.case_id}-{self.missing.value}.nii.gz"
+        """The prediction's file name in the inputs' convention: ``<ID>-t1c.nii.gz`` (the organizers' layout) or
+        ``<ID>_t1ce.nii.gz``."""
+        return modality_file(self.case_id, self.missing, self.convention)
 
     def uncertainty_name(self) -> str:
-        """``--uncertainty``'s file name: ``<ID>-<missing>-uncertainty.nii.gz``."""
-        return f"{self.case_id}-{self.missing.value}-{UNCERTAINTY_SUFFIX}.nii.gz"
+        """``--uncertainty``'s file name: ``<ID>-<missing>-uncertainty.nii.gz`` (or with ``_``)."""
+        return uncertainty_file(self.case_id, self.missing, self.convention)
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class CaseFiles:
     modalities: dict[Modality, Path]
     seg: Path | None
     ignored: tuple[Path, ...]
+    convention: Convention = Convention.BRASYN
 
     @property
     def absent(self) -> list[Modality]:
@@ -62,35 +69,39 @@ class CaseFiles:
 
 
 def scan_folder(folder: Path) -> CaseFiles:
-    """Classify a folder's NIfTI files as t1c/t1n/t2f/t2w/seg by their suffix; others are ignored."""
+    """Classify a folder's NIfTI files as t1c/t1n/t2f/t2w/seg by their suffix (either convention); other files are
+    ignored. A folder that mixes the two conventions, or names one modality twice, is an error."""
     files = sorted(p for p in folder.iterdir() if is_nifti(p))
     if not files:
-        raise CaseError("no NIfTI files (.nii.gz or .nii) in this case folder", folder,
-                        "put the case's <ID>-t1c/t1n/t2f/t2w.nii.gz files in it")
+        raise CaseError("no NIfTI files (.nii.gz or .nii) in this case folder", folder, NAMING_HELP)
     found: dict[Modality, Path] = {}
+    conventions: dict[Convention, Path] = {}
     seg: Path | None = None
     ignored: list[Path] = []
     prefixes: set[str] = set()
     for path in files:
-        match = _ROLE.match(path.name)
-        if not match:
+        named = parse_name(path.name)
+        if named is None:
             ignored.append(path)
             continue
-        role = match["role"].lower()
-        prefixes.add(match["prefix"])
-        if role == SEG_SUFFIX:
+        prefixes.add(named.case_id)
+        if named.is_seg:
             seg = path
             continue
-        mod = Modality(role)
-        if mod in found:
-            raise CaseError(f"two files for {mod.value}: {found[mod].name} and {path.name}", folder,
-                            "keep one file per modality")
-        found[mod] = path
+        assert named.modality is not None and named.convention is not None
+        conventions.setdefault(named.convention, path)
+        if named.modality in found:
+            raise CaseError(f"two files for {named.modality.value}: {found[named.modality].name} and {path.name}",
+                            folder, "keep one file per modality")
+        found[named.modality] = path
+    if len(conventions) > 1:
+        brasyn, legacy = conventions[Convention.BRASYN], conventions[Convention.LEGACY]
+        raise CaseError(f"mixes BraSyn names ({brasyn.name}) with BraTS 2018-2021 names ({legacy.name})", folder,
+                        "rename the files to one convention: " + NAMING_HELP.removeprefix("name the inputs "))
     if not found:
-        raise CaseError("no file named like <ID>-t1c/t1n/t2f/t2w.nii.gz", folder,
-                        "name the inputs <ID>-<modality>.nii.gz")
+        raise CaseError("no file named like a modality", folder, NAMING_HELP)
     case_id = prefixes.pop() if len(prefixes) == 1 and next(iter(prefixes), "") else folder.name
-    return CaseFiles(case_id, folder, found, seg, tuple(ignored))
+    return CaseFiles(case_id, folder, found, seg, tuple(ignored), next(iter(conventions)))
 
 
 def parse_case(folder: Path) -> Case:
@@ -103,7 +114,7 @@ def parse_case(folder: Path) -> Case:
     if not absent:
         raise CaseError("no modality is missing (all of t1c, t1n, t2f, t2w are present)", folder,
                         "remove the modality to synthesize, or use `brasyn-infer evaluate` for dry runs")
-    return Case(files.case_id, folder, dict(files.modalities), absent[0], files.seg, files.ignored)
+    return Case(files.case_id, folder, dict(files.modalities), absent[0], files.seg, files.ignored, files.convention)
 
 
 def complete_case(folder: Path) -> CaseFiles:
@@ -131,7 +142,7 @@ def list_case_folders(root: Path) -> list[Path]:
         folders = [p for p in children if p.is_dir() and not p.name.startswith(".")]
     if not folders:
         raise BrasynError("no NIfTI files and no case folders in the input", root,
-                          "pass a case folder (<ID>-<mod>.nii.gz files) or a folder of them")
+                          "pass a case folder (<ID>-<mod>.nii.gz or <ID>_<mod>.nii.gz files) or a folder of them")
     return folders
 
 
