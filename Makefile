@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test unit lint bench docker-test train train-gpu export-gpu loco-gpu loco oof trust-folds trust train-refiner loco-refiner clean docker-build docker-run mlcube-run
+.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate ship train-refiner clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -74,67 +74,36 @@ docker-run:
 mlcube-run:
 	mlcube run --mlcube=mlcube/mlcube.yaml --task=infer
 
-## train: the default generator's recipe, by step count so that it does not depend on the machine's speed
-## (one torch thread: bit-reproducible for a seed; about 40 minutes on an idle 2-core CPU with bf16)
-RECIPE = --dim 16 --views sagittal axial coronal --steps 1430 --bf16 --threads 1
-TRAIN_ARGS ?= --cases ../shared/data/cases --minutes 600 --seed 0 $(RECIPE) --out weights --name default \
-	--refiner default-refiner
+## train: the default generator's recipe (training/train.py), no GPU needed: the validation model (trained on 20 cases,
+## VALIDATION held out) and the final model (all 26 cases) side by side, one torch thread each, about two hours on
+## 2 CPU cores. Each resumes from its last state (runs/train/<run>/state.pt) when run again. Then: make validate, make ship.
+SHARED ?= ../shared
+CASES ?= $(SHARED)/data/cases $(SHARED)/data/brats2018
+VALIDATION = Brats18_2013_3_1 Brats18_CBICA_ABM_1 Brats18_CBICA_AME_1 Brats18_TCIA01_425_1 Brats18_TCIA02_135_1 \
+	BraTS-GLI-00001-000
+RECIPE = --dim 16 --views sagittal axial coronal --crop 128 --batch 8 --steps 6000 --whole-from 0.85 --tumor 0.3 \
+	--t1c 0.4 --lr 4e-4 --seed 0
+TRAIN_RUNS ?= runs/train
+THREADS ?= 1
 train: $(BIN)/.installed-dev
-	$(BIN)/python -m training.train $(TRAIN_ARGS)
+	$(MAKE) -j2 train-val train-final
+train-val: $(BIN)/.installed-dev
+	mkdir -p $(TRAIN_RUNS)/val
+	$(BIN)/python -m training.train --cases $(CASES) --holdout $(VALIDATION) $(RECIPE) --threads $(THREADS) \
+		--run-dir $(TRAIN_RUNS)/val --out $(TRAIN_RUNS)/val --name val --resume >> $(TRAIN_RUNS)/val/train.log 2>&1
+train-final: $(BIN)/.installed-dev
+	mkdir -p $(TRAIN_RUNS)/final
+	$(BIN)/python -m training.train --cases $(CASES) $(RECIPE) --threads $(THREADS) --run-dir $(TRAIN_RUNS)/final \
+		--out $(TRAIN_RUNS)/final --name default --refiner default-refiner --no-export --resume \
+		>> $(TRAIN_RUNS)/final/train.log 2>&1
 
-## train-gpu: the GPU recipe, how weights/default was made (one H100, about 8 minutes): the four leave-one-case-out
-## folds and the final model side by side (training/gpu_loco.sh), with GPU_PY, a Python whose torch sees the GPU.
-## Then export-gpu (here, with the product's ONNX toolchain) and loco-gpu (score the folds with brasyn-infer evaluate).
-GPU_PY ?= python3
-GPU_RECIPE = --dim 16 --views sagittal axial coronal --batch 16 --bf16 --threads 3 --seed 0
-GPU_MINUTES = 7
-GPU_RUN ?= runs/gpu
-train-gpu:
-	GPU_RECIPE="$(GPU_RECIPE)" PY=$(GPU_PY) training/gpu_loco.sh ../shared/data/cases $(GPU_RUN) $(GPU_MINUTES)
-export-gpu: $(BIN)/.installed-dev
-	for d in $(GPU_RUN)/fold-*; do $(BIN)/python -m training.export_checkpoint $$d/fold.safetensors --out $$d --name fold; done
-	$(BIN)/python -m training.export_checkpoint $(GPU_RUN)/final/default.safetensors --out weights --name default \
-		--refiner default-refiner
-	cp $(GPU_RUN)/final/default.safetensors weights/default.safetensors
-loco-gpu: $(BIN)/.installed-dev
-	$(BIN)/python -m training.loco --cases ../shared/data/cases --out $(GPU_RUN) --oof $(GPU_RUN)/oof --no-train
-
-## loco: leave-one-case-out folds of the same recipe, each scored by brasyn-infer evaluate
-loco: $(BIN)/.installed-dev
-	$(BIN)/python -m training.loco --cases ../shared/data/cases --minutes 600 --out runs/loco --oof runs/loco/oof \
-		-- $(RECIPE)
-
-## oof: each case synthesized by the fold generator that did not see it (the refiner's training inputs; loco-gpu and
-## loco already keep them, so this only fills gaps). FOLDS: the generator folds the refiner builds on, runs/gpu
-## (train-gpu, export-gpu, loco-gpu: how the default was made) or runs/loco (make loco, CPU only).
-FOLDS ?= $(GPU_RUN)
-OOF ?= $(FOLDS)/oof
-oof: $(BIN)/.installed-dev
-	$(BIN)/python -m training.oof --cases ../shared/data/cases --folds $(FOLDS) --out $(OOF)
-
-## trust-folds: leave-one-case-out folds for fitting the trust block on a CPU (how weights/default's was fitted: no
-## GPU was lent): the default's architecture and views at 300 steps of batch 4 in float32, two folds at a time
-## (about 35 minutes a pair on 2 cores). With a GPU, train-gpu + export-gpu give better folds: TRUST_FOLDS=runs/gpu.
-## trust: fit the linear-prior blend and the uncertainty model on TRUST_FOLDS' held-out outputs (training/fit_trust.py),
-## print the leave-one-case-out tables (TRUST_FOLDS/trust/trust.md) and write the block into weights/default.json.
-TRUST_RECIPE = --dim 16 --views sagittal axial coronal --steps 300 --threads 1 --seed 0
-TRUST_FOLDS ?= runs/loco
-trust-folds: $(BIN)/.installed-dev
-	ls ../shared/data/cases | xargs -P 2 -I{} sh -c 'mkdir -p $(TRUST_FOLDS)/fold-{} && $(BIN)/python -m training.train \
-		--cases ../shared/data/cases --holdout {} --minutes 600 $(TRUST_RECIPE) --out $(TRUST_FOLDS)/fold-{} \
-		--name fold --checkpoint-dir $(TRUST_FOLDS)/fold-{} > $(TRUST_FOLDS)/fold-{}/train.log 2>&1'
-trust: $(BIN)/.installed-dev
-	$(BIN)/python -m training.fit_trust --cases ../shared/data/cases --folds $(TRUST_FOLDS) --out $(TRUST_FOLDS)/trust \
-		--write weights/default.json
-
-## train-refiner / loco-refiner: the 3D Refiner on the out-of-fold outputs; its leave-one-case-out table
-REFINER_RECIPE = --width 8 --crop 48 --batch 2 --steps 80 --bf16 --threads 1 --window 96 --overlap 0.25 --blend gaussian
+## train-refiner: the 3D Refiner on generator outputs (a folder of <case>/<case>-<mod>.nii.gz, e.g. what
+## `brasyn-infer evaluate --save-volumes DIR` keeps of held-out cases), SYNTHESIZED=DIR
+REFINER_RECIPE = --width 8 --crop 48 --batch 2 --steps 80 --threads 1 --window 96 --overlap 0.25 --blend gaussian
+SYNTHESIZED ?= $(TRAIN_RUNS)/validation/volumes
 train-refiner: $(BIN)/.installed-dev
-	$(BIN)/python -m training.train_refiner --cases ../shared/data/cases --synthesized $(OOF) $(REFINER_RECIPE) \
+	$(BIN)/python -m training.train_refiner --cases $(CASES) --synthesized $(SYNTHESIZED) $(REFINER_RECIPE) \
 		--out weights --name default-refiner
-loco-refiner: $(BIN)/.installed-dev
-	$(BIN)/python -m training.loco_refiner --cases ../shared/data/cases --generators $(FOLDS) --oof $(OOF) \
-		--out $(FOLDS)/refiner -- $(REFINER_RECIPE)
 
 clean:
 	rm -rf $(VENV) output .pytest_cache

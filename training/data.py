@@ -1,28 +1,41 @@
-"""Training data: whole cases normalized with the product's own code, served as 2D slices."""
+"""Training data: whole cases read and normalized with the product's own code, served as 2D slices or crops.
+
+Cases are found by the product's case discovery (BraSyn and BraTS 2018-2021 names), normalized per volume by
+the ``percentile`` scheme (each modality divided by its own foreground 99.5th percentile, to [-1, 1]) and held
+as float16 ``(4, X, Y, Z)`` arrays, with the tumor mask where the case has a segmentation. Each batch is drawn
+from its own random stream (seeded by the run's seed and the step), so a resumed run draws the same batches.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from brasyn_infer.constants import MODALITIES, View
+from brasyn_infer.constants import BACKGROUND, MODALITIES, PLANE, Modality, View
+from brasyn_infer.evaluation.linear import LinearStats, case_stats
 from brasyn_infer.io.cases import complete_case
-from brasyn_infer.io.nifti import read_inputs
+from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.synthesis.normalize import foreground_percentile, normalize_percentile
 from brasyn_infer.synthesis.views import SliceGeometry
+
+#: the token grid of the generator: crops start at multiples of this many pixels (240 / 15)
+TOKEN = 16
 
 
 @dataclass
 class CaseVolume:
     case_id: str
-    x4: np.ndarray  # (4, X, Y, Z) normalized, all four modalities
-    scales: dict[str, float]
+    x4: np.ndarray  #: (4, X, Y, Z) float16, normalized, all four modalities
+    scales: dict[str, float]  #: each modality's foreground percentile (raw units)
+    tumor: np.ndarray | None = None  #: (X, Y, Z) bool, seg > 0 (either label convention), or None
+    stats: dict[Modality, LinearStats] = field(default_factory=dict)  #: the linear fit's sufficient statistics
 
 
 def load_complete_case(folder: Path, percentile: float) -> CaseVolume:
-    """Read a complete 4-modality case and normalize each volume by its own foreground percentile."""
+    """Read a complete 4-modality case, normalize each volume by its own foreground percentile, and gather
+    the linear baseline's statistics of each dropped modality."""
     case = complete_case(folder)
     volumes = read_inputs(case.modalities)
     x4 = np.empty((4, *volumes[MODALITIES[0]].data.shape), dtype=np.float32)
@@ -30,49 +43,95 @@ def load_complete_case(folder: Path, percentile: float) -> CaseVolume:
     for mod in MODALITIES:
         scales[mod.value] = foreground_percentile(volumes[mod].data, percentile)
         x4[mod.index] = normalize_percentile(volumes[mod].data, scales[mod.value])
-    return CaseVolume(case.case_id, x4, scales)
+    stats = {m: case_stats(x4, m) for m in MODALITIES}
+    tumor = load_volume(case.seg).data > 0 if case.seg is not None else None
+    return CaseVolume(case.case_id, x4.astype(np.float16), scales, tumor, stats)
+
+
+def find_case_folders(roots: list[Path]) -> list[Path]:
+    """The case folders under each root (a folder of case folders), sorted by name."""
+    folders = []
+    for root in roots:
+        folders += [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted(folders, key=lambda p: p.name)
 
 
 class SliceSampler:
-    """Random (case, view, slice, missing modality) samples from slices that hold brain."""
+    """Random (case, view, slice, missing modality) samples from slices that hold brain.
 
-    def __init__(self, cases: list[CaseVolume], views: list[View], seed: int) -> None:
-        self.cases = cases
-        self.rng = np.random.default_rng(seed)
+    ``crop``: a side in pixels (a multiple of 16): each sample is a ``crop x crop`` window of the 240x240 plane
+    around a random brain pixel (a tumor pixel with probability ``tumor``, where the case has a segmentation),
+    its corner on the 16-pixel token grid; None: whole planes. ``missing_p``: the probability of each modality
+    being the dropped one (MODALITIES order).
+    """
+
+    def __init__(self, cases: list[CaseVolume], views: list[View], seed: int, crop: int | None = None,
+                 tumor: float = 0.0, missing_p: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)) -> None:
+        if crop is not None and (crop % TOKEN or not 0 < crop <= PLANE):
+            raise ValueError(f"crop {crop} must be a multiple of {TOKEN} up to {PLANE}")
+        self.cases, self.seed, self.crop, self.tumor = cases, seed, crop, tumor
+        self.missing_p = np.asarray(missing_p, dtype=np.float64) / np.sum(missing_p)
         self.items: list[tuple[int, View, int]] = []
+        self.tumor_items: list[tuple[int, View, int]] = []
         for ci, case in enumerate(cases):
             for view in views:
                 geometry = SliceGeometry(view, case.x4.shape[1:])
                 for s in np.flatnonzero(geometry.occupied(case.x4, [0, 1, 2, 3])):
                     self.items.append((ci, view, int(s)))
+                if case.tumor is not None:
+                    axes = tuple(a for a in range(3) if a != view.axis)
+                    for s in np.flatnonzero(case.tumor.any(axis=axes)):
+                        self.tumor_items.append((ci, view, int(s)))
 
-    def batch(self, size: int, augment: bool = True) -> dict[str, np.ndarray]:
-        picks = self.rng.integers(0, len(self.items), size)
-        xs, targets, missing, views = [], [], [], []
-        for p in picks:
-            ci, view, s = self.items[p]
-            geometry = SliceGeometry(view, self.cases[ci].x4.shape[1:])
-            plane = geometry.take(self.cases[ci].x4, np.array([s]))[0]  # (4, 240, 240)
+    def _plane(self, ci: int, view: View, s: int) -> np.ndarray:
+        geometry = SliceGeometry(view, self.cases[ci].x4.shape[1:])
+        return geometry.take(self.cases[ci].x4, np.array([s]))[0].astype(np.float32)  # (4, 240, 240)
+
+    def _tumor_plane(self, ci: int, view: View, s: int) -> np.ndarray:
+        tumor = self.cases[ci].tumor
+        geometry = SliceGeometry(view, tumor.shape, fill=0.0)
+        return geometry.take(tumor[None].astype(np.float32), np.array([s]))[0, 0] > 0
+
+    def batch(self, step: int, size: int, augment: bool = True, whole: bool = False) -> dict[str, np.ndarray]:
+        """Batch number ``step`` (the same for the same seed and step): ``x`` ``(B, 4, S, S)`` with the dropped
+        channel at -1, ``target`` ``(B, 1, S, S)``, ``background`` ``(B, 1, S, S)`` bool (two of the three inputs
+        background, as the pipeline masks it), ``mask`` ``(B, 4)``, ``missing`` and ``view`` ``(B,)``, ``origin``
+        ``(B, 2)`` int64 (the crop's corner in tokens). ``whole``: 240x240 planes whatever the crop."""
+        rng = np.random.default_rng([self.seed, step])
+        side = PLANE if (whole or self.crop is None) else self.crop
+        xs, targets, backgrounds, missing, views, origins = [], [], [], [], [], []
+        for _ in range(size):
+            from_tumor = self.tumor_items and rng.random() < self.tumor
+            ci, view, s = (self.tumor_items if from_tumor else self.items)[rng.integers(len(self.tumor_items if from_tumor else self.items))]
+            plane = self._plane(ci, view, s)
+            pick = self._tumor_plane(ci, view, s) if from_tumor else (plane != np.float32(BACKGROUND)).any(0)
+            if augment and rng.random() < 0.5:  # along the plane's columns (never left-right for sagittal slices)
+                plane, pick = plane[:, :, ::-1], pick[:, ::-1]
+            r0 = c0 = 0
+            if side < PLANE:
+                rows, cols = np.nonzero(pick)
+                k = rng.integers(len(rows)) if len(rows) else None
+                center = (rows[k], cols[k]) if k is not None else (PLANE // 2, PLANE // 2)
+                r0, c0 = (int(np.clip(round((c - side / 2) / TOKEN) * TOKEN, 0, PLANE - side)) for c in center)
+            plane = np.ascontiguousarray(plane[:, r0:r0 + side, c0:c0 + side])
             if augment:
-                if self.rng.random() < 0.5:
-                    plane = plane[:, :, ::-1]
-                gain = self.rng.uniform(0.9, 1.1, size=(4, 1, 1)).astype(np.float32)
-                bg = plane == -1
-                plane = np.where(bg, -1, np.clip((plane + 1) * gain - 1, -1, 1))
-            m = int(self.rng.integers(0, 4))
-            targets.append(plane[m : m + 1].copy())
+                gain = rng.uniform(0.9, 1.1, size=(4, 1, 1)).astype(np.float32)
+                bg = plane == np.float32(BACKGROUND)
+                plane = np.where(bg, np.float32(BACKGROUND), np.clip((plane + 1) * gain - 1, -1, 1)).astype(np.float32)
+            m = int(rng.choice(len(MODALITIES), p=self.missing_p))
+            targets.append(plane[m:m + 1].copy())
             x = plane.copy()
-            x[m] = -1
+            x[m] = BACKGROUND
+            available = [c for c in range(len(MODALITIES)) if c != m]
+            backgrounds.append(((x[available] == np.float32(BACKGROUND)).sum(0) >= 2)[None])
             xs.append(x)
             missing.append(m)
             views.append(view.id)
-        n = len(picks)
-        mask = np.ones((n, 4), dtype=np.float32)
-        mask[np.arange(n), missing] = 0
+            origins.append((r0 // TOKEN, c0 // TOKEN))
+        mask = np.ones((size, 4), dtype=np.float32)
+        mask[np.arange(size), missing] = 0
         return {
-            "x": np.stack(xs).astype(np.float32),
-            "target": np.stack(targets).astype(np.float32),
-            "mask": mask,
-            "missing": np.asarray(missing, dtype=np.float32),
-            "view": np.asarray(views, dtype=np.float32),
+            "x": np.stack(xs), "target": np.stack(targets), "background": np.stack(backgrounds), "mask": mask,
+            "missing": np.asarray(missing, dtype=np.float32), "view": np.asarray(views, dtype=np.float32),
+            "origin": np.asarray(origins, dtype=np.int64),
         }

@@ -37,3 +37,30 @@ def synthesis_loss(
     s = ssim((pred.clamp(-1, 1) + 1) / 2, (target + 1) / 2)
     loss = l1 + ssim_weight * (1 - s)
     return loss, {"l1": l1.detach(), "ssim": s.detach()}
+
+
+#: the log-scale is clipped to this range inside the likelihood (b from 1e-4 to 20 normalized units)
+LOG_SCALE_RANGE = (-9.0, 3.0)
+
+
+def residual_loss(
+    y: torch.Tensor, log_scale: torch.Tensor, target: torch.Tensor, background: torch.Tensor,
+    ssim_weight: float = 0.5, nll_weight: float = 0.1,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The residual model's loss on ``(B, 1, H, W)`` tensors in normalized units.
+
+    ``y`` is scored where the pipeline keeps it: ``background`` (two of the three inputs background) is set to -1
+    first, as the pipeline does. L1 + ``ssim_weight * (1 - SSIM)`` train ``y``; the Laplace negative
+    log-likelihood ``|e| / b + log b`` of the brain's errors ``e = y - target`` (``y`` detached: the uncertainty
+    never pulls the synthesis) trains ``log_scale = log b``, weighted by ``nll_weight``.
+    """
+    minus_one = torch.full_like(y, -1.0)
+    shown = torch.where(background, minus_one, y)
+    l1 = (shown - target).abs().mean()
+    s = ssim((shown.clamp(-1, 1) + 1) / 2, (target + 1) / 2)
+    brain = ~background
+    log_b = log_scale.clamp(*LOG_SCALE_RANGE)
+    error = (y.detach() - target).abs()
+    nll = ((error * torch.exp(-log_b) + log_b) * brain).sum() / brain.sum().clamp(min=1)
+    loss = l1 + ssim_weight * (1 - s) + nll_weight * nll
+    return loss, {"l1": l1.detach(), "ssim": s.detach(), "nll": nll.detach()}

@@ -1,11 +1,19 @@
-"""Train a small HFGAN on complete 4-modality cases and export it to ``weights/`` with its manifest.
+"""Train the default generator: HFGAN as a residual over a linear prior, with its own uncertainty output.
 
-    python -m training.train --cases ../shared/data/cases --holdout BraTS-GLI-00001-000 --minutes 30
+    python -m training.train --cases ../shared/data/cases ../shared/data/brats2018 --holdout ID ... \\
+        --run-dir runs/train/val --name val --steps 6000 [--resume]
 
-Each step draws random brain slices of the chosen views from the training cases, drops one
-modality at random (its channel set to -1, its mask bit to 0) and learns to synthesize it with
-L1 + SSIM. Data are normalized per volume (foreground 99.5th percentile), the scheme the manifest
-declares. Deterministic for a given seed and thread count.
+The model (``brasyn_infer.authoring.models.residual``): the linear prior's coefficients are fitted by least
+squares on the training cases' brain voxels (the same fit as ``evaluate --baseline linear``) and stored in the
+graph; HFGAN learns the residual and the log-scale of a Laplace distribution of its error. Each step draws random
+crops around the brain (tumor-biased) of random views' slices, drops one modality per sample (t1c more often) and
+learns with L1 + SSIM + the Laplace likelihood (``training/losses.py``); the last ``--whole-from`` fraction of the
+steps sees whole 240x240 slices, as at inference. AdamW with warm-up and a cosine schedule over ``--steps``.
+
+Every ``--save-every`` steps the run's state (weights, optimizer, step, recipe) goes to ``RUN_DIR/state.pt``
+(atomically); ``--resume`` continues from it, and since each batch is seeded by the step, a resumed run draws the
+batches an uninterrupted one would. At the end ``<checkpoint-dir>/<name>.safetensors`` holds the weights and what
+the export needs, and (without ``--no-export``) ``<out>/<name>.onnx`` + ``.json`` are written.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -23,42 +32,52 @@ import numpy as np
 import torch
 
 from brasyn_infer.authoring.models.export import export
-from brasyn_infer.authoring.models.hfgan import HFGAN, HFGANConfig
+from brasyn_infer.authoring.models.hfgan import HFGANConfig
+from brasyn_infer.authoring.models.residual import PriorResidualHFGAN
 from brasyn_infer.constants import MODALITIES, View
+from brasyn_infer.evaluation.linear import fit, prior_table
 
-from .data import SliceSampler, load_complete_case
-from .losses import synthesis_loss
+from .data import SliceSampler, find_case_folders, load_complete_case
+from .losses import residual_loss
 
 PERCENTILE = 99.5
+#: arguments that define the recipe: a resumed run must have the same
+RECIPE_KEYS = ("cases", "holdout", "dim", "views", "batch", "lr", "steps", "crop", "whole_from", "tumor", "t1c",
+               "ssim_weight", "nll_weight", "seed", "warmup")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", type=Path, default=Path("../shared/data/cases"), help="folder of complete case folders")
-    p.add_argument("--holdout", nargs="*", default=[], help="case IDs kept out of training (scored at the end)")
+    p.add_argument("--cases", type=Path, nargs="+", default=[Path("../shared/data/cases")],
+                   help="folders of complete case folders (either naming convention)")
+    p.add_argument("--holdout", nargs="*", default=[], help="case IDs kept out of training (scored during training)")
     p.add_argument("--dim", type=int, default=16)
-    p.add_argument("--views", nargs="+", default=["sagittal"], choices=[v.value for v in View])
-    p.add_argument("--infuse-view", action="store_true", help="config B: condition on the view id")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--steps", type=int, default=100000, help="step budget; training stops at --steps or --minutes, "
-                   "whichever comes first, and the learning rate follows that budget")
-    p.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget for the optimization loop")
+    p.add_argument("--views", nargs="+", default=["sagittal", "axial", "coronal"], choices=[v.value for v in View])
+    p.add_argument("--batch", type=int, default=8, help="samples per step (crops; whole slices: scaled to the same pixels)")
+    p.add_argument("--crop", type=int, default=128, help="crop side in pixels, a multiple of 16 (240: whole slices)")
+    p.add_argument("--whole-from", type=float, default=0.85,
+                   help="from this fraction of --steps on, whole 240x240 slices (as at inference)")
+    p.add_argument("--tumor", type=float, default=0.3, help="probability that a crop is centered on the tumor")
+    p.add_argument("--t1c", type=float, default=0.4, help="probability that t1c is the dropped modality (the rest "
+                   "share the remainder equally)")
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--ssim-weight", type=float, default=0.5)
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (about 2x faster on "
-                   "CPUs with AVX512-BF16; weights, optimizer and loss stay float32)")
+    p.add_argument("--nll-weight", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                   help="where the optimization runs (cuda: bf16 autocast on the GPU; not bit-reproducible)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the optimization runs")
+    p.add_argument("--run-dir", type=Path, default=Path("runs/train"), help="the resumable state and the log")
+    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/state.pt (same recipe)")
     p.add_argument("--out", type=Path, default=Path("weights"))
     p.add_argument("--name", default="default")
-    p.add_argument("--checkpoint-dir", type=Path, default=Path("weights"),
-                   help="where the torch checkpoint (<name>.safetensors) goes, beside the ONNX file by default")
+    p.add_argument("--checkpoint-dir", type=Path, default=None,
+                   help="where <name>.safetensors goes (default: --out, beside the ONNX file)")
     add_refiner_options(p)
-    p.add_argument("--no-export", action="store_true",
-                   help="write the checkpoint only (export later with python -m training.export_checkpoint, "
-                   "e.g. after training on a GPU machine)")
+    p.add_argument("--no-export", action="store_true", help="write the checkpoint only (export later with "
+                   "python -m training.export_checkpoint)")
     return p.parse_args(argv)
 
 
@@ -66,99 +85,146 @@ def to_torch(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -
     return {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def missing_probabilities(t1c: float) -> tuple[float, ...]:
+    rest = (1.0 - t1c) / 3
+    return tuple(t1c if m.value == "t1c" else rest for m in MODALITIES)
+
+
+def learning_rate(args: argparse.Namespace, step: int) -> float:
+    """Linear warm-up, then cosine to 2% of ``--lr`` at ``--steps``."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    progress = (step - args.warmup) / max(1, args.steps - args.warmup)
+    return args.lr * max(0.02, 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def whole_batch(args: argparse.Namespace) -> int:
+    """Whole slices per step in the last phase: about the pixels of ``--batch`` crops, at least 2."""
+    return max(2, round(args.batch * args.crop**2 / 240**2))
+
+
 @torch.no_grad()
-def evaluate(net: HFGAN, sampler: SliceSampler, batches: int = 8) -> dict[str, float]:
+def held_out(net: PriorResidualHFGAN, sampler: SliceSampler, device: torch.device, batches: int = 4) -> dict[str, float]:
+    """Mean loss parts on fixed whole-slice batches of the held-out cases (the same every time)."""
     net.eval()
-    device = next(net.parameters()).device
-    totals = {"l1": 0.0, "ssim": 0.0}
-    for _ in range(batches):
-        b = to_torch(sampler.batch(4, augment=False), device)
-        _, parts = synthesis_loss(net(b["x"], b["mask"], b["missing"], b["view"]), b["target"])
+    totals = {"l1": 0.0, "ssim": 0.0, "nll": 0.0}
+    for i in range(batches):
+        b = to_torch(sampler.batch(10**6 + i, 2, augment=False, whole=True), device)
+        y, log_b = net(b["x"], b["mask"], b["missing"], b["view"])
+        _, parts = residual_loss(y, log_b, b["target"], b["background"])
         for k in totals:
             totals[k] += float(parts[k]) / batches
     net.train()
     return totals
 
 
+def recipe(args: argparse.Namespace) -> dict:
+    return {k: (sorted(map(str, v)) if isinstance(v, list) else str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items() if k in RECIPE_KEYS}
+
+
+def save_state(path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, step: int, args: argparse.Namespace,
+               history: list[dict], seconds: float) -> None:
+    """The resumable state, written to a temp file and renamed (a kill never leaves half a state)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "recipe": recipe(args),
+                "history": history, "seconds": seconds}, tmp)
+    os.replace(tmp, path)
+
+
 def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    folders = sorted(p for p in args.cases.iterdir() if p.is_dir())
-    train_dirs = [p for p in folders if p.name not in args.holdout]
-    hold_dirs = [p for p in folders if p.name in args.holdout]
-    if not train_dirs:
-        raise SystemExit(f"no training cases in {args.cases}")
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    state_path = args.run_dir / "state.pt"
+    state = None
+    if args.resume and state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        if state["recipe"] != recipe(args):
+            changed = sorted(k for k in set(state["recipe"]) | set(recipe(args))
+                             if state["recipe"].get(k) != recipe(args).get(k))
+            raise SystemExit(f"{state_path}: saved with another recipe ({', '.join(changed)} differ); "
+                             "use another --run-dir, or the same arguments")
+    folders = find_case_folders(args.cases)
+    unknown = set(args.holdout) - {p.name for p in folders}
+    if unknown:
+        raise SystemExit(f"--holdout names cases not in {', '.join(map(str, args.cases))}: {', '.join(sorted(unknown))}")
     t0 = time.perf_counter()
-    train_cases = [load_complete_case(p, PERCENTILE) for p in train_dirs]
-    hold_cases = [load_complete_case(p, PERCENTILE) for p in hold_dirs]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        train_cases = list(pool.map(lambda p: load_complete_case(p, PERCENTILE),
+                                    [p for p in folders if p.name not in args.holdout]))
+        hold_cases = list(pool.map(lambda p: load_complete_case(p, PERCENTILE),
+                                   [p for p in folders if p.name in args.holdout]))
+    if not train_cases:
+        raise SystemExit(f"no training cases in {', '.join(map(str, args.cases))}")
     views = [View(v) for v in args.views]
-    sampler = SliceSampler(train_cases, views, args.seed)
+    sampler = SliceSampler(train_cases, views, args.seed, args.crop, args.tumor, missing_probabilities(args.t1c))
     hold_sampler = SliceSampler(hold_cases, views, args.seed + 1) if hold_cases else None
-    print(f"loaded {len(train_cases)} training cases ({len(sampler.items)} slices) in {time.perf_counter() - t0:.0f} s",
-          flush=True)
+    coefs = {m: fit(c.stats[m] for c in train_cases) for m in MODALITIES}
+    print(f"loaded {len(train_cases)} training cases ({len(sampler.items)} slices, {len(sampler.tumor_items)} with "
+          f"tumor) and {len(hold_cases)} held out in {time.perf_counter() - t0:.0f} s", flush=True)
 
     device = torch.device(args.device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit("--device cuda: torch sees no CUDA GPU (use --device cpu)")
-        torch.cuda.manual_seed_all(args.seed)
-        torch.backends.cudnn.benchmark = True  # fixed input shape (B, 4, 240, 240)
-    cfg = HFGANConfig(dim=args.dim, infuse_view=args.infuse_view)
-    net = HFGAN(cfg).to(device).train()
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA GPU (use --device cpu)")
+    cfg = HFGANConfig(dim=args.dim, num_outputs=2)
+    net = PriorResidualHFGAN(cfg, prior_table(coefs)).to(device).train()
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    budget = args.minutes * 60
-    history: list[dict] = []
-    start = time.perf_counter()
-    step = 0
-    running: dict[str, torch.Tensor] = {}
-    # One worker draws the next batch while the model works on this one (the sampler's random
-    # stream is consumed in the same order as without it).
-    with ThreadPoolExecutor(max_workers=1) as prefetch:
-        pending = prefetch.submit(sampler.batch, args.batch)
-        while True:
-            # Cosine schedule over whichever budget binds first: wall-clock minutes or steps.
-            progress = max((time.perf_counter() - start) / budget, step / args.steps)
-            if progress >= 1:
-                break
-            lr = args.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    step, history, spent = 0, [], 0.0
+    if state is not None:
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, history, spent = state["step"], state["history"], state["seconds"]
+        print(f"resumed at step {step} ({spent / 60:.1f} min of training so far)", flush=True)
+    whole_step = int(args.whole_from * args.steps)
+    start = time.perf_counter() - spent
+    running: dict[str, float] = {}
+
+    def draw(k: int) -> dict[str, np.ndarray]:
+        return sampler.batch(k, whole_batch(args) if k >= whole_step else args.batch, whole=k >= whole_step)
+
+    with ThreadPoolExecutor(max_workers=1) as prefetch:  # the next batch is drawn while the model works
+        pending = prefetch.submit(draw, step)
+        while step < args.steps:
             for group in opt.param_groups:
-                group["lr"] = max(lr, args.lr * 0.02)
+                group["lr"] = learning_rate(args, step)
             b = to_torch(pending.result(), device)
-            pending = prefetch.submit(sampler.batch, args.batch)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                pred = net(b["x"], b["mask"], b["missing"], b["view"])
-            loss, parts = synthesis_loss(pred.float(), b["target"], args.ssim_weight)
+            pending = prefetch.submit(draw, step + 1)
+            y, log_b = net(b["x"], b["mask"], b["missing"], b["view"], b["origin"])
+            loss, parts = residual_loss(y, log_b, b["target"], b["background"], args.ssim_weight, args.nll_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             step += 1
-            for k, v in {"loss": loss.detach(), **parts}.items():
+            for k, v in {"loss": float(loss.detach()), **{k: float(v) for k, v in parts.items()}}.items():
                 running[k] = running.get(k, v) * 0.95 + v * 0.05
-            if step % 50 == 0:
-                entry = {"step": step, "seconds": round(time.perf_counter() - start, 1), "lr": round(lr, 7),
-                         **{k: round(float(v), 5) for k, v in running.items()}}
-                if hold_sampler is not None and step % 250 == 0:
-                    entry["holdout"] = {k: round(v, 5) for k, v in evaluate(net, hold_sampler).items()}
+            if step % 50 == 0 or step == args.steps:
+                entry = {"step": step, "seconds": round(time.perf_counter() - start, 1),
+                         "lr": round(learning_rate(args, step - 1), 7), **{k: round(v, 5) for k, v in running.items()}}
+                if hold_sampler is not None and (step % 500 == 0 or step == args.steps):
+                    entry["holdout"] = {k: round(v, 5) for k, v in held_out(net, hold_sampler, device).items()}
                 history.append(entry)
                 print(json.dumps(entry), flush=True)
+            if step % args.save_every == 0 or step == args.steps:
+                save_state(state_path, net, opt, step, args, history, time.perf_counter() - start)
 
     record = {
         "command": "python -m training.train " + " ".join(sys.argv[1:]),
-        "data": {"train": [c.case_id for c in train_cases], "holdout": [c.case_id for c in hold_cases],
-                 "source": "shared/data/cases (see weights/README.md for licenses)"},
-        "views": args.views, "dim": args.dim, "batch": args.batch, "lr": args.lr, "seed": args.seed,
-        "ssim_weight": args.ssim_weight, "bf16": args.bf16, "steps": step, "train_seconds": round(time.perf_counter() - start, 1),
+        "data": {"train": [c.case_id for c in train_cases], "holdout": [c.case_id for c in hold_cases]},
+        "recipe": recipe(args), "steps": step, "train_seconds": round(time.perf_counter() - start, 1),
         "machine": (f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}" if device.type == "cuda"
-                    else f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"),
+                    else f"{platform.machine()} {platform.processor() or 'CPU'}, {torch.get_num_threads()} torch "
+                         f"threads, torch {torch.__version__}"),
         "device": device.type,
+        "prior": {m.value: [round(float(v), 7) for v in c] for m, c in coefs.items()},
         "final": history[-1] if history else {},
         "history": history,
     }
-    reference = {m.value: float(np.mean([c.scales[m.value] for c in train_cases])) for m in MODALITIES}
+    reference = {m.value: float(np.exp(np.mean([np.log(c.scales[m.value]) for c in train_cases]))) for m in MODALITIES}
     normalization = {"scheme": "percentile", "percentile": PERCENTILE, "reference_scale": reference}
-    ckpt = save_checkpoint(net, cfg, args.checkpoint_dir / f"{args.name}.safetensors",
+    ckpt = save_checkpoint(net, cfg, (args.checkpoint_dir or args.out) / f"{args.name}.safetensors",
                            {"normalization": normalization, "views": args.views, "training": record})
     print(f"checkpoint {ckpt}", flush=True)
     if not args.no_export:
@@ -180,32 +246,39 @@ def refiner_block(name: str | None, enabled: bool) -> dict:
     return {"weights": name, "enabled": enabled} if name else {}
 
 
-def save_checkpoint(net: HFGAN, cfg: HFGANConfig, path: Path, export_info: dict) -> Path:
-    """Weights (float32, CPU) plus what the export needs (config, normalization, views, training record)."""
+def save_checkpoint(net: PriorResidualHFGAN, cfg: HFGANConfig, path: Path, export_info: dict) -> Path:
+    """Weights (float32, CPU; the prior included) plus what the export needs (config, normalization, views, record)."""
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(path), metadata={"config": json.dumps(cfg.to_dict()), "export": json.dumps(export_info)})
+    save_file(state, str(path), metadata={"config": json.dumps(cfg.to_dict()), "export": json.dumps(export_info),
+                                           "architecture": "hfgan-prior-residual"})
     return path
+
+
+def load_trained(ckpt: Path) -> tuple[PriorResidualHFGAN, dict]:
+    """The model a :func:`save_checkpoint` file holds, and its export metadata."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(ckpt), "pt") as f:
+        meta = f.metadata() or {}
+    if "export" not in meta or meta.get("architecture") != "hfgan-prior-residual":
+        raise SystemExit(f"{ckpt}: no export metadata of a residual model (not written by training.train); "
+                         "retrain or export by hand")
+    net = PriorResidualHFGAN(HFGANConfig.from_dict(json.loads(meta["config"])))
+    net.load_state_dict(load_file(str(ckpt)))
+    return net.eval(), json.loads(meta["export"])
 
 
 def export_checkpoint(ckpt: Path, out: Path, name: str, refiner: dict | None = None) -> Path:
     """Export a checkpoint written by :func:`save_checkpoint` to ``out/<name>.onnx`` + manifest; returns the manifest.
 
     ``refiner``: the manifest's refiner block (:func:`refiner_block`)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(ckpt), "pt") as f:
-        meta = f.metadata() or {}
-    if "export" not in meta:
-        raise SystemExit(f"{ckpt}: no export metadata (not written by training.train); retrain or export by hand")
-    info = json.loads(meta["export"])
-    net = HFGAN(HFGANConfig.from_dict(json.loads(meta["config"])))
-    net.load_state_dict(load_file(str(ckpt)))
+    net, info = load_trained(ckpt)
     views = [View(v) for v in info["views"]]
-    manifest = export(net.eval(), out, name, normalization=info["normalization"], default_view=views[0],
+    manifest = export(net, out, name, normalization=info["normalization"], default_view=views[0],
                       provenance={"trained_by": "training/train.py (this repository)", "checkpoint": ckpt.name},
                       training=info["training"], views=tuple(views) if len(views) > 1 else (), refiner=refiner)
     print(f"exported {manifest.onnx_path} ({manifest.onnx_path.stat().st_size / 1e6:.1f} MB), manifest {manifest.path}")

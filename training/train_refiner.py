@@ -1,11 +1,12 @@
 """Train the 3D Refiner on generator outputs and export it to ONNX with its manifest.
 
-    python -m training.train_refiner --cases ../shared/data/cases --synthesized runs/oof \\
-        --holdout BraTS-GLI-00001-000 --out weights --name default-refiner
+    python -m training.train_refiner --cases ../shared/data/cases ../shared/data/brats2018 \\
+        --synthesized runs/train/validation/volumes --out weights --name default-refiner
 
-Input pairs come from ``--synthesized``: ``DIR/<case>/<case>-<mod>.nii.gz``, the generator's output
-for each case with ``<mod>`` dropped (``python -m training.oof`` writes them with each case's
-leave-one-case-out generator, so the refiner learns from outputs on unseen cases, as at test time).
+Input pairs come from ``--synthesized``: ``DIR/<case>/<case>-<mod>.nii.gz``, the generator's output for each case
+with ``<mod>`` dropped, best from a generator that never saw the case (``brasyn-infer evaluate --save-volumes DIR``
+keeps them), so that the refiner learns from outputs on unseen cases, as at test time. Cases without such outputs
+are skipped.
 Each step draws random cubic crops inside the brain's bounding box: the refiner input
 (:func:`brasyn_infer.synthesis.refine.refiner_input`, the product's own z-scoring) and the real modality z-scored
 over its own nonzero voxels; the loss is L1 over brain voxels. The final 1x1x1 conv starts at
@@ -34,6 +35,8 @@ from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.synthesis.refine import refiner_input, zscore_nonzero
 from brasyn_infer.synthesis.windows import brain_box
 
+from .data import find_case_folders
+
 
 @dataclass
 class Pair:
@@ -45,14 +48,16 @@ class Pair:
 
 
 def load_pairs(case_dir: Path, synthesized_dir: Path) -> list[Pair]:
-    """One training pair per modality of a complete case."""
+    """One training pair per modality of a complete case that has a synthesized volume (none: [])."""
     case = complete_case(case_dir)
+    paths = {m: synthesized_dir / case.case_id / f"{case.case_id}-{m.value}.nii.gz" for m in MODALITIES}
+    if not any(p.is_file() for p in paths.values()):
+        return []
     volumes = {m: v.data for m, v in read_inputs(case.modalities).items()}
     pairs = []
-    for missing in MODALITIES:
-        path = synthesized_dir / case.case_id / f"{case.case_id}-{missing.value}.nii.gz"
+    for missing, path in paths.items():
         if not path.is_file():
-            raise SystemExit(f"{path} is missing -- fix: run python -m training.oof first")
+            continue
         synthesized = load_volume(path).data
         inputs = {m: v for m, v in volumes.items() if m is not missing}
         background = np.stack([v <= 0 for v in inputs.values()]).sum(0) >= 2  # as normalize.background_mask
@@ -118,7 +123,8 @@ def held_out_l1(net: Refiner, sampler: CropSampler, batches: int = 6) -> dict[st
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", type=Path, default=Path("../shared/data/cases"))
+    p.add_argument("--cases", type=Path, nargs="+", default=[Path("../shared/data/cases")],
+                   help="folders of complete case folders")
     p.add_argument("--synthesized", type=Path, required=True, help="DIR/<case>/<case>-<mod>.nii.gz generator outputs")
     p.add_argument("--holdout", nargs="*", default=[])
     p.add_argument("--width", type=int, default=8, help="C: encoder / attention channels (64 in the paper)")
@@ -142,7 +148,7 @@ def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    folders = sorted(p for p in args.cases.iterdir() if p.is_dir())
+    folders = find_case_folders(args.cases)
     train_pairs = [pair for f in folders if f.name not in args.holdout for pair in load_pairs(f, args.synthesized)]
     hold_pairs = [pair for f in folders if f.name in args.holdout for pair in load_pairs(f, args.synthesized)]
     sampler = CropSampler(train_pairs, args.crop, args.seed)

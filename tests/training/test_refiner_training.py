@@ -59,23 +59,3 @@ def test_trainer_exports_a_loadable_refiner(oof, tmp_path):
     assert manifest.window == (16, 16, 16)
     assert manifest.training["data"] == {"train": ["C-1"], "holdout": ["C-2"], "synthesized": str(synthesized)}
     assert "holdout" in manifest.training["history"][-1]
-
-
-def test_default_on_rule():
-    from training.loco_refiner import decide
-
-    def summary(tumor, whole):
-        row = {"ssim_tumor": {"mean": 0.5}, "ssim": {"mean": 0.9}}
-        return {"all": {"model": row, "model+refiner": {"ssim_tumor": {"mean": 0.5 + tumor}, "ssim": {"mean": 0.9 + whole}}}}
-
-    assert decide(summary(0.01, -0.004))[0]
-    assert not decide(summary(0.01, -0.006))[0]
-    assert not decide(summary(-0.001, 0.01))[0]
-
-
-def test_default_on_rule_without_tumor_ssim_says_off():
-    from training.loco_refiner import decide
-
-    row = {"ssim_tumor": {"mean": None}, "ssim": {"mean": 0.9}}
-    on, reason = decide({"all": {"model": row, "model+refiner": row}})
-    assert not on and "no tumor SSIM" in reason

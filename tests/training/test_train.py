@@ -1,4 +1,6 @@
-"""The trainer: a few steps on one batch of real slices lower the loss; the sampler drops channels right."""
+"""The trainer: crops on the token grid, per-step batches, the in-graph prior, a falling loss, resume, export."""
+
+import json
 
 import numpy as np
 import pytest
@@ -7,46 +9,104 @@ from tests.conftest import SHARED, needs_torch
 
 pytestmark = needs_torch
 CASES = SHARED / "data" / "cases"
+LEGACY = SHARED / "data" / "brats2018"
 
 
 @pytest.fixture(scope="module")
-def sampler():
+def case():
     if not CASES.is_dir():
         pytest.skip("../shared/data/cases is absent")
+    from training.data import load_complete_case
+
+    return load_complete_case(CASES / "TCGA-DU-7294", 99.5)
+
+
+@pytest.fixture(scope="module")
+def sampler(case):
     from brasyn_infer.constants import View
-    from training.data import SliceSampler, load_complete_case
+    from training.data import SliceSampler
 
-    return SliceSampler([load_complete_case(CASES / "TCGA-DU-7294", 99.5)], [View.SAGITTAL], seed=0)
+    return SliceSampler([case], [View.SAGITTAL, View.AXIAL], seed=0, crop=128, tumor=0.5)
 
 
-def test_sampler_drops_one_channel(sampler):
-    batch = sampler.batch(6)
-    assert batch["x"].shape == (6, 4, 240, 240) and batch["target"].shape == (6, 1, 240, 240)
+def test_crops_drop_one_channel_and_sit_on_the_token_grid(sampler):
+    batch = sampler.batch(3, 6)
+    assert batch["x"].shape == (6, 4, 128, 128) and batch["target"].shape == (6, 1, 128, 128)
     for i in range(6):
         m = int(batch["missing"][i])
         assert (batch["x"][i, m] == -1).all() and batch["mask"][i, m] == 0 and batch["mask"][i].sum() == 3
+        available = [c for c in range(4) if c != m]
+        assert (batch["background"][i, 0] == ((batch["x"][i, available] == -1).sum(0) >= 2)).all()
     assert batch["x"].min() >= -1 and batch["x"].max() <= 1
+    assert batch["origin"].min() >= 0 and batch["origin"].max() <= (240 - 128) // 16
+    assert not batch["background"].all(axis=(1, 2, 3)).any()  # every crop holds brain
+
+
+def test_a_batch_depends_only_on_the_step(sampler):
+    a, b, c = sampler.batch(7, 4), sampler.batch(7, 4), sampler.batch(8, 4)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["x"], c["x"])
+    whole = sampler.batch(7, 2, whole=True)
+    assert whole["x"].shape == (2, 4, 240, 240) and (whole["origin"] == 0).all()
+
+
+def test_an_untrained_model_is_the_linear_baseline(case):
+    """The residual starts at zero: the model's output is the prior, which is evaluate's linear fit."""
+    import torch
+
+    from brasyn_infer.authoring.models.hfgan import HFGANConfig
+    from brasyn_infer.authoring.models.residual import PriorResidualHFGAN
+    from brasyn_infer.constants import MODALITIES, Modality, View
+    from brasyn_infer.evaluation.linear import fit, predict, prior_table
+    from brasyn_infer.synthesis.views import SliceGeometry
+
+    coefs = {m: fit([case.stats[m]]) for m in MODALITIES}
+    net = PriorResidualHFGAN(HFGANConfig(dim=8, num_outputs=2), prior_table(coefs)).eval()
+    x4 = case.x4.astype(np.float32)
+    missing = Modality.T1C
+    plane = SliceGeometry(View.AXIAL, x4.shape[1:]).take(x4, np.array([80]))  # (1, 4, 240, 240)
+    plane[:, missing.index] = -1
+    mask = torch.ones(1, 4)
+    mask[0, missing.index] = 0
+    with torch.no_grad():
+        y, _ = net(torch.from_numpy(plane), mask, torch.tensor([float(missing.index)]), torch.zeros(1))
+    expected = predict(plane[0][:, :, :, None], missing, coefs[missing])[:, :, 0]
+    assert np.abs(y[0, 0].numpy() - expected).max() < 1e-4
 
 
 def test_a_few_steps_decrease_the_loss(sampler):
     import torch
 
-    from brasyn_infer.authoring.models.hfgan import HFGAN, HFGANConfig
-    from training.losses import synthesis_loss
+    from brasyn_infer.authoring.models.hfgan import HFGANConfig
+    from brasyn_infer.authoring.models.residual import PriorResidualHFGAN
+    from training.losses import residual_loss
     from training.train import to_torch
 
     torch.manual_seed(0)
-    net = HFGAN(HFGANConfig(dim=8)).train()
+    net = PriorResidualHFGAN(HFGANConfig(dim=8, num_outputs=2)).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    batch = to_torch(sampler.batch(2, augment=False))
+    b = to_torch(sampler.batch(0, 2, augment=False))
     losses = []
     for _ in range(12):
-        loss, _ = synthesis_loss(net(batch["x"], batch["mask"], batch["missing"], batch["view"]), batch["target"])
+        y, log_b = net(b["x"], b["mask"], b["missing"], b["view"], b["origin"])
+        loss, _ = residual_loss(y, log_b, b["target"], b["background"])
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss))
     assert np.mean(losses[-3:]) < 0.95 * np.mean(losses[:3]) and losses[-1] < losses[0], losses
+
+
+def test_the_likelihood_prefers_a_scale_that_matches_the_error():
+    import torch
+
+    from training.losses import residual_loss
+
+    target = torch.zeros(1, 1, 32, 32)
+    y = torch.full_like(target, 0.1)  # |error| = 0.1 everywhere
+    background = torch.zeros_like(target, dtype=torch.bool)
+    nll = {b: float(residual_loss(y, torch.full_like(y, np.log(b)), target, background)[1]["nll"]) for b in (0.01, 0.1, 1.0)}
+    assert nll[0.1] < nll[0.01] and nll[0.1] < nll[1.0]
 
 
 def test_ssim_loss_is_one_for_identical_images():
@@ -59,58 +119,71 @@ def test_ssim_loss_is_one_for_identical_images():
     assert float(ssim(img, torch.rand(2, 1, 64, 64))) < 0.5
 
 
+def tiny_args(root, *extra):
+    from training.train import parse_args
+
+    return parse_args(["--cases", str(root / "cases"), "--holdout", "TCGA-DU-7294", "--dim", "8", "--views", "sagittal",
+                       "axial", "--batch", "2", "--crop", "64", "--whole-from", "0.5", "--warmup", "1", "--threads", "1",
+                       "--run-dir", str(root / "run"), "--out", str(root / "w"), "--name", "tiny", "--save-every", "1",
+                       *extra])
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A real (tiny) run of the trainer: two steps, checkpoint only, as on a GPU machine."""
-    if not CASES.is_dir():
-        pytest.skip("../shared/data/cases is absent")
-    from training.train import parse_args, train
+    """A real (tiny) run of the trainer on a BraSyn-named and a BraTS 2018-named case: two steps, checkpoint only."""
+    if not CASES.is_dir() or not LEGACY.is_dir():
+        pytest.skip("../shared/data is absent")
+    from training.train import train
 
     root = tmp_path_factory.mktemp("train")
     (root / "cases").mkdir()
     (root / "cases" / "TCGA-DU-7294").symlink_to((CASES / "TCGA-DU-7294").resolve())
-    args = parse_args(["--cases", str(root / "cases"), "--dim", "8", "--views", "sagittal", "axial", "--batch", "1",
-                       "--steps", "2", "--threads", "1", "--out", str(root / "w"), "--checkpoint-dir", str(root / "w"),
-                       "--name", "tiny", "--no-export"])
-    record = train(args)
-    return root / "w", record
+    (root / "cases" / "Brats18_CBICA_ABM_1").symlink_to((LEGACY / "Brats18_CBICA_ABM_1").resolve())
+    record = train(tiny_args(root, "--steps", "2", "--no-export"))
+    return root, record
 
 
-def test_no_export_writes_only_the_checkpoint(trained):
-    folder, record = trained
+def test_no_export_writes_the_checkpoint_and_the_state(trained):
+    root, record = trained
     assert record["steps"] == 2 and record["device"] == "cpu"
-    assert sorted(p.name for p in folder.iterdir()) == ["tiny.safetensors"]
+    assert record["data"] == {"train": ["Brats18_CBICA_ABM_1"], "holdout": ["TCGA-DU-7294"]}
+    assert sorted(p.name for p in (root / "w").iterdir()) == ["tiny.safetensors"]
+    assert (root / "run" / "state.pt").is_file()
+
+
+def test_resume_continues_and_refuses_another_recipe(trained):
+    from training.train import train
+
+    root, _ = trained
+    record = train(tiny_args(root, "--steps", "2", "--no-export", "--resume"))  # already done: no step is redone
+    assert record["steps"] == 2
+    with pytest.raises(SystemExit, match="another recipe"):
+        train(tiny_args(root, "--steps", "3", "--no-export", "--resume"))
 
 
 def test_a_checkpoint_exports_to_the_model_it_holds(trained, tmp_path):
-    import json
-
     import onnxruntime as ort
     import torch
-    from safetensors.torch import load_file
 
     from brasyn_infer.authoring.models.export import INPUT_NAMES, example_inputs
-    from brasyn_infer.authoring.models.hfgan import HFGAN, HFGANConfig
     from brasyn_infer.runtime.manifest import load_manifest
-    from training.train import export_checkpoint, refiner_block
+    from training.train import export_checkpoint, load_trained, refiner_block
 
-    folder, record = trained
-    path = export_checkpoint(folder / "tiny.safetensors", tmp_path, "tiny", refiner_block("tiny-refiner", False))
+    root, record = trained
+    path = export_checkpoint(root / "w" / "tiny.safetensors", tmp_path, "tiny", refiner_block("tiny-refiner", False))
     manifest = load_manifest(path)
-    assert [v.value for v in manifest.views] == ["sagittal", "axial"]
+    assert [v.value for v in manifest.views] == ["sagittal", "axial"] and manifest.outputs == ("y", "log_scale")
     assert manifest.normalization["scheme"] == "percentile" and manifest.training["steps"] == record["steps"]
     assert manifest.refiner == {"weights": "tiny-refiner", "enabled": False}
     assert json.loads(path.read_text())["provenance"]["checkpoint"] == "tiny.safetensors"
-    # The ONNX file computes what the checkpoint's weights compute.
-    net = HFGAN(HFGANConfig(dim=8)).eval()
-    net.load_state_dict(load_file(str(folder / "tiny.safetensors")))
+    net, _ = load_trained(root / "w" / "tiny.safetensors")
     inputs = example_inputs(2, seed=3)
     with torch.no_grad():
-        expected = net(*inputs).numpy()
+        expected = [t.numpy() for t in net(*inputs)]
     session = ort.InferenceSession(str(manifest.onnx_path), providers=["CPUExecutionProvider"])
-    names = {i.name for i in session.get_inputs()}
-    got = session.run(None, {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs, strict=True) if n in names})[0]
-    assert np.abs(got - expected).max() < 1e-4
+    names = {i.name for i in session.get_inputs()}  # config A's graph has no view input
+    got = session.run(None, {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs, strict=True) if n in names})
+    assert all(np.abs(g - e).max() < 1e-4 for g, e in zip(got, expected, strict=True))
 
 
 def test_a_foreign_checkpoint_is_refused_with_a_reason(tmp_path):

@@ -1,7 +1,8 @@
 """The ONNX contract for generators (docs/model-contract.md): what a graph's inputs and outputs must be.
 
 ``slice2d``: ``x`` ``(B, 4, H, W)`` (H = W = 240, or dynamic), optional ``mask`` ``(B, 4)``, ``missing``
-``(B,)``, ``view`` ``(B,)`` -> one output ``(B, 1, H, W)``.
+``(B,)``, ``view`` ``(B,)`` -> the output ``(B, 1, H, W)``, optionally a second one ``log_scale`` ``(B, 1, H, W)``:
+the log of the Laplace scale of its error (its own uncertainty).
 ``window3d``: ``x`` ``(B, 4, X, Y, Z)`` (the window, or dynamic), optional ``missing`` ``(B,)`` -> one output
 ``(B, 1, X, Y, Z)``. All float32. The batch axis is dynamic, or fixed at 1 (then batches are of 1).
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from brasyn_infer.constants import MODALITIES, PLANE
 from brasyn_infer.errors import WeightsError
-from brasyn_infer.runtime.manifest import SLICE2D
+from brasyn_infer.runtime.manifest import LOG_SCALE, SLICE2D
 
 #: inputs the pipeline can feed, and their rank
 OPTIONAL_INPUTS = {"mask": 2, "missing": 1, "view": 1}
@@ -45,6 +46,7 @@ class GraphSpec:
     inputs: tuple[str, ...]
     fixed_batch: int | None
     window: tuple[int, int, int] | None
+    outputs: tuple[str, ...] = ("y",)
 
 
 def read_graph(path: Path) -> tuple[list[Tensor], list[Tensor]]:
@@ -136,5 +138,14 @@ def check_graph(inputs: Sequence[Tensor], outputs: Sequence[Tensor], kind: str,
         raise fail(f"the output {y.name} has {out_channels} channels", "return the missing modality only: (B, 1, ...), e.g. y[:, :1]")
     if y.dtype != "tensor(float)":
         raise fail(f"the output {y.name} is {y.dtype}, not float32", "return float32")
-    return GraphSpec(tuple(t.name for t in inputs), batch, found_window)  # type: ignore[arg-type]
+    extra = [o.name for o in outputs[1:]]
+    if extra and (kind != SLICE2D or extra != [LOG_SCALE]):
+        raise fail(f"output(s) {', '.join(extra)} are not part of the {kind} contract",
+                   f"return the synthesis alone{', or a second output named log_scale (B, 1, H, W)' if kind == SLICE2D else ''}")
+    if extra:
+        scale = outputs[1]
+        if scale.rank != x.rank or _fixed(scale.shape[1]) not in (None, 1) or scale.dtype != "tensor(float)":
+            raise fail(f"the output log_scale is {scale.dtype} {scale.shape}; the contract gives (B, 1, H, W) float32",
+                       "return the log of the error's Laplace scale per pixel as (B, 1, H, W) float32")
+    return GraphSpec(tuple(t.name for t in inputs), batch, found_window, tuple(o.name for o in outputs))  # type: ignore[arg-type]
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from brasyn_infer.authoring.contract import ContractError, check_graph, read_graph
 from brasyn_infer.constants import MODALITIES, Device, Modality, View
+from brasyn_infer.io.atomic import atomic_path
 from brasyn_infer.runtime.manifest import SLICE2D, WINDOW3D, Manifest, sha256_of, write_manifest
 
 #: the synthetic smoke-test case: an ellipsoid "brain" on this grid (X, Y, Z)
@@ -71,14 +72,18 @@ def import_model(
     config: dict[str, Any] = {"imported_from": onnx_path.name}
     if spec.fixed_batch == 1:
         config["max_batch"] = 1
-    tmp = out_dir / f".{name}.onnx.importing"
-    shutil.copyfile(onnx_path, tmp)
-    tmp.replace(target_onnx)
+    # The graph may already be where it goes (``import weights/mine.onnx --out weights --name mine``): then it is
+    # the user's own file, never copied over and never removed. Only what this command creates is cleaned up.
+    in_place = target_onnx.exists() and target_onnx.resolve() == onnx_path.resolve()
+    if not in_place:
+        with atomic_path(target_onnx) as tmp:
+            shutil.copyfile(onnx_path, tmp)
     manifest = Manifest(
         name=name, architecture="imported", config=config, normalization=dict(normalization),
         default_view=default_view, onnx=target_onnx.name, sha256=sha256_of(target_onnx), path=target_json,
         provenance={"imported_by": "brasyn-infer import", **(provenance or {})},
         views=views if kind == SLICE2D else (), kind=kind, windows=windows, inputs=spec.inputs,
+        outputs=spec.outputs if len(spec.outputs) > 1 else (),
     )
     write_manifest(manifest)
     started = time.perf_counter()
@@ -90,8 +95,9 @@ def import_model(
             raise ContractError(f"the model's volume has shape {y.shape} or non-finite values on a synthetic case",
                                 onnx_path, "check the exported graph's output")
     except Exception as error:
-        target_json.unlink(missing_ok=True)
-        target_onnx.unlink(missing_ok=True)
+        target_json.unlink(missing_ok=True)  # refused above when it existed: this command wrote it
+        if not in_place:
+            target_onnx.unlink(missing_ok=True)
         if isinstance(error, ContractError):
             raise
         raise ContractError(f"running it through the pipeline on a synthetic case failed "

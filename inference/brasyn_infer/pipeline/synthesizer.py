@@ -15,13 +15,14 @@ import numpy as np
 
 from brasyn_infer.constants import Device, Modality, View
 from brasyn_infer.errors import WeightsError
-from brasyn_infer.runtime.manifest import WINDOW3D, Manifest, load_manifest, verify
+from brasyn_infer.runtime.manifest import LOG_SCALE, WINDOW3D, Manifest, load_manifest, verify
 from brasyn_infer.runtime.refiner_manifest import load_refiner_manifest
 from brasyn_infer.runtime.sessions import GeneratorSession, RefinerSession, trt_shapes
 from brasyn_infer.synthesis.generate import generate_views, generate_volume, generate_windows, slice_count, window_total
 from brasyn_infer.synthesis.normalize import Normalizer, background_mask
 from brasyn_infer.synthesis.refine import refine_volume, window_count
 from brasyn_infer.synthesis.trust import Trust, blend, features, laplace_scale, linear_prior
+from brasyn_infer.synthesis.uncertainty import ScaleMap, scale_map
 from brasyn_infer.synthesis.windows import BlendMode
 
 log = logging.getLogger(__name__)
@@ -69,12 +70,17 @@ class Synthesizer:
         self.refiner: RefinerStage | None = RefinerStage(spec, self.manifest.path.parent, device, threads) if refine else None
         #: volumes an uncalibrated map takes the spread of: each view, and each view's two passes with --tta
         spread_members = len(self.views) * (1 + self.tta)
+        #: the map from the graph's own log-scale output (2D generators that have one)
+        self.own_scale = self.manifest.has_log_scale and not self.three_d
+        self.scale_map = ScaleMap.from_manifest(self.manifest.uncertainty)
         if uncertainty is None:
-            uncertainty = bool(self.trust.uncertainty) or spread_members >= 2
+            uncertainty = self.own_scale or bool(self.trust.uncertainty) or spread_members >= 2
         self.uncertainty = uncertainty
         if self.tta and self.three_d:
             raise WeightsError("--tta applies to 2D (slice2d) generators only", self.manifest.path, "run without --tta")
-        if uncertainty and not self.trust.uncertainty and spread_members < 2:
+        if uncertainty and self.own_scale:
+            self.session.select_outputs(["y", LOG_SCALE])
+        elif uncertainty and not self.trust.uncertainty and spread_members < 2:
             raise WeightsError("these weights have no fitted uncertainty model (trust.uncertainty), and one view "
                                "without --tta gives no spread to measure", self.manifest.path,
                                "add views (--view sagittal --view axial ...) or --tta, or fit one with training/fit_trust.py")
@@ -133,7 +139,13 @@ class Synthesizer:
         x4, scales = norm.stack(volumes, missing)
         background = background_mask(x4, missing, norm.fill)
         members: list[np.ndarray] = []
-        if self.uncertainty and not self.three_d and (not trust.calibrated(missing) or "views" in trust.features):
+        own_map = None
+        if self.uncertainty and self.own_scale:  # the graph's scale and the views' moments, in one pass
+            moments = generate_volume(self.session, x4, missing, self.views, self.batch_size, on_batch, fill=norm.fill,
+                                      tta=self.tta, with_scale=True)
+            y, own_map = scale_map(moments, missing, self.scale_map)
+            del moments
+        elif self.uncertainty and not self.three_d and (not trust.calibrated(missing) or "views" in trust.features):
             # the members' spread is needed: keep each view (and, for an uncalibrated map, each TTA pass)
             members = generate_views(self.session, x4, missing, self.views, self.batch_size, on_batch, norm.fill,
                                      tta=self.tta, split_tta=not trust.calibrated(missing))
@@ -149,7 +161,8 @@ class Synthesizer:
             y = blend(y, prior, trust.blend[missing])
         stages = {}
         if self.uncertainty:
-            stages["uncertainty"] = self._uncertainty(members or [generated], y, prior, background, missing, scales)
+            stages["uncertainty"] = self._uncertainty(members or [generated], y, prior, background, missing, scales,
+                                                      own_map)
         stages["generator"] = norm.restore(y, background, missing, scales)
         self.last_seconds = {"generator": time.perf_counter() - started}
         if self.refiner is not None:
@@ -162,11 +175,15 @@ class Synthesizer:
         return stages
 
     def _uncertainty(self, members: list[np.ndarray], output: np.ndarray, prior: np.ndarray | None,
-                     background: np.ndarray, missing: Modality, scales: Mapping[Modality, object]) -> np.ndarray:
-        """The uncertainty map in the output's units, ``(X, Y, Z)`` float32, background 0: the fitted Laplace
-        scale (``trust.uncertainty``), else the members' standard deviation (uncalibrated)."""
+                     background: np.ndarray, missing: Modality, scales: Mapping[Modality, object],
+                     own_map: np.ndarray | None = None) -> np.ndarray:
+        """The uncertainty map in the output's units, ``(X, Y, Z)`` float32, background 0: the graph's own scale
+        (``own_map``), else the fitted Laplace scale (``trust.uncertainty``), else the members' standard deviation
+        (uncalibrated)."""
         trust = self.trust
-        if trust.calibrated(missing):
+        if own_map is not None:
+            scale = own_map
+        elif trust.calibrated(missing):
             feats = features(members, output, prior, background, self.normalizer.fill, trust.features, trust.smooth)
             scale = laplace_scale(feats, trust.uncertainty[missing])
         elif len(members) > 1:

@@ -17,6 +17,8 @@ MANIFEST_VERSION = 1
 #: The two kinds of generator graph (docs/model-contract.md).
 SLICE2D, WINDOW3D = "slice2d", "window3d"
 KINDS = (SLICE2D, WINDOW3D)
+#: the optional second output of a generator graph: the log of its error's Laplace scale, normalized units
+LOG_SCALE = "log_scale"
 #: window3d placements: windows over the brain's bounding box, or over a fixed crop around the volume's center.
 PLACEMENTS = ("brain", "center")
 #: The weights bundled with the repository (and copied into the Docker image).
@@ -48,6 +50,15 @@ class Manifest:
     inputs: tuple[str, ...] = ()
     #: the linear prior blend and the uncertainty model (``brasyn_infer.synthesis.trust``); {} when not fitted
     trust: dict[str, Any] = field(default_factory=dict)
+    #: the graph's outputs, ``("y", "log_scale")`` when it gives its own uncertainty; () for ``("y",)``
+    outputs: tuple[str, ...] = ()
+    #: how the ``log_scale`` output becomes the uncertainty map (``synthesis.uncertainty``); {} for the plain scale
+    uncertainty: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_log_scale(self) -> bool:
+        """Does the graph give its own uncertainty (a second output ``log_scale``)?"""
+        return LOG_SCALE in self.outputs
 
     @property
     def onnx_path(self) -> Path:
@@ -75,6 +86,8 @@ class Manifest:
             **({"windows": self.windows} if self.windows else {}),
             **({"inputs": list(self.inputs)} if self.inputs else {}),
             **({"trust": self.trust} if self.trust else {}),
+            **({"outputs": list(self.outputs)} if self.outputs else {}),
+            **({"uncertainty": self.uncertainty} if self.uncertainty else {}),
         }
 
     @property
@@ -190,6 +203,8 @@ def load_manifest(spec: str | Path | None = None) -> Manifest:
         windows=windows,
         inputs=tuple(data.get("inputs", ())),
         trust=data.get("trust", {}),
+        outputs=tuple(data.get("outputs", ())),
+        uncertainty=data.get("uncertainty", {}),
     )
     if not manifest.onnx_path.is_file():
         raise WeightsError("the manifest's ONNX file is missing", manifest.onnx_path, "restore it beside the manifest")

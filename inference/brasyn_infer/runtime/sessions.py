@@ -184,7 +184,8 @@ def is_out_of_memory(error: Exception) -> bool:
 
 class GeneratorSession:
     """One ONNX Runtime session for a generator graph: ``x`` and whichever of ``mask``, ``missing`` and
-    ``view`` it declares -> its first output (docs/model-contract.md)."""
+    ``view`` it declares -> its first output, or with ``outputs`` several outputs stacked along the channel axis
+    (docs/model-contract.md)."""
 
     def __init__(self, onnx_path: Path, device: Device = Device.AUTO, batch_size: int | None = None,
                  threads: int | None = None, fp16: bool = False, io_binding: bool | None = None,
@@ -197,7 +198,7 @@ class GeneratorSession:
         self.providers = self.session.get_providers()
         self.batch_size = batch_size or default_batch_size(self.providers)
         self.input_names = {i.name for i in self.session.get_inputs()}
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_names = [self.session.get_outputs()[0].name]
         self.io_binding = self.on_gpu if io_binding is None else io_binding
         self.output_device = "cuda" if self.on_gpu else "cpu"
 
@@ -213,18 +214,34 @@ class GeneratorSession:
                 if k in self.input_names and v is not None}
         try:
             if not self.io_binding:
-                return self.session.run([self.output_name], feed)[0]
+                return _stack(self.session.run(self.output_names, feed))
             binding = self.session.io_binding()
             for name, array in feed.items():
                 binding.bind_cpu_input(name, np.ascontiguousarray(array))
-            binding.bind_output(self.output_name, self.output_device)
+            for name in self.output_names:
+                binding.bind_output(name, self.output_device)
             self.session.run_with_iobinding(binding)
-            return binding.copy_outputs_to_cpu()[0]
+            return _stack(binding.copy_outputs_to_cpu())
         except Exception as error:  # onnxruntime's RuntimeException and friends
             if is_out_of_memory(error):
                 raise DeviceOutOfMemory(f"batch of {len(x)} does not fit ({error})", self.path,
                                         "use a smaller --batch-size") from error
             raise
+
+
+    def select_outputs(self, names: list[str]) -> None:
+        """Return these outputs (the graph's names), stacked along the channel axis, from now on."""
+        found = {o.name for o in self.session.get_outputs()}
+        unknown = [n for n in names if n not in found]
+        if unknown:
+            raise WeightsError(f"the graph has no output {', '.join(unknown)} (it has {', '.join(sorted(found))})",
+                               self.path, "re-export the weights, or fix the manifest's outputs")
+        self.output_names = list(names)
+
+
+def _stack(outputs: list[np.ndarray]) -> np.ndarray:
+    """One output as it is; several ``(B, 1, ...)`` outputs as one ``(B, k, ...)`` array."""
+    return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=1)
 
 
 class RefinerSession:

@@ -15,9 +15,17 @@ from typing import Protocol
 import numpy as np
 
 from brasyn_infer.constants import BACKGROUND, MODALITIES, Modality, View
-from brasyn_infer.errors import DeviceOutOfMemory
 from brasyn_infer.synthesis.views import SliceGeometry
-from brasyn_infer.synthesis.windows import Aggregator, BlendMode, accumulate, brain_box, count_windows, sliding_window
+from brasyn_infer.synthesis.windows import (
+    Aggregator,
+    BlendMode,
+    RetryingPredict,
+    accumulate,
+    brain_box,
+    count_windows,
+    sliding_window,
+    with_oom_retry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +41,22 @@ class WindowModel(Protocol):
 class SlicePredictor:
     """Adapts a :class:`SliceModel` to the engine: ``(b, 4, *window) -> (b, 1, *window)`` normalized.
 
-    Windows in which every available channel is background skip the model and stay -1 (the
-    background re-mask would set them to -1 anyway, so the result is exact). When the model
+    Windows in which every available channel is background skip the model and stay ``fill`` (the
+    background re-mask would set them to ``fill`` anyway, so the result is exact). When the model
     raises :class:`DeviceOutOfMemory`, the model batch is halved (down to 1) and retried; the
-    smaller size is kept for the rest of the volume. ``tta``: each slice also goes through the model
-    flipped along its columns (the flip the generator was trained with), and the two outputs are averaged.
+    smaller size is kept for the rest of the volume (:func:`with_oom_retry`). ``tta``: each slice also goes
+    through the model flipped along its columns (the flip the generator was trained with), and the two outputs
+    are averaged. ``with_scale``: the model gives ``(y, log_scale)``; the windows then hold three channels,
+    ``y``, ``y**2`` and the Laplace scale ``b = exp(log_scale)`` (:data:`SCALE_CHANNELS`), whose means over the
+    views are the fused output, its second moment (the views' spread) and the mean scale.
     """
 
     def __init__(self, model: SliceModel, geometry: SliceGeometry, missing: Modality, batch_size: int,
-                 tta: bool = False) -> None:
+                 tta: bool = False, with_scale: bool = False) -> None:
         self.model = model
         self.tta = tta
+        self.with_scale = with_scale
+        self.channels = len(SCALE_CHANNELS) if with_scale else 1
         self.fill = np.float32(geometry.fill)
         self.geometry = geometry
         self.missing = missing
@@ -53,29 +66,39 @@ class SlicePredictor:
         self.mask_row[missing.index] = 0
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
-        out = np.full((windows.shape[0], 1, *windows.shape[2:]), self.fill, dtype=np.float32)
+        out = np.zeros((windows.shape[0], self.channels, *windows.shape[2:]), dtype=np.float32)
+        out[:, 0] = self.fill
+        if self.with_scale:
+            out[:, 1] = self.fill * self.fill
         todo = np.flatnonzero((windows[:, self.available] != self.fill).reshape(len(windows), -1).any(axis=1))
-        start = 0
-        while start < len(todo):
-            index = todo[start : start + self.batch_size]
+
+        def run(index: np.ndarray) -> None:
             n = len(index)
             planes = self.geometry.to_planes(windows[index])
             extra = (np.tile(self.mask_row, (n, 1)), np.full(n, self.missing.index, dtype=np.float32),
                      np.full(n, self.geometry.view.id, dtype=np.float32))
-            try:
-                y = self.model(planes, *extra)
-                if self.tta:
-                    flipped = self.model(np.ascontiguousarray(planes[..., ::-1]), *extra)
-                    y = (y[:, :1] + flipped[:, :1, :, ::-1]) * np.float32(0.5)
-            except DeviceOutOfMemory:
-                if self.batch_size == 1:
-                    raise
-                self.batch_size = max(1, self.batch_size // 2)
-                log.warning("out of device memory: retrying with batch size %d", self.batch_size)
-                continue
-            out[index] = self.geometry.from_planes(y[:, :1])
-            start += n
+            y = self._channels(self.model(planes, *extra))
+            if self.tta:
+                flipped = self._channels(self.model(np.ascontiguousarray(planes[..., ::-1]), *extra))[..., ::-1]
+                y = (y + flipped) * np.float32(0.5)
+            out[index] = self.geometry.from_planes(y)
+
+        self.batch_size = with_oom_retry(run, todo, self.batch_size)
         return out
+
+    def _channels(self, y: np.ndarray) -> np.ndarray:
+        """The model's ``(b, k, 240, 240)`` output -> the windows' channels: ``y``, or ``y, y**2, b``."""
+        if not self.with_scale:
+            return y[:, :1]
+        first = y[:, :1]
+        scale = np.exp(np.clip(y[:, 1:2], *LOG_SCALE_RANGE))
+        return np.concatenate([first, first * first, scale], axis=1)
+
+
+#: channels of :class:`SlicePredictor` with ``with_scale``: the output, its square, the Laplace scale
+SCALE_CHANNELS = ("y", "y2", "scale")
+#: the log-scale output is clipped to this range before ``exp`` (a scale of 1e-4 to 20 normalized units)
+LOG_SCALE_RANGE = (-9.0, 3.0)
 
 
 def slice_count(shape: tuple[int, ...], views: Sequence[View]) -> int:
@@ -92,8 +115,10 @@ def generate_volume(
     on_batch: Callable[[int], None] | None = None,
     fill: float = BACKGROUND,
     tta: bool = False,
+    with_scale: bool = False,
 ) -> np.ndarray:
-    """Synthesize the missing channel of ``x4`` ``(4, X, Y, Z)``; returns ``(X, Y, Z)`` normalized.
+    """Synthesize the missing channel of ``x4`` ``(4, X, Y, Z)``; returns ``(X, Y, Z)`` normalized, or with
+    ``with_scale`` the ``(3, X, Y, Z)`` view means of :data:`SCALE_CHANNELS` (a model with a ``log_scale`` output).
 
     With several ``views`` the result is their voxel-wise mean. ``on_batch`` gets the number of
     slices done after each batch (skipped ones included). ``fill``: the background value (padding, and
@@ -102,13 +127,15 @@ def generate_volume(
     """
     views = [views] if isinstance(views, View) else list(views)
     shape = x4.shape[1:]
-    aggregator = Aggregator((1, *shape), BlendMode.CONSTANT)
+    channels = len(SCALE_CHANNELS) if with_scale else 1
+    aggregator = Aggregator((channels, *shape), BlendMode.CONSTANT)
     for view in views:
         geometry = SliceGeometry(view, shape, fill)  # type: ignore[arg-type]
-        predictor = SlicePredictor(model, geometry, missing, batch_size, tta)
+        predictor = SlicePredictor(model, geometry, missing, batch_size, tta, with_scale)
         accumulate(aggregator, x4, predictor, geometry.window, 0.0, batch_size, on_batch)
         batch_size = predictor.batch_size  # an OOM on one view holds for the next
-    return aggregator.finalize()[0]
+    out = aggregator.finalize()
+    return out if with_scale else out[0]
 
 
 def flipped(model: SliceModel) -> SliceModel:
@@ -179,8 +206,8 @@ def generate_windows(
     def predict(batch: np.ndarray) -> np.ndarray:
         return model(np.ascontiguousarray(batch), np.full(len(batch), missing.index, dtype=np.float32))
 
-    y = sliding_window(x4[(slice(None), *region)], predict, window, overlap, blend, batch_size, pad_value=fill,
-                       on_batch=on_batch)[0]
+    y = sliding_window(x4[(slice(None), *region)], RetryingPredict(predict, batch_size), window, overlap, blend,
+                       batch_size, pad_value=fill, on_batch=on_batch)[0]
     out = np.full(x4.shape[1:], np.float32(fill), dtype=np.float32)
     out[region] = y
     return out

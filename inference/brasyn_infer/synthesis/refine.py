@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from brasyn_infer.constants import Modality
-from brasyn_infer.synthesis.windows import BlendMode, brain_box, count_windows, sliding_window
+from brasyn_infer.synthesis.windows import BlendMode, RetryingPredict, brain_box, count_windows, sliding_window
 
 
 def zscore_nonzero(volume: np.ndarray, region: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
@@ -61,10 +61,12 @@ def refine_volume(
     overlap: float,
     blend: BlendMode,
     on_window: Callable[[int], None] | None = None,
+    batch_size: int = 1,
 ) -> np.ndarray:
     """Refine ``synthesized`` ``(X, Y, Z)`` (scanner units) -> ``(X, Y, Z)`` float32, >= 0, ``background`` 0.
 
-    ``model`` maps ``(B, 4, *window)`` and ``missing`` ``(B,)`` to ``(B, 1, *window)`` z units.
+    ``model`` maps ``(B, 4, *window)`` and ``missing`` ``(B,)`` to ``(B, 1, *window)`` z units; ``batch_size`` windows
+    go to it at once (halved when the device runs out of memory, :func:`~brasyn_infer.synthesis.windows.with_oom_retry`).
     """
     x4, mean, std = refiner_input(inputs, synthesized, background, missing)
     box = brain_box(~background)
@@ -73,7 +75,8 @@ def refine_volume(
     def predict(batch: np.ndarray) -> np.ndarray:
         return model(batch, np.full(len(batch), missing.index, dtype=np.float32))
 
-    z = sliding_window(crop, predict, window, overlap, blend, batch_size=1, pad_value=0.0, on_batch=on_window)[0]
+    z = sliding_window(crop, RetryingPredict(predict, batch_size), window, overlap, blend, batch_size=batch_size,
+                       pad_value=0.0, on_batch=on_window)[0]
     refined = np.array(synthesized, dtype=np.float32, copy=True)
     refined[box] = z * np.float32(std) + np.float32(mean)
     np.maximum(refined, 0, out=refined)

@@ -17,6 +17,7 @@ This is the only windowing engine: the 3D Refiner uses it with cubic windows, th
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Callable, Iterator
 from enum import Enum
@@ -24,7 +25,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from brasyn_infer.errors import BrasynError
+from brasyn_infer.errors import BrasynError, DeviceOutOfMemory
+
+log = logging.getLogger(__name__)
 
 
 class BlendMode(str, Enum):
@@ -198,3 +201,37 @@ def count_windows(region: tuple[slice, ...], window: tuple[int, ...], overlap: f
     for s, w in zip(region, window, strict=True):
         count *= len(compute_starts(max(s.stop - s.start, w), w, overlap))
     return count
+
+
+def with_oom_retry(run: Callable[[np.ndarray], None], todo: np.ndarray, batch_size: int) -> int:
+    """Call ``run`` on consecutive batches of the items ``todo``; when the device runs out of memory for a batch
+    (:class:`DeviceOutOfMemory`), halve the batch (down to 1) and retry it. Returns the batch size that worked,
+    for the caller to keep. The one retry policy for every model the pipeline runs."""
+    start = 0
+    while start < len(todo):
+        index = todo[start:start + batch_size]
+        try:
+            run(index)
+        except DeviceOutOfMemory:
+            if batch_size == 1:
+                raise
+            batch_size = max(1, batch_size // 2)
+            log.warning("out of device memory: retrying with batch size %d", batch_size)
+            continue
+        start += len(index)
+    return batch_size
+
+
+class RetryingPredict:
+    """A window predictor ``(B, C, *window) -> (B, C_out, *window)`` run under :func:`with_oom_retry`: a batch the
+    device cannot hold is split into halves (down to single windows); ``batch_size`` keeps the size that worked."""
+
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], batch_size: int) -> None:
+        self.predict = predict
+        self.batch_size = batch_size
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        parts: list[np.ndarray] = []
+        self.batch_size = with_oom_retry(lambda index: parts.append(self.predict(batch[index])), np.arange(len(batch)),
+                                         self.batch_size)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -13,13 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from brasyn_infer.authoring.models.hfgan import HFGAN, HFGANConfig
 from brasyn_infer.authoring.models.hfgan_layers import onnx_friendly
 from brasyn_infer.authoring.models.refiner import Refiner
+from brasyn_infer.authoring.models.residual import ARCHITECTURE, PriorResidualHFGAN
 from brasyn_infer.constants import BRASYN25_STATS, View
 from brasyn_infer.errors import WeightsError
-from brasyn_infer.runtime.manifest import Manifest, sha256_of, write_manifest
+from brasyn_infer.runtime.manifest import LOG_SCALE, Manifest, sha256_of, write_manifest
 
 if TYPE_CHECKING:
     from brasyn_infer.runtime.refiner_manifest import RefinerManifest
@@ -41,32 +43,40 @@ def example_inputs(batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     return x, mask, missing.float(), view.float()
 
 
-def to_onnx(net: HFGAN, path: Path) -> None:
+def output_names(net: nn.Module) -> list[str]:
+    """The graph's outputs: ``y``, and ``log_scale`` for a model with its own uncertainty output."""
+    return ["y", LOG_SCALE] if isinstance(net, PriorResidualHFGAN) else ["y"]
+
+
+def to_onnx(net: nn.Module, path: Path) -> None:
     """Trace ``net`` (eval) to ``path`` with a dynamic batch axis."""
     net = net.eval()
-    dynamic = {name: {0: "batch"} for name in INPUT_NAMES + ["y"]}
+    outputs = output_names(net)
+    dynamic = {name: {0: "batch"} for name in INPUT_NAMES + outputs}
     with torch.no_grad(), onnx_friendly():
         torch.onnx.export(
-            net, example_inputs(2), str(path), input_names=INPUT_NAMES, output_names=["y"],
+            net, example_inputs(2), str(path), input_names=INPUT_NAMES, output_names=outputs,
             dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True,
         )
 
 
-def parity(net: HFGAN, onnx_path: Path, batch: int = 3) -> float:
-    """Max abs difference between ONNX Runtime (CPU) and torch on random inputs."""
+def parity(net: nn.Module, onnx_path: Path, batch: int = 3) -> float:
+    """Max abs difference between ONNX Runtime (CPU) and torch on random inputs, over every output."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = {i.name for i in session.get_inputs()}
     inputs = example_inputs(batch, seed=1)
     with torch.no_grad():
-        expected = net.eval()(*inputs).numpy()
+        expected = net.eval()(*inputs)
+    expected = expected if isinstance(expected, tuple) else (expected,)
     feed = {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs, strict=True) if n in names}
-    return float(np.abs(session.run(None, feed)[0] - expected).max())
+    got = session.run(None, feed)
+    return max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected, strict=True))
 
 
 def export(
-    net: HFGAN,
+    net: HFGAN | PriorResidualHFGAN,
     out_dir: Path,
     name: str,
     normalization: dict[str, Any] | None = None,
@@ -89,8 +99,10 @@ def export(
         if not diff <= PARITY_ATOL:
             raise WeightsError(f"ONNX Runtime differs from torch by {diff:.3g} (> {PARITY_ATOL})", tmp_onnx,
                                "nothing was written; report this with the torch and onnxruntime versions")
+        residual = isinstance(net, PriorResidualHFGAN)
         manifest = Manifest(
-            name=name, architecture="hfgan", config=net.cfg.to_dict(), normalization=normalization,
+            name=name, architecture=ARCHITECTURE if residual else "hfgan", config=net.cfg.to_dict(),
+            normalization=normalization, outputs=tuple(output_names(net)) if residual else (),
             default_view=default_view, onnx=f"{name}.onnx", sha256=sha256_of(tmp_onnx),
             path=out_dir / f"{name}.json",
             provenance={**(provenance or {}), "export": {"torch": torch.__version__, "opset": OPSET,

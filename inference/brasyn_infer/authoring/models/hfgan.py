@@ -20,6 +20,7 @@ from torch import nn
 from brasyn_infer.authoring.models.hfgan_layers import (
     LN_EPS,
     NUM_MODALITIES,
+    TOKENS_SIDE,
     CHattnblock,
     Embeddings,
     Encoder,
@@ -148,11 +149,12 @@ class ModalityInfuser(nn.Module):
         self.layers = nn.ModuleList([TransformerBlock(width, cfg.num_heads) for _ in range(cfg.n_layers)])
         self.encoder_norm = nn.LayerNorm(width, eps=LN_EPS)
 
-    def forward(self, x: torch.Tensor, missing: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
-        h = self.modality_embedding(missing).unsqueeze(1) + self.embedding(x)
+    def forward(self, x: torch.Tensor, missing: torch.Tensor, view: torch.Tensor,
+                origin: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.modality_embedding(missing).unsqueeze(1) + self.embedding(x, origin)
         for layer in self.layers:
             h = layer(h)
-        return tokens_to_map(self.encoder_norm(h))
+        return tokens_to_map(self.encoder_norm(h), _side(x, origin))
 
 
 class ModalityViewInfuser(nn.Module):
@@ -167,11 +169,17 @@ class ModalityViewInfuser(nn.Module):
         self.transformer = nn.Sequential(*[FlashAttentionBlock(width, cfg.num_heads) for _ in range(cfg.n_layers)])
         self.encoder_norm = nn.LayerNorm(width, eps=LN_EPS)
 
-    def forward(self, x: torch.Tensor, missing: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
-        h = self.embedding(x)
+    def forward(self, x: torch.Tensor, missing: torch.Tensor, view: torch.Tensor,
+                origin: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.embedding(x, origin)
         h = h + self.modality_embedding(missing).unsqueeze(1)
         h = h + self.view_embedding(view).unsqueeze(1)
-        return tokens_to_map(self.encoder_norm(self.transformer(h)))
+        return tokens_to_map(self.encoder_norm(self.transformer(h)), _side(x, origin))
+
+
+def _side(x: torch.Tensor, origin: torch.Tensor | None) -> tuple[int, int]:
+    """The token grid: 15x15 (static, for export) for whole planes, the feature map's own size for crops."""
+    return (TOKENS_SIDE, TOKENS_SIDE) if origin is None else (int(x.shape[-2]), int(x.shape[-1]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,10 +236,12 @@ class HFGAN(nn.Module):
         self.decoder = Decoder(cfg)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, missing: torch.Tensor, view: torch.Tensor
+        self, x: torch.Tensor, mask: torch.Tensor, missing: torch.Tensor, view: torch.Tensor,
+        origin: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """``origin``: training on crops only (see :class:`~.hfgan_layers.Embeddings`)."""
         features, skips = self.encoder(x, mask)
-        z = self.middle(features, missing, view)
+        z = self.middle(features, missing, view, origin)
         return self.decoder(z, skips)
 
 

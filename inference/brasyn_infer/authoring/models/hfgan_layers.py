@@ -175,15 +175,26 @@ def index_embedding(width: int) -> nn.Sequential:
 
 
 class Embeddings(nn.Module):
-    """1x1 patch conv, flatten to 225 tokens (row-major), add learned positions."""
+    """1x1 patch conv, flatten to 225 tokens (row-major), add learned positions.
+
+    Training on crops: ``origin`` ``(B, 2)`` long gives each crop's top-left corner in tokens (pixels / 16) in the
+    full 15x15 grid, and each crop's tokens get the positions of that part of the grid; the crop's side must be a
+    multiple of 16. ``origin=None`` (inference, export): the whole plane.
+    """
 
     def __init__(self, width: int) -> None:
         super().__init__()
         self.patch_embeddings = nn.Conv2d(width, width, 1)
         self.position_embeddings = nn.Parameter(torch.zeros(1, TOKENS_SIDE * TOKENS_SIDE, width))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.patch_embeddings(x).flatten(2).transpose(1, 2) + self.position_embeddings
+    def forward(self, x: torch.Tensor, origin: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = self.patch_embeddings(x).flatten(2).transpose(1, 2)
+        if origin is None:
+            return tokens + self.position_embeddings
+        rows = origin[:, 0, None, None] + torch.arange(x.shape[-2], device=x.device)[None, :, None]
+        cols = origin[:, 1, None, None] + torch.arange(x.shape[-1], device=x.device)[None, None, :]
+        index = (rows * TOKENS_SIDE + cols).reshape(x.shape[0], -1)  # (B, h * w)
+        return tokens + self.position_embeddings[0][index]
 
 
 def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
@@ -268,5 +279,6 @@ class FlashAttentionBlock(nn.Module):
         return h + self.ffn(self.norm2(h))
 
 
-def tokens_to_map(h: torch.Tensor) -> torch.Tensor:
-    return h.transpose(1, 2).reshape(-1, h.shape[-1], TOKENS_SIDE, TOKENS_SIDE)
+def tokens_to_map(h: torch.Tensor, side: tuple[int, int] = (TOKENS_SIDE, TOKENS_SIDE)) -> torch.Tensor:
+    """``(B, T, E)`` tokens back to the ``(B, E, rows, cols)`` map (static 15x15 unless a crop's ``side``)."""
+    return h.transpose(1, 2).reshape(-1, h.shape[-1], *side)
