@@ -35,7 +35,7 @@ from brasyn_infer.authoring.models.export import export
 from brasyn_infer.authoring.models.hfgan import HFGANConfig
 from brasyn_infer.authoring.models.residual import PriorResidualHFGAN
 from brasyn_infer.constants import MODALITIES, View
-from brasyn_infer.evaluation.linear import fit, prior_table
+from brasyn_infer.synthesis.linear import fit, prior_table
 
 from .data import SliceSampler, find_case_folders, load_complete_case
 from .losses import residual_loss

@@ -82,11 +82,12 @@ def test_tta_averages_the_flipped_pass():
     mid = x4[0] * np.float32(0.5)
     occupied = (x4[[1, 3, 0]] != -1).any(0).any((0, 1))  # slices the model ran on (t2f is missing)
     assert np.allclose(tta[..., occupied], mid[..., occupied], atol=1e-5)
-    halves = generate_views(flip_sensitive, x4, Modality.T2F, [View.AXIAL], 4, tta=True, split_tta=True)
+    fused, halves = generate_views(flip_sensitive, x4, Modality.T2F, [View.AXIAL], 4, tta=True, split_tta=True)
     assert len(halves) == 2 and np.allclose(np.mean(halves, 0), tta, atol=1e-6)
-    views = generate_views(flip_sensitive, x4, Modality.T2F, [View.AXIAL, View.CORONAL], 4)
+    assert np.array_equal(fused, tta)  # the same output, bit for bit, as without keeping the members
+    fused, views = generate_views(flip_sensitive, x4, Modality.T2F, [View.AXIAL, View.CORONAL], 4)
     both = generate_volume(flip_sensitive, x4, Modality.T2F, [View.AXIAL, View.CORONAL], 4)
-    assert np.allclose(np.mean(views, 0), both, atol=1e-6)
+    assert np.allclose(np.mean(views, 0), both, atol=1e-6) and np.array_equal(fused, both)
 
 
 def with_trust(tiny_weights: Path, tmp_path: Path, block: dict) -> Path:
@@ -152,7 +153,7 @@ def test_uncalibrated_map_is_the_views_spread_in_output_units(tmp_path, tiny_wei
     synth = Synthesizer(tiny_weights, [View.AXIAL, View.SAGITTAL], uncertainty=True)
     stages = synth.synthesize_stages(volumes, Modality.T1N)
     x4, scales = synth.normalizer.stack(volumes, Modality.T1N)
-    views = generate_views(synth.session, x4, Modality.T1N, [View.AXIAL, View.SAGITTAL], 8)
+    _, views = generate_views(synth.session, x4, Modality.T1N, [View.AXIAL, View.SAGITTAL], 8)
     from brasyn_infer.synthesis.normalize import background_mask
 
     background = background_mask(x4, Modality.T1N)

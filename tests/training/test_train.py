@@ -57,7 +57,7 @@ def test_an_untrained_model_is_the_linear_baseline(case):
     from brasyn_infer.authoring.models.hfgan import HFGANConfig
     from brasyn_infer.authoring.models.residual import PriorResidualHFGAN
     from brasyn_infer.constants import MODALITIES, Modality, View
-    from brasyn_infer.evaluation.linear import fit, predict, prior_table
+    from brasyn_infer.synthesis.linear import fit, predict, prior_table
     from brasyn_infer.synthesis.views import SliceGeometry
 
     coefs = {m: fit([case.stats[m]]) for m in MODALITIES}

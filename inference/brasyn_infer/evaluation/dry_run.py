@@ -1,41 +1,53 @@
-"""Dry runs: drop a modality from complete cases, synthesize it with the normal pipeline, score it.
+"""Dry runs: drop a modality from complete cases, synthesize it with the shipped pipeline, score it.
 
-For each complete case in DATA and each dropped modality, a temporary three-input case (symlinks:
-DATA is never written) is checked like any input case and synthesized by the same
-:class:`~brasyn_infer.pipeline.synthesizer.Synthesizer`; each stage's output (``model``: the generator;
-``model+refiner`` when a refiner runs) is scored against the real volume with
-:mod:`brasyn_infer.evaluation.metrics`, next to the baselines of :mod:`brasyn_infer.evaluation.baselines`.
-Rows are appended to ``cases.csv`` as they are computed, so an interrupted run resumes.
+In bounded memory and linear time, in two phases over DATA's complete cases (either naming convention):
+
+1. **model**: each case of this run is read once; for each dropped modality a temporary three-input case (symlinks
+   named in the case's own convention: DATA is never written) is checked like any input and synthesized by the same
+   :class:`~brasyn_infer.pipeline.synthesizer.Synthesizer` call as ``brasyn-infer run`` makes; each stage
+   (``model``: the generator, ``model+refiner`` when a refiner runs) and the ``mean`` baseline are scored against
+   the real volume. The case's linear-regression statistics (:mod:`brasyn_infer.synthesis.linear`, a few dozen
+   numbers per dropped modality) are kept in ``REPORT_DIR/linear-stats/``.
+2. **linear**: the statistics of DATA's other cases (read once, unless an earlier run or shard kept them), then each
+   pair's leave-one-case-out fit by subtraction from the total (or a fit on ``fit_on`` cases only), its prediction
+   and its scores.
+
+Rows are appended to ``cases.csv`` as they are computed, so an interrupted run resumes. ``REPORT_DIR/run.json``
+records what produced the scores (the weights' sha256 and every option that changes one); a rerun with other ones
+is refused (:class:`~brasyn_infer.errors.UsageError`).
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from brasyn_infer.constants import MODALITIES, Modality
-from brasyn_infer.errors import BrasynError, CaseError
-from brasyn_infer.evaluation.baselines import brain_voxels, fit_linear, predict_linear, predict_mean
+from brasyn_infer.errors import BrasynError, CaseError, UsageError
+from brasyn_infer.evaluation.baselines import predict_linear, predict_mean
 from brasyn_infer.evaluation.metrics import score
 from brasyn_infer.evaluation.qc import qc_png
 from brasyn_infer.evaluation.ranking import rank_quality
 from brasyn_infer.evaluation.report import append_row, read_rows, weights_label, write_reports
+from brasyn_infer.io.atomic import write_json_atomic
 from brasyn_infer.io.cases import CaseFiles, complete_case, discover, list_case_folders
 from brasyn_infer.io.checks import check_case
+from brasyn_infer.io.naming import modality_file
 from brasyn_infer.io.nifti import Volume, load_volume, output_image, read_inputs, write_atomic
 from brasyn_infer.orchestration.shards import Shard
 from brasyn_infer.pipeline.synthesizer import Synthesizer
-from brasyn_infer.runtime.manifest import write_json_atomic
+from brasyn_infer.synthesis.linear import LinearStats, StatsTable, case_stats
 from brasyn_infer.synthesis.normalize import background_mask
 
 MODEL = "model"
 REFINED = "model+refiner"
-BASELINES = ("linear", "mean")
+RUN_FORMAT = "brasyn-infer.dry-run/1"
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,39 @@ class DryRunCase:
     folder: Path
     files: CaseFiles | None
     error: BrasynError | None = None
+
+
+@dataclass
+class Hooks:
+    """Progress callbacks (all optional): a phase begins (its name and the number of steps), a step is done (a
+    description), an input-check warning."""
+
+    on_phase: Callable[[str, int], None] | None = None
+    on_step: Callable[[str], None] | None = None
+    on_warning: Callable[[str], None] | None = None
+
+    def phase(self, name: str, total: int) -> None:
+        if self.on_phase:
+            self.on_phase(name, total)
+
+    def step(self, what: str) -> None:
+        if self.on_step:
+            self.on_step(what)
+
+
+@dataclass
+class DryRunOptions:
+    """What a dry run scores: the dropped modalities, the baselines, which cases (``only``), the cases the linear
+    baseline is fitted on (``fit_on``; None: leave-one-case-out over DATA), downstream segmentation, where to keep
+    the generator's outputs, and the shard."""
+
+    drops: list[Modality] = field(default_factory=lambda: list(MODALITIES))
+    baselines: list[str] = field(default_factory=lambda: ["linear", "mean"])
+    only: list[str] | None = None
+    fit_on: list[str] | None = None
+    segment: bool = False
+    save_volumes: Path | None = None
+    shard: Shard | None = None
 
 
 def find_complete_cases(data: Path) -> list[DryRunCase]:
@@ -55,113 +100,176 @@ def find_complete_cases(data: Path) -> list[DryRunCase]:
     return out
 
 
-def _voxel_samples(synth: Synthesizer, cases: list[CaseFiles], drops: list[Modality],
-                   on_case: Callable[[str], None] | None) -> dict[str, dict[Modality, tuple[np.ndarray, np.ndarray]]]:
-    """Per case and dropped modality, a sample of (available channels, target) brain voxels."""
-    rng = np.random.default_rng(0)
-    samples: dict[str, dict[Modality, tuple[np.ndarray, np.ndarray]]] = {}
-    for files in cases:
-        volumes = {m: v.data for m, v in read_inputs(files.modalities).items()}
-        x4, _ = synth.normalizer.stack(volumes, None)
-        samples[files.case_id] = {m: brain_voxels(x4, m, rng, synth.normalizer.fill) for m in drops}
-        if on_case:
-            on_case(files.case_id)
-    return samples
+def run_identity(synth: Synthesizer, options: DryRunOptions) -> dict:
+    """Everything that changes a score: the weights, views, TTA, the prior blend, the refiner, the map, the linear
+    baseline's fitting cases. (Batch size, device and threads change nothing but float rounding.)"""
+    refiner = synth.refiner.manifest if synth.refiner else None
+    return {"format": RUN_FORMAT,
+            "weights": {"name": synth.manifest.name, "sha256": synth.manifest.sha256},
+            "normalization": synth.manifest.normalization.get("scheme"),
+            "views": [v.value for v in synth.views], "tta": synth.tta, "prior": synth.prior,
+            "refiner": {"name": refiner.name, "sha256": refiner.sha256} if refiner else None,
+            "uncertainty": bool(synth.uncertainty),
+            "fit_on": sorted(options.fit_on) if options.fit_on is not None else None}
 
 
-def _fit_loco(samples, case_id: str, missing: Modality) -> np.ndarray | None:
-    """Linear coefficients from every case but ``case_id`` (None when there is no other case)."""
-    others = [samples[c][missing] for c in samples if c != case_id]
-    return fit_linear(others) if others else None
+def claim_report_dir(report_dir: Path, identity: dict) -> None:
+    """Record ``identity`` in ``REPORT_DIR/run.json``, or refuse a folder that holds another run's scores."""
+    path = report_dir / "run.json"
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = {}
+        if old != identity:
+            changed = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+            detail = "; ".join(f"{k}: {_show(old.get(k))} there, {_show(identity.get(k))} now" for k in changed)
+            raise UsageError(f"holds the scores of another run ({detail})", report_dir,
+                             "pass another REPORT_DIR, or the same weights and options to resume")
+        return
+    if (report_dir / "cases.csv").is_file() or any(report_dir.glob("cases.shard-*.csv")):
+        raise UsageError("holds scores without a run.json (from an older brasyn-infer): their run is unknown",
+                         report_dir, "pass another REPORT_DIR")
+    write_json_atomic(path, identity)
 
 
-def dry_run(
-    data: Path,
-    report_dir: Path,
-    synth: Synthesizer,
-    drops: list[Modality],
-    baselines: list[str],
-    on_status: Callable[[str], None] | None = None,
-    on_pair_done: Callable[[str, Modality], None] | None = None,
-    on_total: Callable[[int], None] | None = None,
-    only: list[str] | None = None,
-    segment: bool = False,
-    save_volumes: Path | None = None,
-    shard: Shard | None = None,
-    on_warning: Callable[[str], None] | None = None,
-) -> tuple[list[dict], list[BrasynError]]:
-    """Run the dry run into ``report_dir``; returns all rows (resumed ones included) and case errors.
+def _show(value) -> str:
+    if isinstance(value, dict) and "sha256" in value:
+        return f"{value.get('name')} ({str(value['sha256'])[:12]})"
+    return json.dumps(value)
 
-    ``only`` restricts which case IDs are scored (a held-out fold); the linear baseline still fits
-    on every other complete case of DATA. ``segment`` adds downstream Dice/HD95 of the model's
-    synthesis (see :mod:`brasyn_infer.evaluation.downstream`; the caller checks that it can run). ``save_volumes``:
-    also write each generator output (before any refiner) as ``<save_volumes>/<case>/<case>-<mod>.nii.gz``
-    with the real modality's geometry; a pair already scored is not redone, its volume not rewritten.
-    ``shard``: score only this shard's case folders (see :mod:`brasyn_infer.orchestration.shards`), into
-    ``cases.shard-I-of-N.csv`` and ``shard-I-of-N.json``; :func:`merge_shard_reports` makes the
-    report of all shards. ``on_warning`` gets the input checks' warnings of each scored case.
-    """
+
+class StatsCache:
+    """The linear statistics of each case, one JSON file per case in ``REPORT_DIR/linear-stats/`` (written
+    atomically, so that shards and reruns share them)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.table = StatsTable()
+
+    def path(self, case_id: str) -> Path:
+        return self.folder / f"{case_id}.json"
+
+    def load(self, case_id: str, drops: list[Modality]) -> bool:
+        """Load a case's statistics if kept (for every modality of ``drops``); whether they were."""
+        if all(self.table.has(case_id, m) for m in drops):
+            return True
+        try:
+            data = json.loads(self.path(case_id).read_text())
+        except (OSError, ValueError):
+            return False
+        if not all(m.value in data for m in drops):
+            return False
+        for m in drops:
+            self.table.add(case_id, m, LinearStats.from_json(data[m.value]))
+        return True
+
+    def store(self, case_id: str, stats: Mapping[Modality, LinearStats]) -> None:
+        for m, s in stats.items():
+            self.table.add(case_id, m, s)
+        write_json_atomic(self.path(case_id), {m.value: s.to_json() for m, s in self.table.cases[case_id].items()})
+
+
+def dry_run(data: Path, report_dir: Path, synth: Synthesizer, options: DryRunOptions,
+            hooks: Hooks | None = None) -> tuple[list[dict], list[BrasynError]]:
+    """Run the dry run into ``report_dir``; returns all rows (resumed ones included) and the cases' errors."""
+    hooks = hooks or Hooks()
     report_dir.mkdir(parents=True, exist_ok=True)
+    claim_report_dir(report_dir, run_identity(synth, options))
+    shard = options.shard
     csv_path = report_dir / (f"cases.shard-{shard.index}-of-{shard.count}.csv" if shard else "cases.csv")
     rows = read_rows(csv_path)
     done = {(r["case"], r["modality"], r["method"]) for r in rows}
-    methods = [MODEL, *([REFINED] if synth.refiner else []), *baselines]
     found = find_complete_cases(data)
     folders = [c.folder.name for c in found]
     mine = set(shard.select(folders)) if shard else set(folders)
     errors = [c.error for c in found if c.error is not None and c.folder.name in mine]
-    cases = [c.files for c in found if c.error is None]
-    if not cases:
-        return rows, errors
-    if on_total:
-        on_total(len(cases) * len(drops))
-    samples = _voxel_samples(synth, cases, drops, on_status) if "linear" in baselines else {}
-    if only:
-        unknown = set(only) - {c.case_id for c in cases}
+    cases = [c.files for c in found if c.files is not None]
+    known = {c.case_id for c in cases}
+    for name, ids in (("--only", options.only), ("--fit-on", options.fit_on)):
+        unknown = sorted(set(ids or ()) - known)
         if unknown:
-            raise BrasynError(f"--only names cases not in DATA: {', '.join(sorted(unknown))}", data,
-                              "use the case IDs of complete cases in DATA")
-        cases = [c for c in cases if c.case_id in only]
-    cases = [c for c in cases if c.folder.name in mine]  # baselines above fit on all of DATA
-    if on_total:
-        on_total(len(cases) * len(drops))
+            raise UsageError(f"{name} names cases that are not complete cases of DATA: {', '.join(unknown)}", data,
+                             "use the case IDs of complete cases in DATA")
+    scored = [c for c in cases if c.folder.name in mine and (not options.only or c.case_id in options.only)]
+    linear = "linear" in options.baselines
+    stats = StatsCache(report_dir / "linear-stats")
 
+    def append(new_rows: list[dict]) -> None:
+        for row in new_rows:
+            if (row["case"], row["modality"], row["method"]) not in done:
+                append_row(csv_path, row)
+                rows.append(row)
+                done.add((row["case"], row["modality"], row["method"]))
+
+    methods = [MODEL, *([REFINED] if synth.refiner else []), *(["mean"] if "mean" in options.baselines else [])]
+    hooks.phase("model", len(scored) * len(options.drops))
     with tempfile.TemporaryDirectory(prefix="brasyn-dryrun-") as tmp:
-        for files in cases:
-            todo = [m for m in drops if not all((files.case_id, m.value, method) in done for method in methods)]
-            # one read per case, shared by its checks and all its dropped modalities
-            loaded = read_inputs(files.modalities) if todo or on_warning is not None else {}
-            if on_warning is not None:
+        for files in scored:
+            todo = [m for m in options.drops if not all((files.case_id, m.value, k) in done for k in methods)]
+            need_stats = linear and not stats.load(files.case_id, options.drops)
+            loaded = read_inputs(files.modalities) if todo or need_stats or hooks.on_warning else {}
+            if hooks.on_warning:
                 for warning in check_case(loaded):
-                    on_warning(warning)
-            for missing in drops:
-                if missing not in todo:
-                    if on_pair_done:
-                        on_pair_done(files.case_id, missing)
-                    continue
-                new_rows = _evaluate_pair(files, loaded, missing, synth, baselines, samples, Path(tmp), report_dir,
-                                          segment, save_volumes)
-                for row in new_rows:
-                    if (row["case"], row["modality"], row["method"]) not in done:
-                        append_row(csv_path, row)
-                        rows.append(row)
-                if on_pair_done:
-                    on_pair_done(files.case_id, missing)
+                    hooks.on_warning(warning)
+            if need_stats:
+                stats.store(files.case_id, _case_stats(synth, loaded, options.drops))
+            for missing in options.drops:
+                if missing in todo:
+                    append(_score_model(files, loaded, missing, synth, options, Path(tmp), report_dir))
+                hooks.step(f"{files.case_id} -{missing.value}")
+            del loaded
+        if linear:
+            _linear_phase(cases, scored, synth, options, stats, done, append, hooks)
     if shard:
         write_json_atomic(report_dir / f"shard-{shard.index}-of-{shard.count}.json",
                           {"shard": {"index": shard.index, "count": shard.count}, "label": weights_label(synth),
-                           "csv": csv_path.name, "cases": sorted(c.case_id for c in cases),
+                           "csv": csv_path.name, "cases": sorted(c.case_id for c in scored),
                            "folders": sorted(folders), "errors": [str(e) for e in errors]})
     else:
         write_reports(rows, report_dir, weights_label(synth))
     return rows, errors
 
 
+def _case_stats(synth: Synthesizer, loaded: Mapping[Modality, Volume], drops: list[Modality]) -> dict[Modality, LinearStats]:
+    """One complete case's statistics in the model's normalized space, for each dropped modality."""
+    x4, _ = synth.normalizer.stack({m: v.data for m, v in loaded.items()}, None)
+    return {m: case_stats(x4, m, synth.normalizer.fill) for m in drops}
+
+
+def _linear_phase(cases: list[CaseFiles], scored: list[CaseFiles], synth: Synthesizer, options: DryRunOptions,
+                  stats: StatsCache, done: set, append: Callable[[list[dict]], None], hooks: Hooks) -> None:
+    """The linear baseline: every case's statistics (those not kept yet are read), then each scored pair."""
+    fitting = [c for c in cases if options.fit_on is None or c.case_id in options.fit_on]
+    missing_stats = [c for c in fitting if not stats.load(c.case_id, options.drops)]
+    hooks.phase("linear-baseline statistics", len(missing_stats))
+    for files in missing_stats:
+        stats.store(files.case_id, _case_stats(synth, read_inputs(files.modalities), options.drops))
+        hooks.step(files.case_id)
+    fit_on = set(options.fit_on) if options.fit_on is not None else None
+    hooks.phase("linear baseline", len(scored) * len(options.drops))
+    for files in scored:
+        todo = [m for m in options.drops if (files.case_id, m.value, "linear") not in done]
+        loaded = read_inputs(files.modalities) if todo else {}
+        seg = load_volume(files.seg).data if files.seg is not None and todo else None
+        for missing in options.drops:
+            if missing in todo:
+                coef = stats.table.loco(files.case_id, missing, fit_on)
+                if coef is not None:
+                    started = time.perf_counter()
+                    inputs = {m: v.data for m, v in loaded.items() if m is not missing}
+                    x4, scales = synth.normalizer.stack(inputs, missing)
+                    background = background_mask(x4, missing, synth.normalizer.fill)
+                    y = synth.normalizer.restore(predict_linear(x4, missing, coef), background, missing, scales)
+                    append([{"case": files.case_id, "modality": missing.value, "method": "linear",
+                             **score(y, loaded[missing].data, seg), "seconds": time.perf_counter() - started}])
+            hooks.step(f"{files.case_id} -{missing.value}")
+        del loaded
+
+
 def merge_shard_reports(report_dir: Path) -> tuple[dict, list[str]]:
     """``summary.json`` and ``report.md`` of every shard's rows in ``report_dir``; returns the summary
     and the problems (shards that did not report, cases without rows, case errors)."""
-    import json
-
     sidecars = sorted(report_dir.glob("shard-*-of-*.json"))
     if not sidecars:
         raise BrasynError("no shard reports (shard-I-of-N.json) in this folder", report_dir,
@@ -179,7 +287,7 @@ def merge_shard_reports(report_dir: Path) -> tuple[dict, list[str]]:
 
 
 def _reference_segmentation(files: CaseFiles, tmp: Path) -> np.ndarray:
-    """The case's own ``-seg`` file, else the segmenter's output on its four real modalities (cached)."""
+    """The case's own segmentation, else the segmenter's output on its four real modalities (cached)."""
     from brasyn_infer.evaluation.downstream import segment
 
     if files.seg is not None:
@@ -198,10 +306,10 @@ def _downstream(files: CaseFiles, missing: Modality, synthesized_path: Path, tmp
     return score_segmentation(load_volume(predicted).data, _reference_segmentation(files, tmp))
 
 
-def _evaluate_pair(files: CaseFiles, loaded: Mapping[Modality, Volume], missing: Modality, synth: Synthesizer,
-                   baselines: list[str], samples, tmp: Path, report_dir: Path, segment: bool = False,
-                   save_volumes: Path | None = None) -> list[dict]:
-    """Score one case with ``missing`` dropped; ``loaded``: its four volumes, read once per case."""
+def _score_model(files: CaseFiles, loaded: Mapping[Modality, Volume], missing: Modality, synth: Synthesizer,
+                 options: DryRunOptions, tmp: Path, report_dir: Path) -> list[dict]:
+    """Synthesize one case with ``missing`` dropped and score the model's stages and the mean baseline;
+    ``loaded``: its four volumes, read once per case."""
     case_dir = tmp / "in" / files.case_id
     out_dir = tmp / "out"
     case_dir.mkdir(parents=True, exist_ok=True)
@@ -210,19 +318,19 @@ def _evaluate_pair(files: CaseFiles, loaded: Mapping[Modality, Volume], missing:
         old.unlink()
     for mod, path in files.modalities.items():
         if mod is not missing:
-            (case_dir / f"{files.case_id}-{mod.value}.nii.gz").symlink_to(path.resolve())
+            (case_dir / modality_file(files.case_id, mod, files.convention)).symlink_to(path.resolve())
     entries = discover(case_dir)  # the product's own checks of the three-input case
     if entries[0].error is not None:
         raise entries[0].error
-    volumes = {m: v.data for m, v in loaded.items()}
-    inputs = {m: v for m, v in volumes.items() if m is not missing}
-    stages = synth.synthesize_stages(inputs, missing)
+    inputs = {m: v.data for m, v in loaded.items() if m is not missing}
+    stages = synth.synthesize_stages(inputs, missing)  # what `brasyn-infer run` calls for this case
     seconds = dict(synth.last_seconds)
-    if save_volumes is not None:
-        target = save_volumes / files.case_id / f"{files.case_id}-{missing.value}.nii.gz"
+    like = loaded[missing].image
+    if options.save_volumes is not None:
+        target = options.save_volumes / files.case_id / f"{files.case_id}-{missing.value}.nii.gz"
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(output_image(stages["generator"], loaded[missing].image), target)
-    truth = volumes[missing]
+        write_atomic(output_image(stages["generator"], like), target)
+    truth = loaded[missing].data
     seg = load_volume(files.seg).data if files.seg is not None else None
     base = {"case": files.case_id, "modality": missing.value}
     rows = []
@@ -235,32 +343,22 @@ def _evaluate_pair(files: CaseFiles, loaded: Mapping[Modality, Volume], missing:
         if stage not in stages:
             continue
         downstream = {}
-        if segment:  # the segmenter reads files: write this stage's output as the product would
+        if options.segment:  # the segmenter reads files: write this stage's output as the product would
             path = out_dir / f"{files.case_id}-{missing.value}.nii.gz"
-            write_atomic(output_image(stages[stage], loaded[missing].image), path)
+            write_atomic(output_image(stages[stage], like), path)
             downstream = _downstream(files, missing, path, tmp)
             path.unlink()
         rows.append({**base, "method": method, **score(stages[stage], truth, seg), **downstream,
                      **(quality if stage == "generator" else {}), "seconds": elapsed})
-    synthesized = stages.get("refined", stages["generator"])
-
-    x4, scales = synth.normalizer.stack(inputs, missing)
-    background = background_mask(x4, missing, synth.normalizer.fill)
-    predictions = {}
-    for name in baselines:
-        t0 = time.perf_counter()
-        if name == "linear":
-            coef = _fit_loco(samples, files.case_id, missing)
-            if coef is None:
-                continue
-            y = predict_linear(x4, missing, coef)
-        else:
-            y = predict_mean(x4, missing)
-        predictions[name] = synth.normalizer.restore(y, background, missing, scales)
-        rows.append({**base, "method": name, **score(predictions[name], truth, seg),
-                     "seconds": time.perf_counter() - t0})
-    qc_png(report_dir / f"{files.case_id}-{missing.value}.png", inputs, synthesized, truth, seg,
-           title=f"{files.case_id}: {missing.value} synthesized ({synth.label})", uncertainty=stages.get("uncertainty"))
+    if "mean" in options.baselines:
+        started = time.perf_counter()
+        x4, scales = synth.normalizer.stack(inputs, missing)
+        background = background_mask(x4, missing, synth.normalizer.fill)
+        y = synth.normalizer.restore(predict_mean(x4, missing), background, missing, scales)
+        rows.append({**base, "method": "mean", **score(y, truth, seg), "seconds": time.perf_counter() - started})
+    qc_png(report_dir / f"{files.case_id}-{missing.value}.png", inputs, stages.get("refined", stages["generator"]),
+           truth, seg, title=f"{files.case_id}: {missing.value} synthesized ({synth.label})",
+           uncertainty=stages.get("uncertainty"))
     return rows
 
 
@@ -270,4 +368,4 @@ def parse_drop(text: str) -> list[Modality]:
     try:
         return [Modality(t.strip().lower()) for t in text.split(",") if t.strip()]
     except ValueError as error:
-        raise BrasynError(f"--drop {text!r}: {error}", fix="use a comma list of t1c,t1n,t2f,t2w or all") from error
+        raise UsageError(f"--drop {text!r}: {error}", fix="use a comma list of t1c,t1n,t2f,t2w or all") from error

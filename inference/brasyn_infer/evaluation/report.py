@@ -72,10 +72,18 @@ def markdown_table(summary: dict, metrics: list[str]) -> str:
             stats = summary.get(modality, {}).get(method)
             if not stats:
                 continue
-            cells = [f"{stats[k]['mean']:.4f} ± {stats[k]['std']:.4f}" if stats[k]["mean"] is not None else "–"
-                     for k in metrics]
+            cells = [_cell(stats[k]) for k in metrics]
             lines.append(f"| {modality} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(stats: dict) -> str:
+    """``mean ± std (n=N)``; one value has no spread: ``mean (n=1)``; none: ``–``."""
+    if stats["mean"] is None:
+        return "–"
+    if stats["n"] == 1:
+        return f"{stats['mean']:.4f} (n=1)"
+    return f"{stats['mean']:.4f} ± {stats['std']:.4f} (n={stats['n']})"
 
 
 def weights_label(synth) -> str:
@@ -106,7 +114,7 @@ def write_reports(rows: list[dict], report_dir: Path, label: str) -> dict:
         "and |synthesized - real| over the brain, and `unc_top10`, the mean |error| of the 10% most uncertain "
         "brain voxels over that of the other 90% (1: no better than chance).",
         "",
-        "## Mean ± std per modality and method",
+        "## Mean ± std (n values) per modality and method",
         "",
         markdown_table(summary, [m for m in METRICS if m not in DOWNSTREAM + UNCERTAINTY or _has(rows, m)]),
         "",

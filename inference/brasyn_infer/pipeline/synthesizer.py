@@ -147,9 +147,8 @@ class Synthesizer:
             del moments
         elif self.uncertainty and not self.three_d and (not trust.calibrated(missing) or "views" in trust.features):
             # the members' spread is needed: keep each view (and, for an uncalibrated map, each TTA pass)
-            members = generate_views(self.session, x4, missing, self.views, self.batch_size, on_batch, norm.fill,
-                                     tta=self.tta, split_tta=not trust.calibrated(missing))
-            y = np.mean(members, axis=0) if len(members) > 1 else members[0]
+            y, members = generate_views(self.session, x4, missing, self.views, self.batch_size, on_batch, norm.fill,
+                                        tta=self.tta, split_tta=not trust.calibrated(missing))
         else:
             y = self.generate(x4, missing, background, on_batch)
         prior = None

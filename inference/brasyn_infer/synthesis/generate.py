@@ -146,6 +146,15 @@ def flipped(model: SliceModel) -> SliceModel:
     return run
 
 
+def fuse(volumes: Sequence[np.ndarray]) -> np.ndarray:
+    """The voxel-wise mean of ``(X, Y, Z)`` float32 volumes exactly as :func:`generate_volume` fuses views (float64
+    sums in view order, divided by their count): bitwise the same output as with the views fused while generated."""
+    total = np.zeros(volumes[0].shape, dtype=np.float64)
+    for volume in volumes:
+        total += volume
+    return (total / float(len(volumes))).astype(np.float32)
+
+
 def generate_views(
     model: SliceModel,
     x4: np.ndarray,
@@ -156,14 +165,21 @@ def generate_views(
     fill: float = BACKGROUND,
     tta: bool = False,
     split_tta: bool = False,
-) -> list[np.ndarray]:
-    """Like :func:`generate_volume`, keeping each view's ``(X, Y, Z)`` volume (for their spread): one per view,
-    TTA-averaged with ``tta``; with ``split_tta`` too, the plain and the flipped pass of each view are two
-    members (their mean is the TTA output)."""
-    if tta and split_tta:
-        return [generate_volume(m, x4, missing, [view], batch_size, on_batch, fill)
-                for view in views for m in (model, flipped(model))]
-    return [generate_volume(model, x4, missing, [view], batch_size, on_batch, fill, tta) for view in views]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Like :func:`generate_volume` (the same fused output, bit for bit), also keeping the members whose spread an
+    uncalibrated map measures: each view's ``(X, Y, Z)`` volume, TTA-averaged with ``tta``; with ``split_tta`` too,
+    the plain and the flipped pass of each view are two members (their mean is that view's TTA output)."""
+    per_view, members = [], []
+    for view in views:
+        if tta and split_tta:
+            plain, flip = (generate_volume(m, x4, missing, [view], batch_size, on_batch, fill)
+                           for m in (model, flipped(model)))
+            members += [plain, flip]
+            per_view.append((plain + flip) * np.float32(0.5))  # as SlicePredictor averages the two passes
+        else:
+            per_view.append(generate_volume(model, x4, missing, [view], batch_size, on_batch, fill, tta))
+            members.append(per_view[-1])
+    return fuse(per_view), members
 
 
 def window_region(shape: tuple[int, int, int], background: np.ndarray, placement: str,

@@ -28,6 +28,7 @@ import numpy as np
 
 from brasyn_infer.constants import MODALITIES, Modality
 from brasyn_infer.errors import WeightsError
+from brasyn_infer.synthesis.linear import predict
 
 #: Voxel-wise features of the uncertainty model, each ``(X, Y, Z)`` float32 >= 0, normalized units:
 #: ``views``: standard deviation of the single-view volumes (0 with one view);
@@ -88,12 +89,8 @@ class Trust:
 
 def linear_prior(x4: np.ndarray, missing: Modality, coef: np.ndarray) -> np.ndarray:
     """The regression ``sum_i w_i * x_i + b`` over the three available channels of ``x4`` ``(4, X, Y, Z)``:
-    ``(X, Y, Z)`` float32, normalized units (the caller masks the background)."""
-    available = [m.index for m in MODALITIES if m is not missing]
-    out = np.full(x4.shape[1:], coef[-1], dtype=np.float32)
-    for weight, channel in zip(coef[:-1], available, strict=True):
-        out += np.float32(weight) * x4[channel]
-    return out
+    ``(X, Y, Z)`` float32, normalized units (the caller masks the background); :func:`~brasyn_infer.synthesis.linear.predict`."""
+    return predict(x4, missing, coef)
 
 
 def blend(generated: np.ndarray, prior: np.ndarray, alpha: float) -> np.ndarray:

@@ -4,7 +4,7 @@
 
 - ``prior = sum_c w[missing, c] * x[:, c] + w[missing, 4]``: a per-voxel linear regression from the available
   channels (the weight of the missing channel is 0), with one row of coefficients per missing modality, fitted on
-  the training cases' brain voxels by least squares (:func:`brasyn_infer.evaluation.linear.prior_table`, the same
+  the training cases' brain voxels by least squares (:func:`brasyn_infer.synthesis.linear.prior_table`, the same
   fit as ``evaluate --baseline linear``). It is a buffer of the graph, not a trained parameter.
 - ``y = prior + r``, where ``r`` is HFGAN's first output channel: the network learns only what the regression
   misses, and starts from it (the last layer's weights of ``r`` start at zero, so an untrained model is the prior).
