@@ -59,8 +59,48 @@ def test_no_arguments_follow_the_mounted_layout(tmp_path, monkeypatch):
 def test_bad_parameters_file_is_one_line(tmp_path):
     params = tmp_path / "parameters.yaml"
     params.write_text("view: [unclosed\n")
-    with pytest.raises(SystemExit, match="cannot read the parameters file"):
+    with pytest.raises(container.ParameterError) as error:
         container.translate(["infer", "--data_path=/d", "--output_path=/o", f"--parameters_file={params}"])
+    assert error.value.code == 2 and "cannot read the parameters file" in error.value.line
+
+
+def test_every_run_option_can_be_set_in_the_parameters_file(tmp_path):
+    """Regression: tta, prior, resume, refiner, uncertainty were dropped without a word. Every key maps to an option
+    that `brasyn-infer run` really has, and the parsed command line is accepted by it."""
+    from typer.main import get_command
+
+    from brasyn_infer.cli import app
+
+    params = tmp_path / "parameters.yaml"
+    params.write_text("tta: true\nprior: false\nresume: true\nrefiner: my-refiner\nuncertainty: /u\nquiet: true\n"
+                      "summary: /s.json\nshard: 1/3\nweights: mine\nview: axial\nbatch_size: 2\ndevice: CPU\n"
+                      "fp16: false\nrefine: true\n")
+    argv = container.translate(["infer", "--data_path=/d", "--output_path=/o", f"--parameters_file={params}"])
+    assert argv == ["run", "/d", "/o", "--tta", "--no-prior", "--resume", "--refiner", "my-refiner", "--uncertainty",
+                    "/u", "--quiet", "--summary", "/s.json", "--shard", "1/3", "--weights", "mine", "--view", "axial",
+                    "--batch-size", "2", "--device", "cpu", "--refine"]
+    run = get_command(app).commands["run"]
+    known = {opt for param in run.params for opt in (*param.opts, *param.secondary_opts)}
+    for spec in container.PARAMETERS.values():
+        assert set(spec.option.split("/")) <= known, spec
+    assert set(container.PARAMETERS) >= {p.name for p in run.params} - {"input", "output"}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("batchsize: 4\n", "unknown key 'batchsize' -- fix: did you mean batch_size?"),
+    ("colour: red\n", "unknown key 'colour' -- fix: the keys are weights, view,"),
+    ("batch_size: four\n", "batch_size: 'four' is not a whole number >= 1"),
+    ("batch_size: 0\n", "batch_size: 0 is not a whole number >= 1"),
+    ("tta: maybe\n", "tta: 'maybe' is not true or false"),
+    ("device: tpu\n", "device: 'tpu' is not auto or cpu or cuda"),
+    ("view: [axial, top]\n", "view: ['axial', 'top'] is not one of axial, sagittal, coronal"),
+])
+def test_an_unknown_key_or_a_bad_value_is_one_line_and_a_usage_exit(tmp_path, capsys, text, message):
+    params = tmp_path / "parameters.yaml"
+    params.write_text(text)
+    code = container.main(["infer", "--data_path=/d", "--output_path=/o", f"--parameters_file={params}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {params}: ") and message in err[0], err
 
 
 def test_medperf_container_config(tmp_path):

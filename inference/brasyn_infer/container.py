@@ -13,11 +13,15 @@ Any other subcommand (``info``, ``evaluate``, ...) goes to the CLI unchanged.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from brasyn_infer.constants import Device, View
 
 DEFAULT_INPUT = Path("/input")
 DEFAULT_OUTPUT = Path("/output")
@@ -27,11 +31,80 @@ MEDPERF_DATA = "data"
 MEDPERF_PREDICTIONS = "predictions"
 MEDPERF_PARAMETERS = "parameters/parameters_file.yaml"
 MEDPERF_ADDITIONAL_FILES = "additional_files"
-#: parameters.yaml keys -> CLI options
-PARAMETERS = {"view": "--view", "batch_size": "--batch-size", "device": "--device", "weights": "--weights",
-              "shard": "--shard", "summary": "--summary"}
-#: parameters.yaml booleans -> CLI flags
-FLAGS = {"quiet": "--quiet", "fp16": "--fp16"}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One key of the parameters file: the run option it sets and the values it takes."""
+
+    option: str  #: the CLI option (``--batch-size``); for a yes/no key, its ``--x/--no-x`` pair
+    kind: str  #: ``text``, ``int`` (>= 1), ``choice``, ``views`` (a view or a list of them), ``flag`` (yes only), ``switch`` (yes/no)
+    choices: tuple[str, ...] = ()
+
+
+#: every run option a parameters file may set (``brasyn-infer run --help``), by key
+PARAMETERS: dict[str, Parameter] = {
+    "weights": Parameter("--weights", "text"),
+    "view": Parameter("--view", "views", tuple(v.value for v in View)),
+    "batch_size": Parameter("--batch-size", "int"),
+    "device": Parameter("--device", "choice", tuple(d.value for d in Device)),
+    "fp16": Parameter("--fp16", "flag"),
+    "resume": Parameter("--resume", "flag"),
+    "refine": Parameter("--refine/--no-refine", "switch"),
+    "refiner": Parameter("--refiner", "text"),
+    "tta": Parameter("--tta/--no-tta", "switch"),
+    "prior": Parameter("--prior/--no-prior", "switch"),
+    "uncertainty": Parameter("--uncertainty", "text"),
+    "shard": Parameter("--shard", "text"),
+    "summary": Parameter("--summary", "text"),
+    "quiet": Parameter("--quiet", "flag"),
+}
+
+
+class ParameterError(SystemExit):
+    """A parameters file the run cannot honour: one line naming the key (or the file) and the fix; exit 2."""
+
+    def __init__(self, path: Path, message: str, fix: str) -> None:
+        super().__init__(2)
+        self.line = f"error: {path}: {message} -- fix: {fix}"
+
+
+def parameter_argv(path: Path, key: str, value: Any) -> list[str]:
+    """The CLI arguments of one ``key: value`` of the parameters file ``path``; ParameterError when it cannot be."""
+    spec = PARAMETERS.get(key)
+    if spec is None:
+        close = difflib.get_close_matches(key, PARAMETERS, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ParameterError(path, f"unknown key {key!r}", f"{hint}the keys are {', '.join(PARAMETERS)}")
+    if value is None:
+        return []
+
+    def bad(expected: str) -> ParameterError:
+        return ParameterError(path, f"{key}: {value!r} is not {expected}", f"write {key}: {expected}")
+
+    if spec.kind in ("flag", "switch"):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        if spec.kind == "flag":
+            return [spec.option] if value else []
+        yes, no = spec.option.split("/")
+        return [yes if value else no]
+    if spec.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise bad("a whole number >= 1")
+        return [spec.option, str(value)]
+    if spec.kind == "choice":
+        if str(value).lower() not in spec.choices:
+            raise bad(" or ".join(spec.choices))
+        return [spec.option, str(value).lower()]
+    if spec.kind == "views":
+        views = value if isinstance(value, list) else [value]
+        if not views or any(str(v).lower() not in spec.choices for v in views):
+            raise bad(f"one of {', '.join(spec.choices)}, or a list of them")
+        return [item for v in views for item in (spec.option, str(v).lower())]
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool) or str(value) == "":
+        raise bad("a path or name")
+    return [spec.option, str(value)]
 
 
 def prepare_environment() -> None:
@@ -54,10 +127,10 @@ def read_parameters(path: Path | None) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as error:
-        raise SystemExit(f"error: {path}: cannot read the parameters file ({type(error).__name__}) -- fix: "
-                         "write flat `key: value` YAML, see mlcube/workspace/parameters.yaml") from None
+        raise ParameterError(path, f"cannot read the parameters file ({type(error).__name__})",
+                             "write flat `key: value` YAML, see mlcube/workspace/parameters.yaml") from None
     if not isinstance(data, dict):
-        raise SystemExit(f"error: {path}: parameters must be a mapping of key: value -- fix: see mlcube/workspace/parameters.yaml")
+        raise ParameterError(path, "parameters must be a mapping of key: value", "see mlcube/workspace/parameters.yaml")
     return data
 
 
@@ -83,24 +156,16 @@ def mlcube_argv(args: list[str]) -> list[str]:
 
 
 def run_argv(data: Path, output: Path, parameters_file: Path | None, weights_dir: Path | None) -> list[str]:
-    """CLI arguments for a run of ``data`` into ``output`` with a parameters file and a weights folder."""
+    """CLI arguments for a run of ``data`` into ``output`` with a parameters file and a weights folder (a weights
+    folder holding a manifest wins over the file's ``weights``)."""
     argv = ["run", str(data), str(output)]
     params = read_parameters(parameters_file)
     weights = weights_option(weights_dir)
     for key, value in params.items():
-        if key == "refine":
-            if value is not None:
-                argv.append("--refine" if value else "--no-refine")
-            continue
+        args = parameter_argv(parameters_file, str(key), value)  # type: ignore[arg-type]
         if key == "weights" and weights:
             continue
-        if key == "view" and isinstance(value, list):  # several views: generated and averaged
-            for view in value:
-                argv += ["--view", str(view)]
-        elif key in PARAMETERS and value is not None:
-            argv += [PARAMETERS[key], str(value)]
-        elif key in FLAGS and value:
-            argv.append(FLAGS[key])
+        argv += args
     return argv + weights
 
 
@@ -126,7 +191,11 @@ def translate(args: list[str]) -> list[str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     prepare_environment()
-    args = translate(list(sys.argv[1:] if argv is None else argv))
+    try:
+        args = translate(list(sys.argv[1:] if argv is None else argv))
+    except ParameterError as error:
+        print(error.line, file=sys.stderr)
+        return 2
     if args is None:
         return 0
     from brasyn_infer.cli import main as cli_main

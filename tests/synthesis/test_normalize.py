@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from brasyn_infer.constants import BRASYN25_STATS, Modality
+from brasyn_infer.constants import BRASYN25_STATS, MODALITIES, Modality
 from brasyn_infer.errors import WeightsError
 from brasyn_infer.synthesis.normalize import (
     Normalizer,
@@ -110,3 +110,24 @@ def test_unknown_scheme_names_the_choices():
         Normalizer.from_manifest({"scheme": "histogram"})
     with pytest.raises(WeightsError, match="empty"):
         Normalizer.from_manifest({"scheme": "minmax", "range": [1, 0]})
+
+
+@pytest.mark.parametrize("block", [
+    {"scheme": "brasyn25", "fill": 0.0},
+    {"scheme": "percentile", "percentile": 99.5, "reference_scale": {"t1c": 1000.0, "t1n": 1000.0, "t2f": 1000.0,
+                                                                      "t2w": 1000.0}, "fill": 0.5},
+    {"scheme": "zscore", "fill": 3.0},
+    {"scheme": "minmax", "range": [-1, 1], "fill": 0.25},
+])
+def test_background_is_exactly_zero_whatever_the_fill(block):
+    """Regression: brasyn25 with fill 0 and percentile with fill 0.5 gave the background their mean / half scale."""
+    from brasyn_infer.synthesis.normalize import Normalizer, background_mask
+
+    normalizer = Normalizer.from_manifest(block)
+    base = brain_volume(scale=900.0)
+    volumes = {m: base * (1 + 0.1 * i) for i, m in enumerate(MODALITIES) if m is not Modality.T2F}
+    x4, scales = normalizer.stack(volumes, Modality.T2F)
+    background = background_mask(x4, Modality.T2F, normalizer.fill)
+    assert background.any() and (~background).any()
+    out = normalizer.restore(x4[Modality.T1C.index].copy(), background, Modality.T2F, scales)
+    assert (out[background] == 0).all() and (out[~background] > 0).mean() > 0.5

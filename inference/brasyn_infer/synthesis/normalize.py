@@ -25,8 +25,8 @@ Schemes:
     modality's max is estimated from ``reference_max`` (default: the BraSyn25 ``max_val``), min is 0.
 
 Every scheme puts ``fill`` (default -1; ``zscore``: 0; ``minmax``: ``lo``) in the background (voxels <= 0)
-and in the missing channel; the pipeline's background (two of the three inputs background) is 0 after
-the inverse.
+and in the missing channel; the pipeline's background (two of the three inputs background) is exactly 0 after
+the inverse, whatever the fill.
 """
 
 from __future__ import annotations
@@ -210,11 +210,11 @@ class Normalizer:
         y[background] = self.fill
         if self.scheme == "brasyn25":
             s = self.params["stats"][missing.value]
-            return denormalize_fixed(y, s["mean"], s["std"])
-        if self.scheme == "percentile":
+            out = denormalize_fixed(y, s["mean"], s["std"])
+        elif self.scheme == "percentile":
             scale = estimate_scale(scales, self.params["reference_scale"], missing)
-            return denormalize_percentile(y, scale)
-        if self.scheme == "zscore":
+            out = denormalize_percentile(y, scale)
+        elif self.scheme == "zscore":
             reference = self.params["reference"]
             ratio = geometric_ratio({m: v[0] for m, v in scales.items()}, {k: r["mean"] for k, r in reference.items()})
             mean, std = reference[missing.value]["mean"] * ratio, reference[missing.value]["std"] * ratio
@@ -224,5 +224,5 @@ class Normalizer:
             top = estimate_scale(scales, self.params["reference_max"], missing)
             out = (y - np.float32(lo)) * np.float32(top / (hi - lo))
         np.maximum(out, 0, out=out)
-        out[background] = 0
+        out[background] = 0  # whatever the fill maps to (brasyn25 with fill 0 would give its mean): exactly 0
         return out
