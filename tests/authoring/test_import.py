@@ -201,3 +201,28 @@ def test_malformed_graphs_get_one_line(tmp_path):
         assert expected in line, line
         print(f"    {file} as {kind}: {line}")
     assert not (tmp_path / "w").exists() or not any((tmp_path / "w").glob("*.json"))
+
+
+def test_a_failed_import_in_place_keeps_the_users_model(tmp_path):
+    """Regression: `import weights/mine.onnx --out weights --name mine` whose smoke run fails used to delete mine.onnx
+    (the target was the source). Only what the command created is removed."""
+    import torch
+    from torch import nn
+
+    from tests.thirdparty import export_onnx
+
+    class GivesNaN(nn.Module):
+        def forward(self, x):
+            return torch.log(x[:, :1] - 10.0)  # normalized inputs are <= 1: log of a negative number
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    export_onnx(GivesNaN(), folder / "mine.onnx", (torch.randn(1, 4, 240, 240),), ["x"])
+    original = (folder / "mine.onnx").read_bytes()
+    result = invoke("import", folder / "mine.onnx", "--kind", "slice2d", "--out", folder, "--name", "mine")
+    assert "non-finite" in one_error_line(result)
+    assert (folder / "mine.onnx").read_bytes() == original  # the user's only copy is still there
+    assert sorted(p.name for p in folder.iterdir()) == ["mine.onnx"]  # the manifest it wrote is gone
+    result = invoke("import", folder / "mine.onnx", "--kind", "slice2d", "--out", tmp_path / "elsewhere", "--name", "x")
+    assert "non-finite" in one_error_line(result)
+    assert not any((tmp_path / "elsewhere").iterdir()) and (folder / "mine.onnx").read_bytes() == original

@@ -374,3 +374,15 @@ def test_unexpected_error_outside_a_case_is_one_line(monkeypatch, tmp_path, caps
     monkeypatch.setenv("BRASYN_DEBUG", "1")
     with pytest.raises(AttributeError):
         cli.main()
+
+
+def test_the_commands_are_the_ones_the_application_has():
+    """Regression: the implied-run rule listed a `bench` command that does not exist."""
+    from typer.main import get_command
+
+    from brasyn_infer.cli import command_names
+
+    assert command_names() == set(get_command(app).commands) == {"run", "check", "info", "export", "import",
+                                                                 "evaluate", "summary"}
+    for name in command_names():
+        assert CliRunner().invoke(app, [name, "--help"]).exit_code == 0

@@ -70,3 +70,38 @@ def test_aggregator_accepts_windows_of_different_shapes():
     for k in range(6):  # slices along Z, value 3
         agg.add(np.full((1, 4, 5, 1), 3.0), (0, 0, k))
     np.testing.assert_array_equal(agg.finalize(), np.full((1, 4, 5, 6), 2.0, dtype=np.float32))
+
+
+def test_one_retry_policy_for_every_model():
+    """Regression: out of device memory, only the 2D generator halved its batch; the 3D generator and the refiner
+    failed. Each now halves it (down to 1), keeps the size that worked, and gives the same result."""
+    from brasyn_infer.constants import Modality
+    from brasyn_infer.errors import DeviceOutOfMemory
+    from brasyn_infer.synthesis.generate import generate_windows
+    from brasyn_infer.synthesis.refine import refine_volume
+
+    calls: list[int] = []
+
+    def model(x, missing):  # fits two windows at a time at most
+        calls.append(len(x))
+        if len(x) > 2:
+            raise DeviceOutOfMemory("does not fit")
+        return x[:, :1] * 0.5
+
+    rng = np.random.default_rng(0)
+    x4 = rng.uniform(-0.9, 1, (4, 20, 20, 20)).astype(np.float32)
+    background = np.zeros((20, 20, 20), dtype=bool)
+    out = generate_windows(model, x4, Modality.T2F, background, (8, 8, 8), overlap=0.5, batch_size=8)
+    assert calls[:3] == [8, 4, 2] and max(calls[3:]) <= 2 and np.isfinite(out).all()  # halved, then kept
+    calls.clear()
+    volumes = {m: np.where(background, 0, rng.uniform(1, 2, (20, 20, 20))).astype(np.float32)
+               for m in (Modality.T1C, Modality.T1N, Modality.T2W)}
+    refined = refine_volume(model, volumes, volumes[Modality.T1C], background, Modality.T2F, (8, 8, 8), 0.5,
+                            BlendMode.GAUSSIAN, batch_size=4)
+    assert calls[:2] == [4, 2] and max(calls[2:]) <= 2 and np.isfinite(refined).all()
+
+    def never(x, missing):
+        raise DeviceOutOfMemory("nothing fits")
+
+    with pytest.raises(DeviceOutOfMemory):
+        generate_windows(never, x4, Modality.T2F, background, (8, 8, 8), batch_size=4)
