@@ -15,8 +15,23 @@ if [ "$(id -u)" != 0 ]; then
     echo "slurm: a local test cluster needs root; skipped" >&2
     exit 3
 fi
+# Stop only what this script started: the daemons whose pid files it keeps in $STATE (slurmctld and slurmd write
+# theirs there under our slurm.conf; munged's is recorded when we start it). A daemon of a real cluster, or one
+# started by hand, is never touched.
+stop_own() {  # NAME PIDFILE
+    local pid
+    [ -s "$2" ] || return 0
+    pid=$(cat "$2")
+    if [ "$(ps -p "$pid" -o comm= 2>/dev/null)" = "$1" ]; then
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+    rm -f "$2"
+}
 if [ "$ACTION" = stop ]; then
-    pkill -x slurmd || true; pkill -x slurmctld || true; pkill -x munged || true
+    stop_own slurmd "$STATE/slurmd.pid"
+    stop_own slurmctld "$STATE/slurmctld.pid"
+    stop_own munged "$STATE/munged.pid"
     exit 0
 fi
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
@@ -67,8 +82,11 @@ chown -R munge:munge /etc/munge 2>/dev/null || true
 chmod 0400 /etc/munge/munge.key
 mkdir -p /run/munge /var/log/munge /var/lib/munge
 chown munge:munge /run/munge /var/log/munge /var/lib/munge 2>/dev/null || true
-pgrep -x munged >/dev/null || su -s /bin/sh munge -c munged 2>/dev/null || munged --force
-pgrep -x slurmctld >/dev/null || slurmctld
+if ! pgrep -x munged >/dev/null; then
+    su -s /bin/sh munge -c munged 2>/dev/null || munged --force
+    pgrep -nx munged > "$STATE/munged.pid"  # ours: stop removes it
+fi
+pgrep -x slurmctld >/dev/null || slurmctld  # pid in $STATE/slurmctld.pid (SlurmctldPidFile above)
 pgrep -x slurmd >/dev/null || slurmd
 for _ in $(seq 60); do
     if sinfo -h -N -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then

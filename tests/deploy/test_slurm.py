@@ -92,3 +92,90 @@ def test_job_array_writes_every_case_once(cluster, tmp_path, tiny_weights):
     summary = json.loads((tmp_path / "merged.json").read_text())
     assert summary["counts"] == {"written": len(CASES), "skipped": 0, "failed": 0, "missing": 0}
     assert sorted(c["folder"] for c in summary["cases"]) == CASES  # each case once
+
+
+# A stand-in for `docker run` and `apptainer run` on the test cluster (no engine, no image there): it starts the
+# venv's brasyn-infer with the mounts translated and *only* the environment the script passes into the container
+# (-e / --env), as a container would see it, so the shard arithmetic is the one the image would do.
+SHIM = r'''#!{python}
+import os, sys
+args = sys.argv[1:]
+assert args[0] == "run", args
+args = args[1:]
+env = {{"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}}
+mounts, rest = {{}}, []
+takes_value = {{"--network", "--gpus", "--user", "--shm-size", "--name"}}
+i = 0
+while i < len(args):
+    a = args[i]
+    if a in ("-e", "--env"):
+        key, _, value = args[i + 1].partition("=")
+        env[key] = value
+        i += 2
+    elif a in ("-v", "-B"):
+        src, dst = args[i + 1].split(":")[:2]
+        mounts[dst] = src
+        i += 2
+    elif a in takes_value:
+        i += 2
+    elif a.startswith("-"):
+        i += 1
+    else:
+        rest = args[i + 1:]  # after the image (or SIF)
+        break
+rest = [mounts.get(r, r) for r in rest]
+os.execve({python!r}, [{python!r}, "-m", "brasyn_infer", *rest], env)
+'''
+
+
+@pytest.mark.parametrize("script", ["brasyn-array-docker.sbatch", "brasyn-array-apptainer.sbatch"])
+@pytest.mark.parametrize("array", ["1-3", "0-4:2"])
+def test_container_scripts_find_their_shard_for_any_array(cluster, tmp_path, tiny_weights, script, array):
+    """Regression: these scripts passed --shard TASK_ID/TASK_COUNT: with --array=1-3 task 3 asked for shard 3/3 (a
+    usage error) and shard 0 never ran; --array=0-4:2 broke the same way. Each task must find its shard of 3."""
+    root = tmp_path / "in"
+    for i, case_id in enumerate(CASES):
+        make_case(root, case_id, missing=("t1c", "t1n", "t2f", "t2w")[i % 4])
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    for name in ("docker", "apptainer"):
+        (shims / name).write_text(SHIM.format(python=sys.executable))
+        (shims / name).chmod(0o755)
+    out = tmp_path / "out"
+    env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "PYTHONPATH": str(REPO), "GPUS": ""}
+    submit = subprocess.run(["sbatch", "--parsable", "--wait", f"--array={array}", "--cpus-per-task=1", "--mem=1G",
+                             "--gres=none", f"--output={tmp_path}/task-%A_%a.log", str(REPO / "deploy" / "slurm" / script),
+                             str(root), str(out), "--weights", str(tiny_weights)],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("task-*.log")))
+    assert submit.returncode == 0, submit.stderr + logs
+    rules = sorted(re.findall(r"shard (\d)/(\d) \(from SLURM_ARRAY_TASK_ID\)", logs))
+    print(f"\n    {script} --array={array}: shards {', '.join('/'.join(r) for r in rules)}")
+    assert rules == [("0", "3"), ("1", "3"), ("2", "3")], logs
+    assert sorted(p.name.split("-t")[0] for p in out.iterdir()) == CASES  # each case written once
+    files = sorted((tmp_path / "out.summaries").glob("summary-*-of-3.json"))
+    assert [f.name for f in files] == [f"summary-{i}-of-3.json" for i in range(3)]
+
+
+def test_stop_leaves_daemons_it_did_not_start_alone(tmp_path):
+    """Regression: `local-cluster.sh stop` ran `pkill -x slurmd slurmctld munged`, also on a real cluster node."""
+    if os.geteuid() != 0:
+        pytest.skip("local-cluster.sh needs root")
+    fake = tmp_path / "slurmd"  # a process named like a daemon this script never started
+    shutil.copy(shutil.which("sleep"), fake)
+    daemon = subprocess.Popen([str(fake), "60"])
+    try:
+        state = tmp_path / "state"
+        state.mkdir()
+        result = subprocess.run([str(REPO / "deploy" / "slurm" / "local-cluster.sh"), "stop"], capture_output=True,
+                                text=True, env={**os.environ, "BRASYN_SLURM_STATE": str(state)}, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert daemon.poll() is None  # still running
+        mine = subprocess.Popen([str(fake), "60"])  # one it started: its pid file is in the state folder
+        (state / "slurmd.pid").write_text(f"{mine.pid}\n")
+        subprocess.run([str(REPO / "deploy" / "slurm" / "local-cluster.sh"), "stop"], check=True, timeout=60,
+                       env={**os.environ, "BRASYN_SLURM_STATE": str(state)})
+        assert mine.wait(timeout=10) is not None and daemon.poll() is None and not (state / "slurmd.pid").exists()
+    finally:
+        daemon.kill()
+        daemon.wait()
