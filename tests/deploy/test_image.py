@@ -203,9 +203,45 @@ def test_b_brats_package(image, cases, host_outputs, tmp_path, year):
     print(f"    brats {year}: {output.name} written through the orchestrator")
 
 
+@pytest.fixture(scope="module")
+def medperf() -> str:
+    """MedPerf's own client (medperf/client.sh installs it from ../shared/tools/medperf once; cached)."""
+    snapshot = SHARED / "tools" / "medperf"
+    if not (snapshot / "cli").is_dir():
+        pytest.skip("../shared/tools/medperf (MedPerf's client snapshot) is absent")
+    result = subprocess.run([str(REPO / "medperf" / "client.sh"), str(snapshot)], capture_output=True, text=True,
+                            timeout=1800)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_c_medperf_client(image, medperf, cases, host_outputs, tmp_path):
+    """MedPerf's own code runs the image: `medperf container run_test` with medperf/container_config.yaml and
+    medperf/parameters.yaml, offline, as MedPerf builds the docker command (its volumes, -u the caller, no network,
+    a host folder at /tmp). `--gpus 0` is MedPerf's own switch for a machine without a GPU (it drops run_args.gpus)."""
+    additional = tmp_path / "additional_files"
+    additional.mkdir()
+    out = writable_dir(tmp_path / "predictions")
+    home = tmp_path / "home"  # MedPerf keeps its storage and logs under ~/.medperf*
+    home.mkdir()
+    result = subprocess.run(
+        [medperf, "--gpus", "0", "container", "run_test", "--container", str(REPO / "medperf" / "container_config.yaml"),
+         "--task", "infer", "--parameters_file_path", str(REPO / "medperf" / "parameters.yaml"),
+         "--additional_files_path", str(additional), "--mounts", f"data_path={cases},output_path={out}"],
+        capture_output=True, text=True, timeout=1800, env={**os.environ, "HOME": str(home)}, cwd=tmp_path)
+    logs = "\n".join(p.read_text(errors="replace") for p in home.glob(".medperf_logs/*.log"))
+    command = [line for line in logs.splitlines() if "Running command" in line or "docker run" in line]
+    print("    " + (command[-1].strip()[:400] if command else "(no command logged)"))
+    assert result.returncode == 0, result.stdout + result.stderr + logs[-3000:]
+    assert_clean(result.stdout + result.stderr)
+    assert_matches_host(out, host_outputs, expected_names(cases))
+
+
 def test_c_medperf(image, cases, host_outputs, tmp_path):
-    """MedPerf: the volumes of medperf/container_config.yaml, read-only inputs, a non-root uid, no network,
-    a host folder at /tmp, the image's own entrypoint with no arguments."""
+    """MedPerf's run as its code builds it, with what the client test above cannot show in CI: MedPerf passes
+    `-u <caller uid:gid>`, and CI's caller is root (0:0); a MedPerf user is not, and their uid is unknown to the
+    image. Here: the volumes of medperf/container_config.yaml, read-only inputs, a uid unknown to the image, no
+    network, a host folder at /tmp, the image's own entrypoint with no arguments."""
     config = yaml.safe_load((REPO / "medperf" / "container_config.yaml").read_text())
     assert config["container_type"] == "DockerImage" and config["image"] == IMAGE
     task = config["tasks"]["infer"]
