@@ -79,7 +79,7 @@ BRATS_SHAPE = (240, 240, 155)
 #: Value of background (and of the missing channel) in normalized units.
 BACKGROUND = -1.0
 
-#: BraSyn25 published checkpoints: clamp to [0, max_val], z-score, <=0 -> -1 (spec section 4).
+#: BraSyn25 published checkpoints: clamp to [0, max_val], z-score, <=0 -> -1 (docs/design.md §2).
 BRASYN25_STATS: dict[str, dict[str, float]] = {
     "t1c": {"mean": 1066.3375, "std": 1301.7006, "max_val": 8664.0},
     "t1n": {"mean": 781.2247, "std": 944.3418, "max_val": 7315.0},

@@ -1,4 +1,4 @@
-"""The container's one entrypoint: every way the organizers' systems call an image (spec section 3).
+"""The container's one entrypoint: every way the organizers' systems call an image (docs/container.md).
 
 (a) no arguments: the layout that is mounted decides. ``/input`` -> ``/output`` (BraSyn 2025 on Synapse;
     the ``brats`` package from 2025), or MedPerf's volumes (``/mlcommons/volumes/data`` ->

@@ -1,4 +1,4 @@
-"""Synthesis quality metrics, the organizers' way (spec section 7). Pure functions on ``(X, Y, Z)`` arrays.
+"""Synthesis quality metrics, the organizers' way (docs/design.md §8). Pure functions on ``(X, Y, Z)`` arrays.
 
 SSIM: each volume is clipped to its own 0.5 and 99.5 percentiles (over the whole volume, lower
 bound at least 0) and scaled to [0, 1]; the SSIM map uses a Gaussian window of sigma 1.5 (11

@@ -4,8 +4,8 @@ Each check looks at what BraTS preprocessing guarantees: SRI24 space at 1 mm (24
 stripped, raw scanner intensities (not z-scored or rescaled), the modalities co-registered. A volume that
 fails one still runs (the CLI goes on); the warning names the file, what is off and what to do.
 
-Thresholds were calibrated on the four real cases of ``shared/data/cases`` (none warns) and on corrupted
-copies of them (``tests/test_checks.py``: z-scored, resampled to 1.2 mm, a skull-like shell added, shifted by
+Thresholds were calibrated on four real BraTS cases (2023 glioma and metastasis, a TCGA glioma; none warns) and
+on corrupted copies of them (``tests/test_checks.py``: z-scored, resampled to 1.2 mm, a skull-like shell added, shifted by
 10 voxels; each warns). Measured on the real cases: nonzero fraction 0.14-0.18, no nonzero voxel on the
 volume's faces, at most 0.2 % negative voxels, brain median / 99th percentile 0.25-0.79, 99th percentiles
 550-6,200, Dice of the modalities' nonzero masks >= 0.96.

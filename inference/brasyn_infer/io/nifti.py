@@ -1,4 +1,4 @@
-"""NIfTI reading with validation, and atomic writing with the inputs' geometry (spec section 2)."""
+"""NIfTI reading with validation, and atomic writing with the inputs' geometry (docs/design.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Running the 2D generator over a volume (spec section 5) on the windowing engine.
+"""Running the 2D generator over a volume (docs/design.md §3) on the windowing engine.
 
 A slice is a window one voxel thick along the view axis (:attr:`SliceGeometry.window`), placed
 without overlap and blended with constant weights, so :func:`brasyn_infer.synthesis.windows.accumulate` visits

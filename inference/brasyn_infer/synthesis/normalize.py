@@ -1,8 +1,8 @@
-"""Intensity normalization and its inverse, as the weights' manifest declares (spec sections 4-5).
+"""Intensity normalization and its inverse, as the weights' manifest declares (docs/design.md §2).
 
 Volumes are ``(X, Y, Z)`` arrays as nibabel loads them; the stacked model input is
 ``(4, X, Y, Z)`` float32 in the channel order of :data:`~brasyn_infer.constants.MODALITIES`.
-Background is exactly ``-1`` in normalized units, in every scheme.
+Background is the scheme's ``fill`` in normalized units (-1 unless the manifest says otherwise).
 
 Schemes:
 

@@ -1,8 +1,8 @@
-"""Slices of a volume as thin windows: one engine for the three views (spec section 5).
+"""Slices of a volume as thin windows: one engine for the three views (docs/design.md §3).
 
 A view takes 2D slices along one axis of a ``(C, X, Y, Z)`` volume, keeping the other two axes in
 order as (rows, columns): axial ``x[:, :, :, k]`` -> ``(X, Y)``; sagittal ``x[:, i]`` -> ``(Y, Z)``;
-coronal ``x[:, :, j]`` -> ``(X, Z)``. In-plane axes shorter than 240 are padded with -1 to 240,
+coronal ``x[:, :, j]`` -> ``(X, Z)``. In-plane axes shorter than 240 are padded to 240 with the normalization's fill (``fill``, -1 by default),
 ``(240 - n) // 2`` before (42 for 155) and the rest after (43), and cropped back after the model.
 """
 
@@ -48,7 +48,7 @@ class SliceGeometry:
         return self._pad(np.moveaxis(slabs, 1 + self.view.axis, 0))  # (b, C, rows, cols)
 
     def _pad(self, slabs: np.ndarray) -> np.ndarray:
-        """``(b, C, rows, cols)`` -> ``(b, C, 240, 240)`` float32, padded with -1."""
+        """``(b, C, rows, cols)`` -> ``(b, C, 240, 240)`` float32, padded with ``fill``."""
         (r0, r1), (c0, c1) = self.pads
         if r0 or r1 or c0 or c1:
             padded = np.full((*slabs.shape[:2], PLANE, PLANE), self.fill, dtype=np.float32)
@@ -62,7 +62,7 @@ class SliceGeometry:
         return tuple(1 if a == self.view.axis else n for a, n in enumerate(self.shape))  # type: ignore[return-value]
 
     def to_planes(self, windows: np.ndarray) -> np.ndarray:
-        """``(b, C, *window)`` slice windows -> ``(b, C, 240, 240)`` float32 model planes, padded with -1."""
+        """``(b, C, *window)`` slice windows -> ``(b, C, 240, 240)`` float32 model planes, padded with ``fill``."""
         return self._pad(windows.squeeze(axis=2 + self.view.axis))
 
     def from_planes(self, planes: np.ndarray) -> np.ndarray:

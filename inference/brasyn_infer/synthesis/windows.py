@@ -34,7 +34,7 @@ class BlendMode(str, Enum):
     """How overlapping window predictions are weighted."""
 
     CONSTANT = "constant"  #: plain average
-    HANN = "hann"  #: separable Hann window (paper 002's choice)
+    HANN = "hann"  #: separable Hann window (often used for overlapping synthesis windows)
     GAUSSIAN = "gaussian"  #: separable Gaussian, sigma = window / 8 (nnU-Net's choice)
 
 

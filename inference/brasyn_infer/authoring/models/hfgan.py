@@ -1,12 +1,12 @@
-"""HFGAN, the BraSyn25 multi-encoder 2D generator, written from ``shared/spec/hfgan.md``.
+"""HFGAN, the BraSyn25 multi-encoder 2D generator, described in docs/design.md §4.
 
 The parameter names follow the published checkpoints exactly, so that their ``state_dict``
 (with the leading ``module.`` stripped) loads with ``strict=True``. The per-sample fusion of the
-reference is vectorized with an availability mask (spec section 3.1), so one traced graph serves
+reference is vectorized with an availability mask (docs/design.md §4, fusion), so one traced graph serves
 any missing modality and any batch size.
 
 Tensors are ``(B, C, H, W)``; the generator's input is ``(B, 4, 240, 240)`` in the channel order
-t1c, t1n, t2f, t2w, normalized, with the missing channel at -1.
+t1c, t1n, t2f, t2w, normalized, with the missing channel at the normalization's fill (-1 for the published checkpoints and ours).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class HFEncoderGrouped(nn.Module):
 
         skips: list[torch.Tensor] = []
         for level, early in enumerate(h_early):
-            if level == 0:  # h[0] is never read by the decoder (spec section 6)
+            if level == 0:  # h[0] is never read by the decoder (docs/design.md §4, decoder)
                 skips.append(early)
                 continue
             chunks = torch.chunk(h_mid[level], NUM_MODALITIES, dim=1)
@@ -183,7 +183,7 @@ def _side(x: torch.Tensor, origin: torch.Tensor | None) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# decoder and the whole generator (spec sections 6-7)
+# decoder and the whole generator (docs/design.md §4)
 
 
 class Decoder(nn.Module):
@@ -215,7 +215,7 @@ class HFGAN(nn.Module):
     """The generator. ``forward(x, mask, missing, view) -> y``.
 
     Args:
-        x: ``(B, 4, 240, 240)`` float32, normalized, missing channel at -1.
+        x: ``(B, 4, 240, 240)`` float32, normalized, missing channel at the fill value (-1 for the published ones).
         mask: ``(B, 4)`` float32, 1 for an available modality (the fusion's ``avail_modals``).
         missing: ``(B,)`` float32 index 0..3 of the modality to synthesize.
         view: ``(B,)`` float32 view id (0 axial, 1 sagittal, 2 coronal); used by config B only.

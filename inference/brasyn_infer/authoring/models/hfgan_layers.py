@@ -17,7 +17,7 @@ LN_EPS = 1e-6
 
 
 # ---------------------------------------------------------------------------------------------
-# primitives (spec section 1)
+# blocks (docs/design.md §4)
 
 _TWO_PASS_NORM = False
 
@@ -119,7 +119,7 @@ class CHattnblock(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# encoders and fusion (spec sections 2-3)
+# encoders (docs/design.md §4)
 
 
 class Encoder(nn.Module):
@@ -152,7 +152,7 @@ class Encoder(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# infusers (spec sections 4-5)
+# embeddings and transformer blocks of the infusers (docs/design.md §4)
 
 
 class SinusoidalEmbedding(nn.Module):

@@ -1,4 +1,4 @@
-"""The 3D Refiner of the BraSyn 2024 winner (paper 001, spec section 6), written from the paper.
+"""The 3D Refiner of the BraSyn 2024 winner (docs/design.md §6), written from the paper.
 
 Input ``x`` ``(B, 4, D, H, W)``: channel ``m`` (the missing modality's index) holds the generator's
 synthesized volume, the other three the available modalities, each z-scored over its nonzero voxels.
