@@ -97,6 +97,26 @@ train-final: $(BIN)/.installed-dev
 		--out $(TRAIN_RUNS)/final --name default --refiner default-refiner --no-export --resume \
 		>> $(TRAIN_RUNS)/final/train.log 2>&1
 
+## validate: on the VALIDATION cases, fit the map's settings (training/validate.py, written into the validation
+## model's manifest), then score the validation model with `brasyn-infer evaluate` against the linear fit on its own
+## training cases -> $(TRAIN_RUNS)/validation/report/report.md. About 40 minutes on 2 cores.
+## ship: the final model (all 26 cases) -> weights/default.{onnx,json,safetensors}, with the validation's map settings.
+comma := ,
+empty :=
+space := $(empty) $(empty)
+validate: $(BIN)/.installed-dev
+	$(BIN)/python -m training.validate --cases $(CASES) --holdout $(VALIDATION) --weights $(TRAIN_RUNS)/val/val.json \
+		--out $(TRAIN_RUNS)/validation
+	mkdir -p $(TRAIN_RUNS)/validation/data
+	for root in $(CASES); do for case in $$root/*/; do ln -sfn $$(realpath $$case) $(TRAIN_RUNS)/validation/data/; done; done
+	$(BIN)/brasyn-infer evaluate $(TRAIN_RUNS)/validation/data $(TRAIN_RUNS)/validation/report \
+		--weights $(TRAIN_RUNS)/val/val.json --only $(subst $(space),$(comma),$(VALIDATION)) --fit-on training \
+		--drop all --baseline linear --save-volumes $(TRAIN_RUNS)/validation/volumes --quiet
+ship: $(BIN)/.installed-dev
+	$(BIN)/python -m training.export_checkpoint $(TRAIN_RUNS)/final/default.safetensors --out weights --name default \
+		--refiner default-refiner --uncertainty-from $(TRAIN_RUNS)/val/val.json
+	cp $(TRAIN_RUNS)/final/default.safetensors weights/default.safetensors
+
 ## train-refiner: the 3D Refiner on generator outputs (a folder of <case>/<case>-<mod>.nii.gz, e.g. what
 ## `brasyn-infer evaluate --save-volumes DIR` keeps of held-out cases), SYNTHESIZED=DIR
 REFINER_RECIPE = --width 8 --crop 48 --batch 2 --steps 80 --threads 1 --window 96 --overlap 0.25 --blend gaussian

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from brasyn_infer.constants import BACKGROUND, MODALITIES, PLANE, Modality, View
-from brasyn_infer.synthesis.linear import LinearStats, case_stats
 from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.nifti import load_volume, read_inputs
+from brasyn_infer.synthesis.linear import LinearStats, case_stats
 from brasyn_infer.synthesis.normalize import foreground_percentile, normalize_percentile
 from brasyn_infer.synthesis.views import SliceGeometry
 

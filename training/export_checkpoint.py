@@ -1,15 +1,17 @@
 """Export a generator checkpoint from ``training.train --no-export`` to ONNX with its manifest.
 
-    python -m training.export_checkpoint runs/gpu/fold.safetensors --out runs/gpu --name fold
+    python -m training.export_checkpoint runs/train/final/default.safetensors --out weights --name default \\
+        --refiner default-refiner --uncertainty-from runs/train/val/val.json
 
-For models trained on a machine without the product's ONNX toolchain (a GPU box): the checkpoint
-carries the config, normalization, views and training record; the export checks ONNX Runtime
-against torch before writing anything (``brasyn_infer.authoring.models.export``).
+The checkpoint carries the config, normalization, views and training record; the export checks ONNX Runtime
+against torch before writing anything (``brasyn_infer.authoring.models.export``). ``--uncertainty-from`` copies the
+``uncertainty`` block that ``training.validate`` fitted on the validation model's held-out cases.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from .train import add_refiner_options, export_checkpoint, refiner_block
@@ -20,9 +22,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("checkpoint", type=Path, help="<name>.safetensors written by python -m training.train")
     p.add_argument("--out", type=Path, required=True, help="folder for <name>.onnx and <name>.json")
     p.add_argument("--name", required=True)
+    p.add_argument("--uncertainty-from", type=Path, default=None, metavar="MANIFEST",
+                   help="copy this manifest's uncertainty block (fitted by training.validate)")
     add_refiner_options(p)
     args = p.parse_args(argv)
-    export_checkpoint(args.checkpoint, args.out, args.name, refiner_block(args.refiner, args.refine_by_default))
+    block = None
+    if args.uncertainty_from is not None:
+        block = json.loads(args.uncertainty_from.read_text()).get("uncertainty")
+        if not block:
+            raise SystemExit(f"{args.uncertainty_from} has no uncertainty block: run python -m training.validate first")
+    export_checkpoint(args.checkpoint, args.out, args.name, refiner_block(args.refiner, args.refine_by_default), block)
 
 
 if __name__ == "__main__":

@@ -272,15 +272,18 @@ def load_trained(ckpt: Path) -> tuple[PriorResidualHFGAN, dict]:
     return net.eval(), json.loads(meta["export"])
 
 
-def export_checkpoint(ckpt: Path, out: Path, name: str, refiner: dict | None = None) -> Path:
+def export_checkpoint(ckpt: Path, out: Path, name: str, refiner: dict | None = None,
+                      uncertainty: dict | None = None) -> Path:
     """Export a checkpoint written by :func:`save_checkpoint` to ``out/<name>.onnx`` + manifest; returns the manifest.
 
-    ``refiner``: the manifest's refiner block (:func:`refiner_block`)."""
+    ``refiner``: the manifest's refiner block (:func:`refiner_block`); ``uncertainty``: the map's block, fitted on
+    the validation cases (``training.validate``)."""
     net, info = load_trained(ckpt)
     views = [View(v) for v in info["views"]]
     manifest = export(net, out, name, normalization=info["normalization"], default_view=views[0],
                       provenance={"trained_by": "training/train.py (this repository)", "checkpoint": ckpt.name},
-                      training=info["training"], views=tuple(views) if len(views) > 1 else (), refiner=refiner)
+                      training=info["training"], views=tuple(views) if len(views) > 1 else (), refiner=refiner,
+                      uncertainty=uncertainty)
     print(f"exported {manifest.onnx_path} ({manifest.onnx_path.stat().st_size / 1e6:.1f} MB), manifest {manifest.path}")
     return manifest.path
 

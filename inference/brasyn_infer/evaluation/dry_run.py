@@ -19,6 +19,7 @@ is refused (:class:`~brasyn_infer.errors.UsageError`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import time
@@ -101,11 +102,15 @@ def find_complete_cases(data: Path) -> list[DryRunCase]:
 
 
 def run_identity(synth: Synthesizer, options: DryRunOptions) -> dict:
-    """Everything that changes a score: the weights, views, TTA, the prior blend, the refiner, the map, the linear
-    baseline's fitting cases. (Batch size, device and threads change nothing but float rounding.)"""
+    """Everything that changes a score: the weights (the graph, and the manifest's blocks that act on its output),
+    views, TTA, the prior blend, the refiner, the map, the linear baseline's fitting cases. (Batch size, device and threads change nothing but float rounding.)"""
     refiner = synth.refiner.manifest if synth.refiner else None
+    manifest = synth.manifest
+    blocks = json.dumps({"normalization": manifest.normalization, "trust": manifest.trust,
+                         "uncertainty": manifest.uncertainty, "outputs": list(manifest.outputs)}, sort_keys=True)
     return {"format": RUN_FORMAT,
-            "weights": {"name": synth.manifest.name, "sha256": synth.manifest.sha256},
+            "weights": {"name": manifest.name, "sha256": manifest.sha256,
+                        "manifest": hashlib.sha256(blocks.encode()).hexdigest()[:16]},
             "normalization": synth.manifest.normalization.get("scheme"),
             "views": [v.value for v in synth.views], "tta": synth.tta, "prior": synth.prior,
             "refiner": {"name": refiner.name, "sha256": refiner.sha256} if refiner else None,

@@ -85,10 +85,12 @@ def export(
     training: dict[str, Any] | None = None,
     views: tuple[View, ...] = (),
     refiner: dict[str, Any] | None = None,
+    uncertainty: dict[str, Any] | None = None,
 ) -> Manifest:
     """Write ``out_dir/<name>.onnx`` and ``<name>.json``; raise (writing nothing) on a parity failure.
 
-    ``refiner`` is the manifest's refiner block, ``{"weights": NAME, "enabled": bool}`` (none by default).
+    ``refiner`` is the manifest's refiner block, ``{"weights": NAME, "enabled": bool}`` (none by default);
+    ``uncertainty`` the block that turns a ``log_scale`` output into the map (docs/design.md §5).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     normalization = normalization or {"scheme": "brasyn25", "stats": BRASYN25_STATS}
@@ -110,6 +112,7 @@ def export(
             training=training or {},
             views=tuple(views),
             refiner=dict(refiner or {}),
+            uncertainty=dict(uncertainty or {}),
         )
         os.replace(tmp_onnx, manifest.onnx_path)
     write_manifest(manifest)
