@@ -42,7 +42,7 @@ unit: $(BIN)/.installed-dev
 
 bench: $(BIN)/.installed-dev
 	$(BIN)/python benchmarks/bench.py
-	$(BIN)/python benchmarks/trust.py
+	$(BIN)/python benchmarks/uncertainty.py
 
 ## lint: ruff on the Python code, hadolint on the Dockerfile
 lint: $(BIN)/.installed-dev

@@ -1,6 +1,6 @@
 """Benchmark: what ``--uncertainty`` and ``--tta`` cost, end to end, on one case.
 
-    python benchmarks/trust.py [--weights default] [--case examples/BraTS-GLI-00001-000] [--repeat 1]
+    python benchmarks/uncertainty.py [--weights default] [--case examples/BraTS-GLI-00001-000] [--repeat 1]
 
 Each mode is a fresh ``brasyn-infer run`` process on the case (imports, weight checks and the session
 included), timed, with its own peak RSS; the modes run back to back in this one invocation, so the ratios to
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--case", type=Path, default=REPO / "examples" / "BraTS-GLI-00001-000")
     p.add_argument("--repeat", type=int, default=1)
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="brasyn-bench-trust-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="brasyn-bench-uncertainty-") as tmp:
         root = Path(tmp)
         modes = {"plain": (), "--uncertainty": ("--uncertainty", str(root / "unc")), "--tta": ("--tta",),
                  "--tta --uncertainty": ("--tta", "--uncertainty", str(root / "unc"))}
