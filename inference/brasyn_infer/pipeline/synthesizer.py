@@ -83,7 +83,8 @@ class Synthesizer:
         elif uncertainty and not self.trust.uncertainty and spread_members < 2:
             raise WeightsError("these weights have no fitted uncertainty model (trust.uncertainty), and one view "
                                "without --tta gives no spread to measure", self.manifest.path,
-                               "add views (--view sagittal --view axial ...) or --tta, or fit one with training/fit_trust.py")
+                               "add views (--view sagittal --view axial ...) or --tta, fit one with training/fit_trust.py, or "
+                               "give the graph a log_scale output (docs/model-contract.md)")
         if uncertainty and self.trust.uncertainty and set(self.views) != set(self.manifest.default_views):
             log.warning("the uncertainty model was fitted with the views %s; with %s it is not calibrated",
                         "+".join(v.value for v in self.manifest.default_views), self.view_label)
@@ -189,7 +190,7 @@ class Synthesizer:
             scale = np.std(np.stack(members), axis=0).astype(np.float32)
         else:
             raise WeightsError(f"no uncertainty model for {missing.value} and a single volume to measure spread on",
-                               self.manifest.path, "add views (--view ...) or fit one with training/fit_trust.py")
+                               self.manifest.path, "add views (--view ...) or --tta")
         scale *= np.float32(self.normalizer.slope(missing, scales))
         scale[background] = 0
         return scale

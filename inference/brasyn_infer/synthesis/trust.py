@@ -2,7 +2,7 @@
 
 Pure functions on ``(X, Y, Z)`` arrays (nibabel's axis order) in the model's normalized units, driven by the
 manifest's ``trust`` block, which ``training/fit_trust.py`` fits on out-of-fold outputs (each case synthesized by
-a generator that never saw it)::
+a generator that never saw it), for a model that has neither a prior nor a scale of its own (docs/design.md §5)::
 
     "trust": {
       "linear":      {"t1c": [w1, w2, w3, b], ...},  # per missing modality: the available channels in MODALITIES
