@@ -68,3 +68,16 @@ def test_tumor_and_healthy_split_uses_seg():
     s = score(pred, truth, seg)
     assert s["ssim_tumor"] < 0.5 < s["ssim_healthy"]
     assert s["ssim_tumor"] < s["ssim_brain"] < s["ssim_healthy"]
+
+
+def test_the_tumor_is_the_same_in_both_label_conventions():
+    """Enhancing tumor is label 4 in BraTS 2018-2022 and 3 from 2023: the tumor and healthy scores do not change."""
+    rng = np.random.default_rng(5)
+    truth = rng.uniform(1, 2, (20, 22, 24)).astype(np.float32)
+    pred = truth + rng.normal(0, 0.1, truth.shape).astype(np.float32)
+    seg4 = np.zeros(truth.shape, dtype=np.int16)
+    seg4[5:10, 5:10, 5:10] = 4
+    seg4[10:12, 5:10, 5:10] = 2
+    seg3 = np.where(seg4 == 4, 3, seg4)
+    a, b = score(pred, truth, seg4), score(pred, truth, seg3)
+    assert a["ssim_tumor"] == b["ssim_tumor"] and a["ssim_healthy"] == b["ssim_healthy"] and not np.isnan(a["ssim_tumor"])
