@@ -7,6 +7,8 @@ Exit codes: 0 success, 1 a failure (each printed as one ``error:`` line), 2 a us
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
@@ -36,6 +38,22 @@ def setup_logging(quiet: bool) -> None:
 
 def fail_line(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """A usage error (:class:`~brasyn_infer.errors.UsageError`) becomes one line and exit 2, any other
+    :class:`~brasyn_infer.errors.BrasynError` one line and exit 1."""
+    from brasyn_infer.errors import BrasynError, UsageError
+
+    try:
+        yield
+    except UsageError as error:
+        fail_line(str(error))
+        raise typer.Exit(2) from None
+    except BrasynError as error:
+        fail_line(str(error))
+        raise typer.Exit(1) from None
 
 
 def shard_or_exit(option: str | None):

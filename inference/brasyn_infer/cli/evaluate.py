@@ -20,6 +20,7 @@ from brasyn_infer.cli.app import (
     WeightsOpt,
     app,
     fail_line,
+    one_line_errors,
     setup_logging,
     shard_or_exit,
 )
@@ -56,7 +57,7 @@ def evaluate(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from brasyn_infer.errors import BrasynError, UsageError
+    from brasyn_infer.errors import UsageError
     from brasyn_infer.evaluation.baselines import BASELINES
     from brasyn_infer.evaluation.downstream import segmentation_unavailable
     from brasyn_infer.evaluation.dry_run import DryRunOptions, Hooks, dry_run, parse_drop
@@ -66,7 +67,7 @@ def evaluate(
     from brasyn_infer.pipeline.synthesizer import Synthesizer
 
     chosen = shard_or_exit(shard)
-    try:
+    with one_line_errors():
         names = [] if baseline.strip().lower() == "none" else [b.strip().lower() for b in baseline.split(",") if b.strip()]
         unknown = [b for b in names if b not in BASELINES]
         if unknown:
@@ -76,19 +77,8 @@ def evaluate(
         check_output_dir(report_dir, data)
         synth = Synthesizer(weights, view, batch_size, device, refine=refine, refiner=refiner, tta=tta, prior=prior,
                             uncertainty=uncertainty)
-        if options.fit_on == ["training"]:
-            options.fit_on = list(synth.manifest.training.get("data", {}).get("train", []))
-            if not options.fit_on:
-                raise UsageError("--fit-on training: the weights' manifest records no training cases",
-                                 synth.manifest.path, "pass the case IDs: --fit-on ID,ID,...")
         if chosen is not None:
             typer.echo(chosen.rule(len(list_case_folders(data))), err=True)
-    except UsageError as error:
-        fail_line(str(error))
-        raise typer.Exit(2) from None
-    except BrasynError as error:
-        fail_line(str(error))
-        raise typer.Exit(1) from None
     if segment and (reason := segmentation_unavailable()):
         typer.echo(f"downstream segmentation skipped: {reason}", err=True)
         options.segment = False
@@ -105,14 +95,8 @@ def evaluate(
                       on_step=lambda what: progress.update(task, advance=1, description=f"{phase['name']}: {what}"),
                       on_warning=lambda w: progress.console.print(f"warning: {w}", markup=False, highlight=False,
                                                                   soft_wrap=True))
-        try:
+        with one_line_errors():
             rows, errors = dry_run(data, report_dir, synth, options, hooks)
-        except UsageError as error:
-            fail_line(str(error))
-            raise typer.Exit(2) from None
-        except BrasynError as error:
-            fail_line(str(error))
-            raise typer.Exit(1) from None
     for error in errors:
         fail_line(str(error))
     if rows:

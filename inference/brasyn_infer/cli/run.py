@@ -23,6 +23,7 @@ from brasyn_infer.cli.app import (
     app,
     fail_line,
     log,
+    one_line_errors,
     setup_logging,
     shard_or_exit,
 )
@@ -50,22 +51,14 @@ def run(
 ) -> None:
     """Synthesize the missing modality of every case in INPUT into OUTPUT."""
     setup_logging(quiet)
-    from brasyn_infer.errors import BrasynError, UsageError
     from brasyn_infer.pipeline.job import RunOptions, run_job
 
     options = RunOptions(weights=weights, views=view, batch_size=batch_size, device=device, fp16=fp16, resume=resume,
                          refine=refine, refiner=refiner, tta=tta, prior=prior, shard=shard_or_exit(shard),
                          summary=summary, uncertainty=uncertainty)
     _exit_on_sigterm()
-    try:
-        with _progress(quiet) as hooks:
-            report = run_job(input, output, options, hooks)
-    except UsageError as error:
-        fail_line(str(error))
-        raise typer.Exit(2) from None
-    except BrasynError as error:
-        fail_line(str(error))
-        raise typer.Exit(1) from None
+    with one_line_errors(), _progress(quiet) as hooks:
+        report = run_job(input, output, options, hooks)
     for result in report.failed:
         fail_line(f"{result.case_id}: {result.error}")
     seconds = sum(r.seconds for r in report.results)

@@ -49,6 +49,8 @@ from brasyn_infer.synthesis.normalize import background_mask
 MODEL = "model"
 REFINED = "model+refiner"
 RUN_FORMAT = "brasyn-infer.dry-run/1"
+#: ``--fit-on training``: the cases the weights' manifest records as its training set
+FIT_ON_TRAINING = "training"
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ class Hooks:
 @dataclass
 class DryRunOptions:
     """What a dry run scores: the dropped modalities, the baselines, which cases (``only``), the cases the linear
-    baseline is fitted on (``fit_on``; None: leave-one-case-out over DATA), downstream segmentation, where to keep
+    baseline is fitted on (``fit_on``; None: leave-one-case-out over DATA; ``["training"]``: the weights' recorded
+    training cases), downstream segmentation, where to keep
     the generator's outputs, and the shard."""
 
     drops: list[Modality] = field(default_factory=lambda: list(MODALITIES))
@@ -179,6 +182,11 @@ def dry_run(data: Path, report_dir: Path, synth: Synthesizer, options: DryRunOpt
             hooks: Hooks | None = None) -> tuple[list[dict], list[BrasynError]]:
     """Run the dry run into ``report_dir``; returns all rows (resumed ones included) and the cases' errors."""
     hooks = hooks or Hooks()
+    if options.fit_on == [FIT_ON_TRAINING]:
+        options.fit_on = list(synth.manifest.training.get("data", {}).get("train", []))
+        if not options.fit_on:
+            raise UsageError("--fit-on training: the weights' manifest records no training cases", synth.manifest.path,
+                             "pass the case IDs: --fit-on ID,ID,...")
     report_dir.mkdir(parents=True, exist_ok=True)
     claim_report_dir(report_dir, run_identity(synth, options))
     shard = options.shard
