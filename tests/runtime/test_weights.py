@@ -51,20 +51,36 @@ def test_the_default_refiner_block_resolves():
 
 
 def test_checkpoint_matches_the_onnx_file():
-    """weights/default.safetensors is the torch checkpoint the ONNX file was exported from."""
+    """weights/default.safetensors is the torch checkpoint the ONNX file was exported from (both outputs)."""
     torch = pytest.importorskip("torch")
     import numpy as np
     import onnxruntime as ort
 
-    from brasyn_infer.authoring.models.export import example_inputs
-    from brasyn_infer.authoring.models.hfgan import HFGANConfig, load_checkpoint
+    from brasyn_infer.authoring.models.export import INPUT_NAMES, example_inputs
+    from training.train import load_trained
 
     manifest = load_manifest("default")
-    net = load_checkpoint(str(manifest.path.with_suffix(".safetensors")), HFGANConfig.from_dict(manifest.config))
+    net, info = load_trained(manifest.path.with_suffix(".safetensors"))
+    assert info["training"]["steps"] == manifest.training["steps"]
     inputs = example_inputs(2, seed=3)
     session = ort.InferenceSession(str(manifest.onnx_path), providers=["CPUExecutionProvider"])
     names = {i.name for i in session.get_inputs()}
-    feed = {n: t.numpy() for n, t in zip(["x", "mask", "missing", "view"], inputs, strict=True) if n in names}
+    feed = {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs, strict=True) if n in names}
     with torch.no_grad():
-        expected = net(*inputs).numpy()
-    assert np.abs(session.run(None, feed)[0] - expected).max() < 1e-3
+        expected = [t.numpy() for t in net(*inputs)]
+    got = session.run(None, feed)
+    assert len(got) == 2 and all(np.abs(g - e).max() < 1e-3 for g, e in zip(got, expected, strict=True))
+
+
+def test_the_default_is_the_final_model_of_the_recipe():
+    """Trained on all 26 cases with the recipe in the Makefile, a residual over its prior with its own scale, and
+    the map's settings fitted on held-out cases."""
+    from brasyn_infer.synthesis.uncertainty import ScaleMap
+
+    manifest = load_manifest("default")
+    record = manifest.training
+    assert manifest.architecture == "hfgan-prior-residual" and manifest.outputs == ("y", "log_scale")
+    assert record["data"]["holdout"] == [] and len(record["data"]["train"]) == 26
+    assert record["steps"] == record["recipe"]["steps"] and record["recipe"]["crop"] == 128
+    block = ScaleMap.from_manifest(manifest.uncertainty)
+    assert len(block.calibration) == 4
