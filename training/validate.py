@@ -5,12 +5,14 @@
 
 For every held-out case and dropped modality, the validation model (trained without these cases) synthesizes the
 case as the product does, keeping its views' moments (:func:`brasyn_infer.synthesis.generate.generate_volume` with
-``with_scale``). Two maps are scored against the real errors over the brain
-(:func:`brasyn_infer.evaluation.ranking.rank_quality`): the mean Laplace scale of the views, and that scale widened
-by the views' spread. The one with the higher mean ``unc_top10`` is chosen (``view_spread``), and per modality the
-calibration factor that makes its mean over the validation brains the mean |error| there. Both go into the
-manifest's ``uncertainty`` block (:mod:`brasyn_infer.synthesis.uncertainty`); ``OUT/validate.json`` and
-``OUT/validate.md`` hold the per-pair figures. Nothing here is fitted on a case the model trained on.
+``with_scale``). Two maps are scored against the real errors over the brain, taken on the scale-free images the
+metrics compare (each volume over its own 0.5-99.5 percentiles; :func:`brasyn_infer.evaluation.dry_run.map_quality`):
+the mean Laplace scale of the views, and that scale widened by the views' spread. The one with the higher mean
+``unc_top10`` is chosen (``view_spread``). Per modality, the calibration factor makes its mean over the validation
+brains equal to the mean error there: the error of the output against the real modality brought to the output's
+intensity scale (a missing modality's absolute scale cannot be known from the others). Both go into the manifest's
+``uncertainty`` block (:mod:`brasyn_infer.synthesis.uncertainty`). ``OUT/validate.json`` and ``OUT/validate.md``
+hold the per-pair figures. Nothing here is fitted on a case the model trained on.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from brasyn_infer.constants import MODALITIES, Device, Modality
-from brasyn_infer.evaluation.ranking import rank_quality
+from brasyn_infer.evaluation.dry_run import map_quality
+from brasyn_infer.evaluation.metrics import percentile_range, percentile_scale
 from brasyn_infer.io.atomic import write_json_atomic, write_text_atomic
 from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.nifti import read_inputs
@@ -57,11 +60,13 @@ def score_pair(synth: Synthesizer, volumes: dict[Modality, np.ndarray], missing:
     slope = norm.slope(missing, scales)
     truth = volumes[missing]
     brain = truth > 0
-    error = np.abs(output[brain] - truth[brain]).astype(np.float64)
+    lo, hi = percentile_range(output)
+    error = np.abs(percentile_scale(output)[brain] - percentile_scale(truth)[brain])  # scale-free, in [0, 1]
     record = {"mean_abs_error": float(error.mean()), "voxels": int(brain.sum())}
     for name, scale in candidate_maps(moments).items():
-        values = scale[brain].astype(np.float64) * slope
-        record[name] = {**rank_quality(values, error), "mean_map": float(values.mean())}
+        values = scale[brain].astype(np.float64) * (slope / max(hi - lo, 1e-12))  # the map on the output's [0, 1]
+        quality = map_quality(scale * np.float32(slope), output, truth)
+        record[name] = {**quality, "mean_map": float(values.mean())}
     return record
 
 
@@ -80,11 +85,12 @@ def choose(records: list[dict]) -> tuple[str, dict[Modality, float]]:
 
 
 def table(records: list[dict], variant: str) -> str:
-    lines = ["| case | missing | mean abs error | " + " | ".join(f"{v} top-10% | {v} Spearman" for v in VARIANTS) + " |",
+    lines = ["| case | missing | mean abs error ([0, 1] images) | " + " | ".join(f"{v} top-10% | {v} Spearman" for v in VARIANTS)
+             + " |",
              "|---|---|---|" + "---|---|" * len(VARIANTS)]
     for r in records:
         cells = [f"{r[v]['unc_top10']:.2f} | {r[v]['unc_spearman']:.3f}" for v in VARIANTS]
-        lines.append(f"| {r['case']} | {r['modality']} | {r['mean_abs_error']:.1f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['case']} | {r['modality']} | {r['mean_abs_error']:.4f} | " + " | ".join(cells) + " |")
     means = [f"{np.mean([r[v]['unc_top10'] for r in records]):.2f} | {np.mean([r[v]['unc_spearman'] for r in records]):.3f}"
              for v in VARIANTS]
     lines.append("| mean | | | " + " | ".join(means) + " |")

@@ -18,10 +18,15 @@ SIGMA = 1.5
 TRUNCATE = 3.5  # scikit-image's default: a window of 2 * round(3.5 * 1.5) + 1 = 11 voxels
 
 
-def percentile_scale(x: np.ndarray, p_low: float = P_LOW, p_high: float = P_HIGH) -> np.ndarray:
-    """Clip to the volume's own ``[P_low, P_high]`` (lower bound >= 0) and scale to [0, 1], float64."""
+def percentile_range(x: np.ndarray, p_low: float = P_LOW, p_high: float = P_HIGH) -> tuple[float, float]:
+    """The volume's own ``(P_low, P_high)`` over all its voxels, the lower bound at least 0."""
     lo, hi = np.percentile(x, [p_low, p_high])
-    lo = max(float(lo), 0.0)
+    return max(float(lo), 0.0), float(hi)
+
+
+def percentile_scale(x: np.ndarray, p_low: float = P_LOW, p_high: float = P_HIGH) -> np.ndarray:
+    """Clip to the volume's own ``[P_low, P_high]`` (:func:`percentile_range`) and scale to [0, 1], float64."""
+    lo, hi = percentile_range(x, p_low, p_high)
     if hi <= lo:
         return np.zeros(x.shape, dtype=np.float64)
     return (np.clip(x, lo, hi).astype(np.float64) - lo) / (hi - lo)

@@ -14,12 +14,13 @@ from brasyn_infer.constants import MODALITIES
 from brasyn_infer.io.atomic import write_json_atomic, write_text_atomic
 
 CSV_FIELDS = ["case", "modality", "method", "ssim", "ssim_brain", "ssim_tumor", "ssim_healthy", "psnr", "mae",
-              "dice_wt", "dice_tc", "dice_et", "hd95_wt", "hd95_tc", "hd95_et", "unc_spearman", "unc_top10", "seconds"]
+              "dice_wt", "dice_tc", "dice_et", "hd95_wt", "hd95_tc", "hd95_et", "unc_spearman", "unc_top10", "unc_spearman_raw",
+              "unc_top10_raw", "seconds"]
 METRICS = CSV_FIELDS[3:]
 #: Downstream columns, empty unless `evaluate --segment` ran.
 DOWNSTREAM = ["dice_wt", "dice_tc", "dice_et", "hd95_wt", "hd95_tc", "hd95_et"]
 #: How the uncertainty map ranks the model's real errors (brain voxels): empty without a map.
-UNCERTAINTY = ["unc_spearman", "unc_top10"]
+UNCERTAINTY = ["unc_spearman", "unc_top10", "unc_spearman_raw", "unc_top10_raw"]
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -112,7 +113,9 @@ def write_reports(rows: list[dict], report_dir: Path, label: str) -> dict:
         "synthesized modality and the case's `-seg` (or the segmenter's output on the four real modalities). "
         "With the uncertainty map (the model's rows): `unc_spearman`, the Spearman correlation between the map "
         "and |synthesized - real| over the brain, and `unc_top10`, the mean |error| of the 10% most uncertain "
-        "brain voxels over that of the other 90% (1: no better than chance).",
+        "brain voxels over that of the other 90% (1: no better than chance), with the error taken on the same "
+        "[0, 1] images as SSIM, PSNR and MAE; `_raw`: on the raw intensities, where the missing modality's "
+        "intensity scale, which no model can know from the other three, dominates the error.",
         "",
         "## Mean ± std (n values) per modality and method",
         "",
