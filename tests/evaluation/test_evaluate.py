@@ -216,3 +216,21 @@ def test_save_volumes_keeps_the_generator_output_with_the_inputs_geometry(data, 
         {m: v.data for m, v in loaded.items() if m is not Modality.T2F}, Modality.T2F)
     # the dry run scores exactly what `run` writes: the same call, the same bits
     assert np.array_equal(np.asarray(saved.dataobj, dtype=np.float32), expected)
+
+
+def test_the_map_is_scored_on_the_scale_free_images_and_on_raw_intensities():
+    """An output three times too bright everywhere, wrong only in one region: the raw error follows brightness,
+    the scale-free error follows the region. A map of that region ranks the scale-free error, not the raw one."""
+    import numpy as np
+
+    from brasyn_infer.evaluation.dry_run import map_quality
+    from tests.conftest import brain_volume
+
+    truth = brain_volume((30, 30, 30), scale=1000.0)
+    wrong = np.zeros(truth.shape, dtype=bool)
+    wrong[10:16, 10:16, 10:16] = True
+    synthesized = 3 * np.where(wrong, truth * 0.5, truth)
+    uncertainty = np.where(wrong, 1.0, 0.1).astype(np.float32)
+    quality = map_quality(uncertainty, synthesized, truth)
+    assert quality["unc_top10"] > 5 and quality["unc_spearman"] > 0.2
+    assert quality["unc_top10_raw"] < quality["unc_top10"]
