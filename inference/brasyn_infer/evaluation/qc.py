@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from brasyn_infer.constants import Modality
+from brasyn_infer.evaluation.metrics import percentile_range, percentile_scale
 from brasyn_infer.io.atomic import atomic_path
 
 
@@ -26,8 +27,10 @@ def _planes(volume: np.ndarray, center: tuple[int, int, int]) -> list[np.ndarray
 
 def qc_png(path: Path, inputs: Mapping[Modality, np.ndarray], synthesized: np.ndarray, truth: np.ndarray,
            seg: np.ndarray | None, title: str, uncertainty: np.ndarray | None = None) -> None:
-    """Three orthogonal slices: inputs, synthesized, real, |difference| and the ``uncertainty`` map (expected
-    |error|, output units) on the difference's color scale; written atomically."""
+    """Three orthogonal slices: the inputs, the synthesized and the real volume (each on its own 0.5-99.5
+    percentile scale, as the metrics compare them), their |difference| on those [0, 1] images, and the
+    ``uncertainty`` map (output units) brought to the synthesized volume's [0, 1] scale, on the difference's
+    color scale; written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,13 +39,14 @@ def qc_png(path: Path, inputs: Mapping[Modality, np.ndarray], synthesized: np.nd
     center = _center(truth, seg)
     columns = [(m.value, v, float(np.percentile(v[v > 0], 99.5)) if (v > 0).any() else 1.0)
                for m, v in inputs.items()]
-    top = float(np.percentile(truth[truth > 0], 99.5)) if (truth > 0).any() else 1.0
-    difference = np.abs(synthesized - truth)
     brain = truth > 0
-    error_top = float(np.percentile(difference[brain], 99.5)) if brain.any() else top
-    columns += [("synthesized", synthesized, top), ("real", truth, top), ("|difference|", difference, error_top or top)]
+    difference = np.abs(percentile_scale(synthesized) - percentile_scale(truth))
+    error_top = float(np.percentile(difference[brain], 99.5)) if brain.any() else 1.0
+    columns += [("synthesized", percentile_scale(synthesized), 1.0), ("real", percentile_scale(truth), 1.0),
+                ("|difference|", difference, error_top or 1.0)]
     if uncertainty is not None:
-        columns.append(("uncertainty", uncertainty, error_top or top))
+        lo, hi = percentile_range(synthesized)
+        columns.append(("uncertainty", uncertainty / max(hi - lo, 1e-12), error_top or 1.0))
     fig, axes = plt.subplots(3, len(columns), figsize=(2.2 * len(columns), 6.9), facecolor="black")
     for col, (name, volume, vmax) in enumerate(columns):
         for row, plane in enumerate(_planes(volume, center)):

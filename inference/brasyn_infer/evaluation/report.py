@@ -124,8 +124,9 @@ def write_reports(rows: list[dict], report_dir: Path, label: str) -> dict:
         "## QC pictures",
         "",
         "Rows: axial, coronal, sagittal through the tumor (or the brain's center). Columns: the three "
-        "inputs, the synthesized, the real (one gray scale), |synthesized - real| and, with the map, the "
-        "uncertainty (one color scale: the 99.5th percentile of the brain's |difference|).",
+        "inputs, the synthesized and the real volume (each on its own 0.5-99.5 percentile scale, as the metrics "
+        "compare them), their |difference| on those [0, 1] images and, with the map, the uncertainty brought to "
+        "the synthesized volume's scale (one color scale: the 99.5th percentile of the brain's |difference|).",
         "",
     ]
     text += [f"![{name}]({name})\n" for name in pictures]
