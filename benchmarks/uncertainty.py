@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     base = statistics.median(r[0] for r in runs[(weights[0], args.modes[0])])
     for (w, mode), results in runs.items():
         seconds = statistics.median(r[0] for r in results)
-        print(f"{Path(w).stem if w.endswith('.json') else w:28s}{mode:18s}{seconds:9.1f}{seconds / base:9.2f}"
+        label = f"{Path(w).parent.name}/{Path(w).stem}" if w.endswith(".json") else w
+        print(f"{label:28s}{mode:18s}{seconds:9.1f}{seconds / base:9.2f}"
               f"{max(r[1] for r in results):13.0f}")
 
 
