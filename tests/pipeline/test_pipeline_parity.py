@@ -25,7 +25,7 @@ def test_cli_reproduces_reference_volumes(cfg_name, case_without_t2f, tmp_path):
 
     from brasyn_infer.authoring.models.export import export
     from brasyn_infer.cli import app
-    from tests.models.test_hfgan import reference_net
+    from tests.authoring.models.test_hfgan import reference_net
 
     manifest = export(reference_net(cfg_name), tmp_path / "w", f"ref{cfg_name}")
     for view, short in (("axial", "axi"), ("sagittal", "sag"), ("coronal", "cor")):

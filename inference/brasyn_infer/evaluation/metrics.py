@@ -29,7 +29,7 @@ def percentile_scale(x: np.ndarray, p_low: float = P_LOW, p_high: float = P_HIGH
     lo, hi = percentile_range(x, p_low, p_high)
     if hi <= lo:
         return np.zeros(x.shape, dtype=np.float64)
-    return (np.clip(x, lo, hi).astype(np.float64) - lo) / (hi - lo)
+    return (np.clip(x.astype(np.float64), lo, hi) - lo) / (hi - lo)  # clipped in float64: max is exactly 1
 
 
 def ssim_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
