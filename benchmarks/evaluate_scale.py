@@ -7,8 +7,9 @@ folders (sorted by name). Past their number, the cases are repeated under new ID
 ``<ID>-c2-t1c.nii.gz`` / ``<ID>_c2_t1ce.nii.gz``. The model is a tiny imported one (a 1x1 convolution, one view),
 so that the model's time does not hide evaluate's own costs: reading, scoring, the linear baseline and the
 reports. Each N is a fresh process into a fresh REPORT_DIR, run back to back. The table gives its peak RSS
-(VmHWM) and its wall-clock seconds per pair (N x 4 dropped modalities), and extrapolates both to 1,251 cases by
-a least-squares line through the points.
+(VmHWM) and its wall-clock seconds per pair (N x 4 dropped modalities), and extrapolates both to 1,251 cases:
+peak RSS and the total seconds by least-squares lines in N (a fixed cost plus a cost per case), the seconds per
+pair as that total over the pairs. ``--measured N:RSS_MB:SECONDS ...`` prints the table from earlier runs' lines.
 """
 
 from __future__ import annotations
@@ -80,10 +81,19 @@ def measured(args: list[str], report: Path) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", type=Path, nargs="+", required=True, help="folders of complete case folders")
+    p.add_argument("--cases", type=Path, nargs="+", default=None, help="folders of complete case folders")
     p.add_argument("--sizes", type=int, nargs="+", default=[13, 26, 52])
     p.add_argument("--out", type=Path, default=None, help="keep the reports here (default: a temp folder)")
+    p.add_argument("--measured", nargs="+", default=None, metavar="N:RSS_MB:SECONDS",
+                   help="no runs: the table from the N=... lines an earlier run printed")
     args = p.parse_args(argv)
+    if args.measured:
+        rows = [(int(n), float(rss), float(sec) / (4 * int(n)), float(sec))
+                for n, rss, sec in (m.split(":") for m in args.measured)]
+        table(rows)
+        return
+    if not args.cases:
+        p.error("--cases is required (or --measured)")
     sys.path.insert(0, str(REPO))
     folders = sorted((f for root in args.cases for f in root.iterdir() if f.is_dir()), key=lambda f: f.name)
     with tempfile.TemporaryDirectory(prefix="brasyn-bench-evaluate-") as tmp:
@@ -97,16 +107,22 @@ def main(argv: list[str] | None = None) -> None:
                                      "linear", "--weights", str(weights), "--quiet"], root / f".vmhwm-{n}")
             rows.append((n, rss, seconds / (4 * n), seconds))
             print(f"N={n}: peak RSS {rss:.0f} MB, {seconds / (4 * n):.2f} s per pair ({seconds:.0f} s)", flush=True)
+    table(rows)
+
+
+def table(rows: list[tuple[int, float, float, float]]) -> None:
+    """Rows of (N, peak RSS MB, seconds per pair, seconds), and the extrapolation to 1,251 cases."""
     ns = np.array([r[0] for r in rows], dtype=float)
-    fits = {k: np.polyfit(ns, np.array([r[i] for r in rows]), 1) for k, i in (("rss", 1), ("pair", 2))}
+    fits = {k: np.polyfit(ns, np.array([r[i] for r in rows]), 1) for k, i in (("rss", 1), ("total", 3))}
+    total = np.polyval(fits["total"], BRATS_2021)
     print(f"\nmachine: {os.cpu_count()} CPUs; model: a 1x1 convolution (imported), one view; "
           f"`evaluate --drop all --baseline linear`")
     print(f"{'cases':>6} {'pairs':>6} {'peak RSS MB':>12} {'x first':>8} {'s per pair':>11} {'x first':>8}")
     for n, rss, pair, _ in rows:
         print(f"{n:6d} {4 * n:6d} {rss:12.0f} {rss / rows[0][1]:8.3f} {pair:11.2f} {pair / rows[0][2]:8.3f}")
     print(f"{BRATS_2021:6d} {4 * BRATS_2021:6d} {np.polyval(fits['rss'], BRATS_2021):12.0f} {'':>8} "
-          f"{np.polyval(fits['pair'], BRATS_2021):11.2f}   (extrapolated: least-squares line; "
-          f"slope {fits['rss'][0]:+.2f} MB and {fits['pair'][0]:+.4f} s per added case)")
+          f"{total / (4 * BRATS_2021):11.2f}   (extrapolated by lines in N: peak RSS {fits['rss'][0]:+.2f} MB per "
+          f"case; total {fits['total'][1]:.0f} s fixed + {fits['total'][0]:.1f} s per case = {total / 3600:.1f} h)")
 
 
 if __name__ == "__main__":
