@@ -6,7 +6,7 @@
 For every held-out case and dropped modality, the validation model (trained without these cases) synthesizes the
 case as the product does, keeping its views' moments (:func:`brasyn_infer.synthesis.generate.generate_volume` with
 ``with_scale``). Two maps are scored against the real errors over the brain, taken on the scale-free images the
-metrics compare (each volume over its own 0.5-99.5 percentiles; :func:`brasyn_infer.evaluation.dry_run.map_quality`):
+metrics compare (each volume over its own 0.5-99.5 percentiles; :func:`brasyn_infer.evaluation.ranking.map_quality`):
 the mean Laplace scale of the views, and that scale widened by the views' spread. The one with the higher mean
 ``unc_top10`` is chosen (``view_spread``). Per modality, the calibration factor makes its mean over the validation
 brains equal to the mean error there: the error of the output against the real modality brought to the output's
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from brasyn_infer.constants import MODALITIES, Device, Modality
-from brasyn_infer.evaluation.dry_run import map_quality
-from brasyn_infer.evaluation.metrics import percentile_range, percentile_scale
+from brasyn_infer.evaluation.metrics import percentile_range
+from brasyn_infer.evaluation.ranking import MapErrors, map_quality
 from brasyn_infer.io.atomic import write_json_atomic, write_text_atomic
 from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.nifti import read_inputs
@@ -58,15 +58,12 @@ def score_pair(synth: Synthesizer, volumes: dict[Modality, np.ndarray], missing:
                               with_scale=True)
     output = norm.restore(moments[0].copy(), background, missing, scales)
     slope = norm.slope(missing, scales)
-    truth = volumes[missing]
-    brain = truth > 0
+    errors = MapErrors.of(output, volumes[missing])  # scale-free errors in [0, 1], and raw ones
     lo, hi = percentile_range(output)
-    error = np.abs(percentile_scale(output)[brain] - percentile_scale(truth)[brain])  # scale-free, in [0, 1]
-    record = {"mean_abs_error": float(error.mean()), "voxels": int(brain.sum())}
+    record = {"mean_abs_error": float(errors.scaled.mean()), "voxels": int(errors.brain.sum())}
     for name, scale in candidate_maps(moments).items():
-        values = scale[brain].astype(np.float64) * (slope / max(hi - lo, 1e-12))  # the map on the output's [0, 1]
-        quality = map_quality(scale * np.float32(slope), output, truth)
-        record[name] = {**quality, "mean_map": float(values.mean())}
+        values = scale[errors.brain].astype(np.float64) * (slope / max(hi - lo, 1e-12))  # the map on the output's [0, 1]
+        record[name] = {**map_quality(scale * np.float32(slope), errors), "mean_map": float(values.mean())}
     return record
 
 

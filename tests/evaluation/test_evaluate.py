@@ -223,7 +223,7 @@ def test_the_map_is_scored_on_the_scale_free_images_and_on_raw_intensities():
     the scale-free error follows the region. A map of that region ranks the scale-free error, not the raw one."""
     import numpy as np
 
-    from brasyn_infer.evaluation.dry_run import map_quality
+    from brasyn_infer.evaluation.ranking import MapErrors, map_quality
     from tests.conftest import brain_volume
 
     truth = brain_volume((30, 30, 30), scale=1000.0)
@@ -231,6 +231,6 @@ def test_the_map_is_scored_on_the_scale_free_images_and_on_raw_intensities():
     wrong[10:16, 10:16, 10:16] = True
     synthesized = 3 * np.where(wrong, truth * 0.5, truth)
     uncertainty = np.where(wrong, 1.0, 0.1).astype(np.float32)
-    quality = map_quality(uncertainty, synthesized, truth)
+    quality = map_quality(uncertainty, MapErrors.of(synthesized, truth))
     assert quality["unc_top10"] > 5 and quality["unc_spearman"] > 0.2
     assert quality["unc_top10_raw"] < quality["unc_top10"]

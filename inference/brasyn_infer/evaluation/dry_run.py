@@ -32,9 +32,9 @@ import numpy as np
 from brasyn_infer.constants import MODALITIES, Modality
 from brasyn_infer.errors import BrasynError, CaseError, UsageError
 from brasyn_infer.evaluation.baselines import predict_linear, predict_mean
-from brasyn_infer.evaluation.metrics import percentile_scale, score
+from brasyn_infer.evaluation.metrics import score
 from brasyn_infer.evaluation.qc import qc_png
-from brasyn_infer.evaluation.ranking import rank_quality
+from brasyn_infer.evaluation.ranking import MapErrors, map_quality
 from brasyn_infer.evaluation.report import append_row, read_rows, weights_label, write_reports
 from brasyn_infer.io.atomic import write_json_atomic
 from brasyn_infer.io.cases import CaseFiles, complete_case, discover, list_case_folders
@@ -349,7 +349,7 @@ def _score_model(files: CaseFiles, loaded: Mapping[Modality, Volume], missing: M
     rows = []
     quality = {}
     if "uncertainty" in stages:  # how the map ranks the generator stage's real errors, over the brain
-        quality = map_quality(stages["uncertainty"], stages["generator"], truth)
+        quality = map_quality(stages["uncertainty"], MapErrors.of(stages["generator"], truth))
     for method, stage, elapsed in ((MODEL, "generator", seconds["generator"]),
                                    (REFINED, "refined", seconds["generator"] + seconds.get("refined", 0.0))):
         if stage not in stages:
@@ -372,18 +372,6 @@ def _score_model(files: CaseFiles, loaded: Mapping[Modality, Volume], missing: M
            truth, seg, title=f"{files.case_id}: {missing.value} synthesized ({synth.label})",
            uncertainty=stages.get("uncertainty"))
     return rows
-
-
-def map_quality(uncertainty: np.ndarray, synthesized: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """How an uncertainty map ranks the real errors over the brain (truth > 0): on the scale-free images the other
-    metrics compare (each volume over its own 0.5-99.5 percentiles, docs/design.md §8), ``unc_spearman`` and
-    ``unc_top10``; on the raw intensities, ``unc_spearman_raw`` and ``unc_top10_raw``, where a missing modality's
-    unknowable intensity scale dominates the error."""
-    brain = truth > 0
-    scaled = np.abs(percentile_scale(synthesized)[brain] - percentile_scale(truth)[brain])
-    raw = np.abs(synthesized[brain] - truth[brain])
-    return {**rank_quality(uncertainty[brain], scaled),
-            **{f"{k}_raw": v for k, v in rank_quality(uncertainty[brain], raw).items()}}
 
 
 def parse_drop(text: str) -> list[Modality]:

@@ -40,10 +40,10 @@ def qc_png(path: Path, inputs: Mapping[Modality, np.ndarray], synthesized: np.nd
     columns = [(m.value, v, float(np.percentile(v[v > 0], 99.5)) if (v > 0).any() else 1.0)
                for m, v in inputs.items()]
     brain = truth > 0
-    difference = np.abs(percentile_scale(synthesized) - percentile_scale(truth))
+    synthesized01, truth01 = percentile_scale(synthesized), percentile_scale(truth)
+    difference = np.abs(synthesized01 - truth01)
     error_top = float(np.percentile(difference[brain], 99.5)) if brain.any() else 1.0
-    columns += [("synthesized", percentile_scale(synthesized), 1.0), ("real", percentile_scale(truth), 1.0),
-                ("|difference|", difference, error_top or 1.0)]
+    columns += [("synthesized", synthesized01, 1.0), ("real", truth01, 1.0), ("|difference|", difference, error_top or 1.0)]
     if uncertainty is not None:
         lo, hi = percentile_range(synthesized)
         columns.append(("uncertainty", uncertainty / max(hi - lo, 1e-12), error_top or 1.0))

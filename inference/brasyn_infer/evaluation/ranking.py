@@ -1,8 +1,39 @@
-"""How well an uncertainty map ranks the real errors: pure functions on ``(n,)`` voxel samples."""
+"""How well an uncertainty map ranks the real errors: pure functions on ``(n,)`` voxel samples, and the errors
+of one volume it is scored against (:class:`MapErrors`, computed once and shared by every map scored on it)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from brasyn_infer.evaluation.metrics import percentile_scale
+
+
+@dataclass(frozen=True)
+class MapErrors:
+    """The real errors of a synthesized volume over the brain (``truth > 0``), as flat ``(n,)`` samples:
+    ``scaled`` on the scale-free [0, 1] images the other metrics compare (each volume over its own 0.5-99.5
+    percentiles, docs/design.md §8), ``raw`` on the raw intensities, where a missing modality's unknowable
+    intensity scale dominates the error. ``brain`` is the ``(X, Y, Z)`` mask they are taken over."""
+
+    brain: np.ndarray
+    scaled: np.ndarray
+    raw: np.ndarray
+
+    @classmethod
+    def of(cls, synthesized: np.ndarray, truth: np.ndarray) -> MapErrors:
+        brain = truth > 0
+        return cls(brain, np.abs(percentile_scale(synthesized)[brain] - percentile_scale(truth)[brain]),
+                   np.abs(synthesized[brain] - truth[brain]))
+
+
+def map_quality(uncertainty: np.ndarray, errors: MapErrors) -> dict[str, float]:
+    """How an ``(X, Y, Z)`` uncertainty map ranks ``errors``: ``unc_spearman`` and ``unc_top10`` on the scale-free
+    images, ``unc_spearman_raw`` and ``unc_top10_raw`` on the raw intensities."""
+    values = uncertainty[errors.brain]
+    return {**rank_quality(values, errors.scaled),
+            **{f"{k}_raw": v for k, v in rank_quality(values, errors.raw).items()}}
 
 
 def rank_quality(uncertainty: np.ndarray, abs_error: np.ndarray, top: float = 0.10) -> dict[str, float]:
