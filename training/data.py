@@ -48,6 +48,19 @@ def load_complete_case(folder: Path, percentile: float) -> CaseVolume:
     return CaseVolume(case.case_id, x4.astype(np.float16), scales, tumor, stats)
 
 
+def input_gamma(x: np.ndarray, missing: int, log_gamma: np.ndarray) -> np.ndarray:
+    """``x`` ``(4, S, S)`` on [-1, 1] with BACKGROUND outside the brain: every channel but ``missing`` raised to
+    the power ``exp(log_gamma[c])`` on [0, 1] (``(x + 1) / 2``), its background kept. Returns a new array."""
+    out = x.copy()
+    for c in range(len(x)):
+        if c == missing:
+            continue
+        bg = x[c] == np.float32(BACKGROUND)
+        unit = np.clip((x[c] + 1) / 2, 0, 1) ** np.float32(np.exp(log_gamma[c]))
+        out[c] = np.where(bg, np.float32(BACKGROUND), unit * 2 - 1)
+    return out.astype(np.float32)
+
+
 def find_case_folders(roots: list[Path]) -> list[Path]:
     """The case folders under each root (a folder of case folders), sorted by name."""
     folders = []
@@ -62,14 +75,17 @@ class SliceSampler:
     ``crop``: a side in pixels (a multiple of 16): each sample is a ``crop x crop`` window of the 240x240 plane
     around a random brain pixel (a tumor pixel with probability ``tumor``, where the case has a segmentation),
     its corner on the 16-pixel token grid; None: whole planes. ``missing_p``: the probability of each modality
-    being the dropped one (MODALITIES order).
+    being the dropped one (MODALITIES order). ``gamma``: with augmentation, each of the three inputs' brain
+    intensities (on [0, 1]) is raised to its own power ``exp(U(-gamma, gamma))``, a contrast the target keeps:
+    the scanner-to-scanner differences of an input's contrast that the output should not depend on (0: none).
     """
 
     def __init__(self, cases: list[CaseVolume], views: list[View], seed: int, crop: int | None = None,
-                 tumor: float = 0.0, missing_p: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)) -> None:
+                 tumor: float = 0.0, missing_p: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25),
+                 gamma: float = 0.0) -> None:
         if crop is not None and (crop % TOKEN or not 0 < crop <= PLANE):
             raise ValueError(f"crop {crop} must be a multiple of {TOKEN} up to {PLANE}")
-        self.cases, self.seed, self.crop, self.tumor = cases, seed, crop, tumor
+        self.cases, self.seed, self.crop, self.tumor, self.gamma = cases, seed, crop, tumor, gamma
         self.missing_p = np.asarray(missing_p, dtype=np.float64) / np.sum(missing_p)
         self.items: list[tuple[int, View, int]] = []
         self.tumor_items: list[tuple[int, View, int]] = []
@@ -122,6 +138,8 @@ class SliceSampler:
             targets.append(plane[m:m + 1].copy())
             x = plane.copy()
             x[m] = BACKGROUND
+            if augment and self.gamma > 0:
+                x = input_gamma(x, m, rng.uniform(-self.gamma, self.gamma, size=len(MODALITIES)))
             available = [c for c in range(len(MODALITIES)) if c != m]
             backgrounds.append(((x[available] == np.float32(BACKGROUND)).sum(0) >= 2)[None])
             xs.append(x)

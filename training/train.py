@@ -6,9 +6,11 @@
 The model (``brasyn_infer.authoring.models.residual``): the linear prior's coefficients are fitted by least
 squares on the training cases' brain voxels (the same fit as ``evaluate --baseline linear``) and stored in the
 graph; HFGAN learns the residual and the log-scale of a Laplace distribution of its error. Each step draws random
-crops around the brain (tumor-biased) of random views' slices, drops one modality per sample (t1c more often) and
-learns with L1 + SSIM + the Laplace likelihood (``training/losses.py``); the last ``--whole-from`` fraction of the
-steps sees whole 240x240 slices, as at inference. AdamW with warm-up and a cosine schedule over ``--steps``.
+crops around the brain (tumor-biased) of random views' slices, drops one modality per sample (t1c more often),
+optionally changes each input's contrast by a random gamma (``--gamma``: scanners differ in contrast, the target
+does not depend on it) and learns with L1 + SSIM + the Laplace likelihood (``training/losses.py``); the last
+``--whole-from`` fraction of the steps sees whole 240x240 slices, as at inference. AdamW with warm-up and a cosine
+schedule over ``--steps``.
 
 Every ``--save-every`` steps the run's state (weights, optimizer, step, recipe) goes to ``RUN_DIR/state.pt``
 (atomically); ``--resume`` continues from it, and since each batch is seeded by the step, a resumed run draws the
@@ -43,7 +45,7 @@ from .losses import residual_loss
 PERCENTILE = 99.5
 #: arguments that define the recipe: a resumed run must have the same
 RECIPE_KEYS = ("cases", "holdout", "dim", "views", "batch", "lr", "steps", "crop", "whole_from", "tumor", "t1c",
-               "ssim_weight", "nll_weight", "seed", "warmup")
+               "ssim_weight", "nll_weight", "seed", "warmup", "gamma")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tumor", type=float, default=0.3, help="probability that a crop is centered on the tumor")
     p.add_argument("--t1c", type=float, default=0.4, help="probability that t1c is the dropped modality (the rest "
                    "share the remainder equally)")
+    p.add_argument("--gamma", type=float, default=0.0, help="input contrast augmentation: each input's brain "
+                   "intensities on [0, 1] raised to exp(U(-GAMMA, GAMMA)), the target unchanged (0: none)")
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--steps", type=int, default=6000)
@@ -119,8 +123,10 @@ def held_out(net: PriorResidualHFGAN, sampler: SliceSampler, device: torch.devic
 
 
 def recipe(args: argparse.Namespace) -> dict:
+    """The arguments that define the run; an option that is off (``gamma`` 0) is left out, so the states of runs
+    made before it existed still resume."""
     return {k: (sorted(map(str, v)) if isinstance(v, list) else str(v) if isinstance(v, Path) else v)
-            for k, v in vars(args).items() if k in RECIPE_KEYS}
+            for k, v in vars(args).items() if k in RECIPE_KEYS and not (k == "gamma" and not v)}
 
 
 def save_state(path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, step: int, args: argparse.Namespace,
@@ -159,7 +165,8 @@ def train(args: argparse.Namespace) -> dict:
     if not train_cases:
         raise SystemExit(f"no training cases in {', '.join(map(str, args.cases))}")
     views = [View(v) for v in args.views]
-    sampler = SliceSampler(train_cases, views, args.seed, args.crop, args.tumor, missing_probabilities(args.t1c))
+    sampler = SliceSampler(train_cases, views, args.seed, args.crop, args.tumor, missing_probabilities(args.t1c),
+                           gamma=args.gamma)
     hold_sampler = SliceSampler(hold_cases, views, args.seed + 1) if hold_cases else None
     coefs = {m: fit(c.stats[m] for c in train_cases) for m in MODALITIES}
     print(f"loaded {len(train_cases)} training cases ({len(sampler.items)} slices, {len(sampler.tumor_items)} with "

@@ -50,6 +50,28 @@ def test_a_batch_depends_only_on_the_step(sampler):
     assert whole["x"].shape == (2, 4, 240, 240) and (whole["origin"] == 0).all()
 
 
+def test_input_gamma_changes_the_inputs_contrast_and_keeps_the_target_and_background():
+    from training.data import input_gamma
+
+    x = np.full((4, 8, 8), -1, dtype=np.float32)
+    x[:, 2:6, 2:6] = np.linspace(-0.9, 1, 16, dtype=np.float32).reshape(4, 4)
+    y = input_gamma(x, 1, np.array([0.3, 0.3, -0.3, 0.0]))
+    assert np.array_equal(y[1], x[1]) and np.allclose(y[3], x[3], atol=1e-6)  # the target; log-gamma 0
+    assert (y[x == -1] == -1).all() and y.min() >= -1 and y.max() <= 1
+    assert (y[0, 2:6, 2:6] <= x[0, 2:6, 2:6] + 1e-6).all() and (y[0, 2:6, 2:6] < x[0, 2:6, 2:6]).any()  # gamma > 1
+    assert (y[2, 2:6, 2:6] >= x[2, 2:6, 2:6] - 1e-6).all() and (y[2, 2:6, 2:6] > x[2, 2:6, 2:6]).any()  # gamma < 1
+
+
+def test_gamma_augments_the_inputs_only(case):
+    from brasyn_infer.constants import View
+    from training.data import SliceSampler
+
+    plain = SliceSampler([case], [View.AXIAL], seed=0, crop=128).batch(5, 1)  # one sample: the same draws before
+    gamma = SliceSampler([case], [View.AXIAL], seed=0, crop=128, gamma=0.3).batch(5, 1)
+    assert np.array_equal(plain["target"], gamma["target"]) and np.array_equal(plain["missing"], gamma["missing"])
+    assert np.array_equal(plain["x"] == -1, gamma["x"] == -1) and not np.array_equal(plain["x"], gamma["x"])
+
+
 def test_an_untrained_model_is_the_linear_baseline(case):
     """The residual starts at zero: the model's output is the prior, which is evaluate's linear fit."""
     import torch
