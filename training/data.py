@@ -51,14 +51,14 @@ def load_complete_case(folder: Path, percentile: float) -> CaseVolume:
 def input_gamma(x: np.ndarray, missing: int, log_gamma: np.ndarray) -> np.ndarray:
     """``x`` ``(4, S, S)`` on [-1, 1] with BACKGROUND outside the brain: every channel but ``missing`` raised to
     the power ``exp(log_gamma[c])`` on [0, 1] (``(x + 1) / 2``), its background kept. Returns a new array."""
-    out = x.copy()
+    out = x.astype(np.float32)  # a copy
     for c in range(len(x)):
         if c == missing:
             continue
         bg = x[c] == np.float32(BACKGROUND)
         unit = np.clip((x[c] + 1) / 2, 0, 1) ** np.float32(np.exp(log_gamma[c]))
         out[c] = np.where(bg, np.float32(BACKGROUND), unit * 2 - 1)
-    return out.astype(np.float32)
+    return out
 
 
 def find_case_folders(roots: list[Path]) -> list[Path]:

@@ -46,6 +46,9 @@ PERCENTILE = 99.5
 #: arguments that define the recipe: a resumed run must have the same
 RECIPE_KEYS = ("cases", "holdout", "dim", "views", "batch", "lr", "steps", "crop", "whole_from", "tumor", "t1c",
                "ssim_weight", "nll_weight", "seed", "warmup", "gamma")
+#: recipe options added after runs were saved, and the value that turns each off: left out of the recipe at that
+#: value, so those runs still resume
+ADDED_KEYS = {"gamma": 0.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -123,10 +126,9 @@ def held_out(net: PriorResidualHFGAN, sampler: SliceSampler, device: torch.devic
 
 
 def recipe(args: argparse.Namespace) -> dict:
-    """The arguments that define the run; an option that is off (``gamma`` 0) is left out, so the states of runs
-    made before it existed still resume."""
+    """The arguments that define the run (:data:`RECIPE_KEYS`), less the :data:`ADDED_KEYS` that are off."""
     return {k: (sorted(map(str, v)) if isinstance(v, list) else str(v) if isinstance(v, Path) else v)
-            for k, v in vars(args).items() if k in RECIPE_KEYS and not (k == "gamma" and not v)}
+            for k, v in vars(args).items() if k in RECIPE_KEYS and not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
 
 
 def save_state(path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, step: int, args: argparse.Namespace,
