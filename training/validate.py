@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from brasyn_infer.constants import MODALITIES, Device, Modality
-from brasyn_infer.evaluation.metrics import percentile_range
+from brasyn_infer.evaluation.metrics import Scaled
 from brasyn_infer.evaluation.ranking import MapErrors, map_quality
 from brasyn_infer.io.atomic import write_json_atomic, write_text_atomic
 from brasyn_infer.io.cases import complete_case
@@ -58,8 +58,9 @@ def score_pair(synth: Synthesizer, volumes: dict[Modality, np.ndarray], missing:
                               with_scale=True)
     output = norm.restore(moments[0].copy(), background, missing, scales)
     slope = norm.slope(missing, scales)
-    errors = MapErrors.of(output, volumes[missing])  # scale-free errors in [0, 1], and raw ones
-    lo, hi = percentile_range(output)
+    scaled = Scaled.of(output)
+    errors = MapErrors.of(scaled, volumes[missing])  # scale-free errors in [0, 1], and raw ones
+    lo, hi = scaled.lo, scaled.hi
     record = {"mean_abs_error": float(errors.scaled.mean()), "voxels": int(errors.brain.sum())}
     for name, scale in candidate_maps(moments).items():
         values = scale[errors.brain].astype(np.float64) * (slope / max(hi - lo, 1e-12))  # the map on the output's [0, 1]

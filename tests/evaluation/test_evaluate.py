@@ -234,3 +234,7 @@ def test_the_map_is_scored_on_the_scale_free_images_and_on_raw_intensities():
     quality = map_quality(uncertainty, MapErrors.of(synthesized, truth))
     assert quality["unc_top10"] > 5 and quality["unc_spearman"] > 0.2
     assert quality["unc_top10_raw"] < quality["unc_top10"]
+    # volumes the evaluation has already scaled give the same errors
+    from brasyn_infer.evaluation.metrics import Scaled
+
+    assert map_quality(uncertainty, MapErrors.of(Scaled.of(synthesized), Scaled.of(truth))) == quality

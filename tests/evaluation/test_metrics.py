@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from brasyn_infer.evaluation.metrics import mae, percentile_scale, psnr, score, ssim_map
+from brasyn_infer.evaluation.metrics import Scaled, mae, percentile_range, percentile_scale, psnr, score, ssim_map
 from tests.conftest import brain_volume
 
 
@@ -40,6 +40,21 @@ def test_percentile_scaling_is_per_volume():
     assert score(vol * 10, vol)["ssim"] == pytest.approx(1.0)  # a 10x scanner is not penalized
     scaled = percentile_scale(vol)
     assert scaled.min() == 0 and scaled.max() == 1
+
+
+def test_a_volume_scaled_once_scores_as_the_raw_one():
+    """The evaluation scales each volume once (Scaled) and passes it on: every figure is the same as when each
+    call scales the raw volume itself, and what is scaled is not scaled again."""
+    truth = brain_volume(scale=700.0)
+    seg = np.zeros(truth.shape, dtype=np.uint8)
+    seg[10:14, 10:14, 10:14] = 1
+    pred = np.roll(truth, 2, axis=1) * 3.0
+    scaled = Scaled.of(pred)
+    assert Scaled.of(scaled) is scaled and scaled.raw is pred
+    assert (scaled.lo, scaled.hi) == percentile_range(pred)
+    np.testing.assert_array_equal(scaled.unit, percentile_scale(pred))
+    assert score(scaled, Scaled.of(truth), seg) == score(pred, truth, seg)
+    assert score(scaled, truth)["ssim_brain"] < 1
 
 
 def test_known_mae_and_psnr():

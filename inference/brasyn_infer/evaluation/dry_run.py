@@ -32,7 +32,7 @@ import numpy as np
 from brasyn_infer.constants import MODALITIES, Modality
 from brasyn_infer.errors import BrasynError, CaseError, UsageError
 from brasyn_infer.evaluation.baselines import predict_linear, predict_mean
-from brasyn_infer.evaluation.metrics import score
+from brasyn_infer.evaluation.metrics import Scaled, score
 from brasyn_infer.evaluation.qc import qc_png
 from brasyn_infer.evaluation.ranking import MapErrors, map_quality
 from brasyn_infer.evaluation.report import append_row, read_rows, weights_label, write_reports
@@ -343,13 +343,15 @@ def _score_model(files: CaseFiles, loaded: Mapping[Modality, Volume], missing: M
         target = options.save_volumes / files.case_id / f"{files.case_id}-{missing.value}.nii.gz"
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(output_image(stages["generator"], like), target)
-    truth = loaded[missing].data
+    # each volume is brought to its [0, 1] scale once, for every score, the map's errors and the picture
+    truth = Scaled.of(loaded[missing].data)
+    scaled = {stage: Scaled.of(stages[stage]) for stage in ("generator", "refined") if stage in stages}
     seg = load_volume(files.seg).data if files.seg is not None else None
     base = {"case": files.case_id, "modality": missing.value}
     rows = []
     quality = {}
     if "uncertainty" in stages:  # how the map ranks the generator stage's real errors, over the brain
-        quality = map_quality(stages["uncertainty"], MapErrors.of(stages["generator"], truth))
+        quality = map_quality(stages["uncertainty"], MapErrors.of(scaled["generator"], truth))
     for method, stage, elapsed in ((MODEL, "generator", seconds["generator"]),
                                    (REFINED, "refined", seconds["generator"] + seconds.get("refined", 0.0))):
         if stage not in stages:
@@ -360,7 +362,7 @@ def _score_model(files: CaseFiles, loaded: Mapping[Modality, Volume], missing: M
             write_atomic(output_image(stages[stage], like), path)
             downstream = _downstream(files, missing, path, tmp)
             path.unlink()
-        rows.append({**base, "method": method, **score(stages[stage], truth, seg), **downstream,
+        rows.append({**base, "method": method, **score(scaled[stage], truth, seg), **downstream,
                      **(quality if stage == "generator" else {}), "seconds": elapsed})
     if "mean" in options.baselines:
         started = time.perf_counter()
@@ -368,7 +370,7 @@ def _score_model(files: CaseFiles, loaded: Mapping[Modality, Volume], missing: M
         background = background_mask(x4, missing, synth.normalizer.fill)
         y = synth.normalizer.restore(predict_mean(x4, missing), background, missing, scales)
         rows.append({**base, "method": "mean", **score(y, truth, seg), "seconds": time.perf_counter() - started})
-    qc_png(report_dir / f"{files.case_id}-{missing.value}.png", inputs, stages.get("refined", stages["generator"]),
+    qc_png(report_dir / f"{files.case_id}-{missing.value}.png", inputs, scaled.get("refined", scaled["generator"]),
            truth, seg, title=f"{files.case_id}: {missing.value} synthesized ({synth.label})",
            uncertainty=stages.get("uncertainty"))
     return rows

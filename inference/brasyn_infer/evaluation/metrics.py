@@ -10,6 +10,7 @@ healthy tissue (brain and not tumor). PSNR and MAE are computed over the brain o
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,10 +27,34 @@ def percentile_range(x: np.ndarray, p_low: float = P_LOW, p_high: float = P_HIGH
 
 def percentile_scale(x: np.ndarray, p_low: float = P_LOW, p_high: float = P_HIGH) -> np.ndarray:
     """Clip to the volume's own ``[P_low, P_high]`` (:func:`percentile_range`) and scale to [0, 1], float64."""
-    lo, hi = percentile_range(x, p_low, p_high)
+    return _unit(x, *percentile_range(x, p_low, p_high))
+
+
+def _unit(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     if hi <= lo:
         return np.zeros(x.shape, dtype=np.float64)
     return (np.clip(x.astype(np.float64), lo, hi) - lo) / (hi - lo)  # clipped in float64: max is exactly 1
+
+
+@dataclass(frozen=True, eq=False)
+class Scaled:
+    """A volume ``(X, Y, Z)`` in scanner units (``raw``, not copied) and its image on [0, 1] as the metrics
+    compare it (``unit``, float64: :func:`percentile_scale` over ``[lo, hi]``, :func:`percentile_range`).
+    Scaling a 240 x 240 x 155 volume takes most of a second: an evaluation scales each volume once and passes
+    this to :func:`score`, ``ranking.MapErrors`` and ``qc.qc_png``, which also take plain arrays."""
+
+    raw: np.ndarray
+    unit: np.ndarray
+    lo: float
+    hi: float
+
+    @classmethod
+    def of(cls, x: np.ndarray | Scaled) -> Scaled:
+        """``x`` scaled, or ``x`` itself when it already is."""
+        if isinstance(x, Scaled):
+            return x
+        lo, hi = percentile_range(x)
+        return cls(x, _unit(x, lo, hi), lo, hi)
 
 
 def ssim_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -59,11 +84,13 @@ def mae(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     return float(np.mean(np.abs(pred[mask] - truth[mask]))) if mask.any() else math.nan
 
 
-def score(pred: np.ndarray, truth: np.ndarray, seg: np.ndarray | None = None) -> dict[str, float]:
-    """All metrics for one synthesized volume against the real one (both in scanner units)."""
-    p, t = percentile_scale(pred), percentile_scale(truth)
+def score(pred: np.ndarray | Scaled, truth: np.ndarray | Scaled, seg: np.ndarray | None = None) -> dict[str, float]:
+    """All metrics for one synthesized volume against the real one: each in scanner units, or already
+    :class:`Scaled` (the same figures, without scaling it again)."""
+    pred, truth = Scaled.of(pred), Scaled.of(truth)
+    p, t = pred.unit, truth.unit
     smap = ssim_map(p, t)
-    brain = truth > 0
+    brain = truth.raw > 0
     tumor = (seg > 0) & brain if seg is not None else None
     return {
         "ssim": masked_mean(smap, None),

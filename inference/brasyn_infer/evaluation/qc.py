@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from brasyn_infer.constants import Modality
-from brasyn_infer.evaluation.metrics import percentile_range, percentile_scale
+from brasyn_infer.evaluation.metrics import Scaled
 from brasyn_infer.io.atomic import atomic_path
 
 
@@ -25,28 +25,28 @@ def _planes(volume: np.ndarray, center: tuple[int, int, int]) -> list[np.ndarray
     return [np.rot90(volume[:, :, z]), np.rot90(volume[:, y, :]), np.rot90(volume[x, :, :])]
 
 
-def qc_png(path: Path, inputs: Mapping[Modality, np.ndarray], synthesized: np.ndarray, truth: np.ndarray,
-           seg: np.ndarray | None, title: str, uncertainty: np.ndarray | None = None) -> None:
+def qc_png(path: Path, inputs: Mapping[Modality, np.ndarray], synthesized: np.ndarray | Scaled,
+           truth: np.ndarray | Scaled, seg: np.ndarray | None, title: str, uncertainty: np.ndarray | None = None) -> None:
     """Three orthogonal slices: the inputs, the synthesized and the real volume (each on its own 0.5-99.5
-    percentile scale, as the metrics compare them), their |difference| on those [0, 1] images, and the
-    ``uncertainty`` map (output units) brought to the synthesized volume's [0, 1] scale, on the difference's
-    color scale; written atomically."""
+    percentile scale, as the metrics compare them; either may be passed already :class:`Scaled`), their
+    |difference| on those [0, 1] images, and the ``uncertainty`` map (output units) brought to the synthesized
+    volume's [0, 1] scale, on the difference's color scale; written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    center = _center(truth, seg)
+    synthesized, truth = Scaled.of(synthesized), Scaled.of(truth)
+    center = _center(truth.raw, seg)
     columns = [(m.value, v, float(np.percentile(v[v > 0], 99.5)) if (v > 0).any() else 1.0)
                for m, v in inputs.items()]
-    brain = truth > 0
-    synthesized01, truth01 = percentile_scale(synthesized), percentile_scale(truth)
+    brain = truth.raw > 0
+    synthesized01, truth01 = synthesized.unit, truth.unit
     difference = np.abs(synthesized01 - truth01)
     error_top = float(np.percentile(difference[brain], 99.5)) if brain.any() else 1.0
     columns += [("synthesized", synthesized01, 1.0), ("real", truth01, 1.0), ("|difference|", difference, error_top or 1.0)]
     if uncertainty is not None:
-        lo, hi = percentile_range(synthesized)
-        columns.append(("uncertainty", uncertainty / max(hi - lo, 1e-12), error_top or 1.0))
+        columns.append(("uncertainty", uncertainty / max(synthesized.hi - synthesized.lo, 1e-12), error_top or 1.0))
     fig, axes = plt.subplots(3, len(columns), figsize=(2.2 * len(columns), 6.9), facecolor="black")
     for col, (name, volume, vmax) in enumerate(columns):
         for row, plane in enumerate(_planes(volume, center)):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brasyn_infer.evaluation.metrics import percentile_scale
+from brasyn_infer.evaluation.metrics import Scaled
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,12 @@ class MapErrors:
     raw: np.ndarray
 
     @classmethod
-    def of(cls, synthesized: np.ndarray, truth: np.ndarray) -> MapErrors:
-        brain = truth > 0
-        return cls(brain, np.abs(percentile_scale(synthesized)[brain] - percentile_scale(truth)[brain]),
-                   np.abs(synthesized[brain] - truth[brain]))
+    def of(cls, synthesized: np.ndarray | Scaled, truth: np.ndarray | Scaled) -> MapErrors:
+        """The errors of ``synthesized`` against ``truth``, each in scanner units or already :class:`Scaled`."""
+        synthesized, truth = Scaled.of(synthesized), Scaled.of(truth)
+        brain = truth.raw > 0
+        return cls(brain, np.abs(synthesized.unit[brain] - truth.unit[brain]),
+                   np.abs(synthesized.raw[brain] - truth.raw[brain]))
 
 
 def map_quality(uncertainty: np.ndarray, errors: MapErrors) -> dict[str, float]:
