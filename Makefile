@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate ship train-refiner clean docker-build docker-run mlcube-run
+.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc ship train-refiner clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -112,6 +112,13 @@ validate: $(BIN)/.installed-dev
 	$(BIN)/brasyn-infer evaluate $(TRAIN_RUNS)/validation/data $(TRAIN_RUNS)/validation/report \
 		--weights $(TRAIN_RUNS)/val/val.json --only $(subst $(space),$(comma),$(VALIDATION)) --fit-on training \
 		--drop all --baseline linear --save-volumes $(TRAIN_RUNS)/validation/volumes --quiet
+## posthoc: after validate, what a blend with the linear fit, a light smoothing, or (ALSO=DIR, another model's
+## validation volumes) the mean of two models would do to the validation model's outputs (training/posthoc_study.py)
+## -> $(TRAIN_RUNS)/posthoc/posthoc.md. About 10 minutes on 2 cores.
+posthoc: $(BIN)/.installed-dev
+	$(BIN)/python -m training.posthoc_study --cases $(CASES) --weights $(TRAIN_RUNS)/val/val.json \
+		--volumes $(TRAIN_RUNS)/validation/volumes $(if $(ALSO),--also $(ALSO)) --alpha 0.6 0.7 0.8 1.0 --sigma 0.6 \
+		--out $(TRAIN_RUNS)/posthoc --jobs 2
 ship: $(BIN)/.installed-dev
 	$(BIN)/python -m training.export_checkpoint $(TRAIN_RUNS)/final/default.safetensors --out weights --name default \
 		--refiner default-refiner --uncertainty-from $(TRAIN_RUNS)/val/val.json

@@ -31,19 +31,11 @@ def test_the_better_ranking_variant_is_chosen_and_its_mean_is_calibrated_to_the_
 
 @needs_torch
 def test_validate_writes_the_block_into_the_manifest(tmp_path):
-    import torch
-
-    from brasyn_infer.authoring.models.export import export
-    from brasyn_infer.authoring.models.hfgan import HFGANConfig
-    from brasyn_infer.authoring.models.residual import PriorResidualHFGAN
     from brasyn_infer.runtime.manifest import load_manifest
+    from tests.training.helpers import validation_model
     from training.validate import main
 
-    torch.manual_seed(0)
-    normalization = {"scheme": "percentile", "percentile": 99.5,
-                     "reference_scale": {m: 1000.0 for m in ("t1c", "t1n", "t2f", "t2w")}}
-    manifest = export(PriorResidualHFGAN(HFGANConfig(dim=8, num_outputs=2)), tmp_path / "w", "val",
-                      normalization=normalization, training={"data": {"train": ["T-1"]}})
+    manifest = validation_model(tmp_path / "w", ["T-1"])
     make_case(tmp_path / "cases", "V-1", missing="none")
     main(["--cases", str(tmp_path / "cases"), "--holdout", "V-1", "--weights", str(manifest.path),
           "--out", str(tmp_path / "out")])

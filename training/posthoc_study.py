@@ -1,0 +1,217 @@
+"""What changes made after the network would do to the validation model's outputs, on the validation cases.
+
+    python -m training.posthoc_study --cases ../shared/data/cases ../shared/data/brats2018 \\
+        --weights runs/train/val/val.json --volumes runs/train/validation/volumes \\
+        [--also runs/train-g/validation/volumes] --out runs/train/posthoc [--jobs 2]
+
+``VOLUMES`` holds the validation model's outputs, as ``brasyn-infer evaluate --save-volumes`` writes them
+(``<case>/<case>-<modality>.nii.gz``; ``make validate`` keeps them). For every one of them, the brain SSIM
+(:func:`brasyn_infer.evaluation.metrics.score`'s ``ssim_brain``) of:
+
+- ``linear``: the per-voxel linear fit on the model's training cases (the manifest's ``training.data.train``), which
+  is the fit ``evaluate --baseline linear --fit-on training`` makes and the prior the default's graph adds its
+  residual to;
+- ``blend A``: ``linear + A * (output - linear)`` for each ``--alpha`` (1: the output itself), the fitted blend
+  that a model with no prior of its own could ship (:func:`brasyn_infer.synthesis.trust.blend`);
+- ``smooth S``: the output smoothed by a Gaussian of ``S`` voxels inside its own foreground, for each ``--sigma``;
+- ``mean of two``: with ``--also``, the mean of this output and another model's output for the same pair, each
+  divided by its brain's 99th percentile first.
+
+It also scores ``|output - linear|``, where the network departs from the regression, as an uncertainty map
+(:func:`brasyn_infer.evaluation.ranking.map_quality`). ``OUT/posthoc.csv`` has one row per pair and ``OUT/posthoc.md``
+the gains over ``linear``: their mean, the worst pair and each modality's mean, the figures the targets are set on.
+The linear statistics of the training cases are kept in ``OUT/linear-stats`` (evaluate's format).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from brasyn_infer.constants import MODALITIES, Modality
+from brasyn_infer.evaluation.baselines import predict_linear
+from brasyn_infer.evaluation.dry_run import StatsCache
+from brasyn_infer.evaluation.metrics import Scaled, masked_mean, ssim_map
+from brasyn_infer.evaluation.ranking import MapErrors, map_quality
+from brasyn_infer.io.atomic import write_text_atomic
+from brasyn_infer.io.cases import complete_case
+from brasyn_infer.io.nifti import load_volume, read_inputs
+from brasyn_infer.runtime.manifest import load_manifest
+from brasyn_infer.synthesis.linear import case_stats
+from brasyn_infer.synthesis.normalize import Normalizer, background_mask
+from brasyn_infer.synthesis.trust import blend
+
+from .data import find_case_folders
+
+LINEAR = "linear"
+
+
+def smooth_inside(volume: np.ndarray, sigma: float) -> np.ndarray:
+    """``volume`` ``(X, Y, Z)`` smoothed by a Gaussian of ``sigma`` voxels over its foreground only (normalized
+    convolution: the background's zeros do not darken the edge), 0 where it was 0."""
+    from scipy.ndimage import gaussian_filter
+
+    inside = volume > 0
+    weight = gaussian_filter(inside.astype(np.float32), sigma)
+    smoothed = gaussian_filter(np.where(inside, volume, 0).astype(np.float32), sigma) / np.maximum(weight, 1e-6)
+    return np.where(inside, smoothed, np.float32(0)).astype(np.float32)
+
+
+def mean_of_two(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The mean of two syntheses of one volume, each over its own foreground's 99th percentile (their intensity
+    scales are arbitrary); 0 where both are 0."""
+    def unit(v: np.ndarray) -> np.ndarray:
+        top = float(np.percentile(v[v > 0], 99)) if (v > 0).any() else 1.0
+        return v.astype(np.float32) / np.float32(top or 1.0)
+
+    return (unit(a) + unit(b)) / np.float32(2)
+
+
+def variants(output: np.ndarray, prior: np.ndarray, alphas: Sequence[float], sigmas: Sequence[float],
+             other: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Every candidate volume for one pair, by the name the report gives it."""
+    out = {LINEAR: prior}
+    out.update({f"blend {a:g}": blend(output, prior, a) for a in alphas})
+    out.update({f"smooth {s:g}": smooth_inside(output, s) for s in sigmas})
+    if other is not None:
+        out["mean of two"] = mean_of_two(output, other)
+    return out
+
+
+@dataclass(frozen=True)
+class Pair:
+    case_id: str
+    folder: Path
+    missing: Modality
+    output: Path
+    other: Path | None
+    coef: np.ndarray
+
+
+@dataclass(frozen=True)
+class Settings:
+    normalization: Mapping
+    alphas: tuple[float, ...]
+    sigmas: tuple[float, ...]
+
+
+def score_pair(pair: Pair, settings: Settings) -> dict:
+    """One pair's row: each variant's brain SSIM, and how ``|output - linear|`` ranks the output's errors."""
+    norm = Normalizer.from_manifest(settings.normalization)
+    volumes = {m: v.data for m, v in read_inputs(complete_case(pair.folder).modalities).items()}
+    inputs = {m: v for m, v in volumes.items() if m is not pair.missing}
+    x4, scales = norm.stack(inputs, pair.missing)
+    background = background_mask(x4, pair.missing, norm.fill)
+    prior = norm.restore(predict_linear(x4, pair.missing, pair.coef), background, pair.missing, scales)
+    output = load_volume(pair.output).data
+    other = load_volume(pair.other).data if pair.other is not None else None
+    truth = Scaled.of(volumes[pair.missing])
+    brain = truth.raw > 0
+    row: dict = {"case": pair.case_id, "modality": pair.missing.value}
+    for name, volume in variants(output, prior, settings.alphas, settings.sigmas, other).items():
+        row[name] = masked_mean(ssim_map(Scaled.of(volume).unit, truth.unit), brain)
+    quality = map_quality(np.abs(output - prior), MapErrors.of(output, truth))
+    row["map unc_spearman"], row["map unc_top10"] = quality["unc_spearman"], quality["unc_top10"]
+    return row
+
+
+def gains_table(rows: list[dict]) -> str:
+    """Markdown: per variant, the brain-SSIM gain over ``linear``: mean, worst pair (named) and per modality."""
+    names = [k for k in rows[0] if k not in ("case", "modality", LINEAR) and not k.startswith("map ")]
+    mods = [m.value for m in MODALITIES if any(r["modality"] == m.value for r in rows)]
+    lines = [f"| variant | mean gain | worst pair | {' | '.join(mods)} |", "|---|---|---|" + "---|" * len(mods)]
+    for name in names:
+        gain = [(r[name] - r[LINEAR], r) for r in rows]
+        worst, at = min(gain, key=lambda g: g[0])
+        per = [np.mean([g for g, r in gain if r["modality"] == m]) for m in mods]
+        lines.append(f"| {name} | {np.mean([g for g, _ in gain]):+.4f} | {worst:+.4f} ({at['case']} {at['modality']}) | "
+                     + " | ".join(f"{p:+.4f}" for p in per) + " |")
+    spearman = [r["map unc_spearman"] for r in rows if not math.isnan(r["map unc_spearman"])]
+    top = [r["map unc_top10"] for r in rows if not math.isnan(r["map unc_top10"])]
+    lines.append("")
+    lines.append(f"|output - linear| as a map: unc_spearman {np.mean(spearman):.3f}, unc_top10 {np.mean(top):.2f} "
+                 f"(mean over {len(spearman)} pairs)")
+    return "\n".join(lines) + "\n"
+
+
+def linear_fits(training: list[Path], normalization: Mapping, stats: StatsCache) -> dict[Modality, np.ndarray]:
+    """Per modality, the linear fit on the ``training`` case folders (their statistics kept in ``stats``)."""
+    norm = Normalizer.from_manifest(normalization)
+    ids = set()
+    for folder in training:
+        files = complete_case(folder)
+        ids.add(files.case_id)
+        if not stats.load(files.case_id, list(MODALITIES)):
+            x4, _ = norm.stack({m: v.data for m, v in read_inputs(files.modalities).items()}, None)
+            stats.store(files.case_id, {m: case_stats(x4, m, norm.fill) for m in MODALITIES})
+            print(f"linear statistics: {files.case_id}", flush=True)
+    fits = {m: stats.table.loco("", m, ids) for m in MODALITIES}
+    missing = [m.value for m, c in fits.items() if c is None]
+    if missing:
+        raise SystemExit(f"no training case has statistics for {', '.join(missing)}")
+    return fits  # type: ignore[return-value]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", type=Path, nargs="+", required=True, help="folders of complete case folders")
+    p.add_argument("--weights", type=Path, required=True, help="the validation model's manifest (its training cases)")
+    p.add_argument("--volumes", type=Path, required=True, help="its outputs: evaluate --save-volumes DIR")
+    p.add_argument("--also", type=Path, default=None, help="another model's outputs for the same pairs (mean of two)")
+    p.add_argument("--alpha", type=float, nargs="+", default=[0.6, 0.8, 1.0])
+    p.add_argument("--sigma", type=float, nargs="*", default=[0.6])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--jobs", type=int, default=1, help="pairs scored at once (one process each)")
+    args = p.parse_args(argv)
+    manifest = load_manifest(args.weights)
+    trained = manifest.training.get("data", {}).get("train", [])
+    if not trained:
+        raise SystemExit(f"{args.weights}: the manifest records no training cases (training.data.train)")
+    folders = {f.name: f for f in find_case_folders(args.cases)}
+    absent = sorted(set(trained) - set(folders))
+    if absent:
+        raise SystemExit(f"training cases not found under --cases: {', '.join(absent)}")
+    scored = sorted(d.name for d in args.volumes.iterdir() if d.is_dir())
+    if set(scored) & set(trained):
+        raise SystemExit(f"the model was trained on {', '.join(sorted(set(scored) & set(trained)))}: not held out")
+    args.out.mkdir(parents=True, exist_ok=True)
+    fits = linear_fits([folders[c] for c in trained], manifest.normalization, StatsCache(args.out / "linear-stats"))
+    pairs = []
+    for case_id in scored:
+        if case_id not in folders:
+            raise SystemExit(f"{args.volumes / case_id}: no case folder {case_id} under --cases")
+        for m in MODALITIES:
+            output = args.volumes / case_id / f"{case_id}-{m.value}.nii.gz"
+            if output.is_file():
+                other = args.also / case_id / output.name if args.also is not None else None
+                if other is not None and not other.is_file():
+                    raise SystemExit(f"{other}: missing (--also must hold the same pairs)")
+                pairs.append(Pair(case_id, folders[case_id], m, output, other, fits[m]))
+    if not pairs:
+        raise SystemExit(f"{args.volumes}: no outputs (<case>/<case>-<modality>.nii.gz)")
+    settings = Settings(manifest.normalization, tuple(args.alpha), tuple(args.sigma))
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        rows = []
+        for row in pool.map(score_pair, pairs, [settings] * len(pairs)):
+            rows.append(row)
+            print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(args.out / "posthoc.csv", text.getvalue())
+    report = gains_table(rows)
+    write_text_atomic(args.out / "posthoc.md", report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
