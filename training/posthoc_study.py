@@ -45,7 +45,7 @@ from brasyn_infer.io.atomic import write_text_atomic
 from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.runtime.manifest import load_manifest
-from brasyn_infer.synthesis.linear import case_stats
+from brasyn_infer.synthesis.linear import case_stats, fit
 from brasyn_infer.synthesis.normalize import Normalizer, background_mask
 from brasyn_infer.synthesis.trust import blend
 
@@ -145,7 +145,7 @@ def gains_table(rows: list[dict]) -> str:
 def linear_fits(training: list[Path], normalization: Mapping, stats: StatsCache) -> dict[Modality, np.ndarray]:
     """Per modality, the linear fit on the ``training`` case folders (their statistics kept in ``stats``)."""
     norm = Normalizer.from_manifest(normalization)
-    ids = set()
+    ids: set[str] = set()
     for folder in training:
         files = complete_case(folder)
         ids.add(files.case_id)
@@ -153,11 +153,7 @@ def linear_fits(training: list[Path], normalization: Mapping, stats: StatsCache)
             x4, _ = norm.stack({m: v.data for m, v in read_inputs(files.modalities).items()}, None)
             stats.store(files.case_id, {m: case_stats(x4, m, norm.fill) for m in MODALITIES})
             print(f"linear statistics: {files.case_id}", flush=True)
-    fits = {m: stats.table.loco("", m, ids) for m in MODALITIES}
-    missing = [m.value for m, c in fits.items() if c is None]
-    if missing:
-        raise SystemExit(f"no training case has statistics for {', '.join(missing)}")
-    return fits  # type: ignore[return-value]
+    return {m: fit(stats.table.cases[c][m] for c in sorted(ids)) for m in MODALITIES}
 
 
 def main(argv: list[str] | None = None) -> None:
