@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from brasyn_infer.constants import MODALITIES, Device, Modality
-from brasyn_infer.evaluation.metrics import masked_mean, percentile_scale, ssim_map
+from brasyn_infer.evaluation.metrics import score
 from brasyn_infer.evaluation.ranking import rank_quality
 from brasyn_infer.io.atomic import write_json_atomic
 from brasyn_infer.io.cases import complete_case
@@ -107,26 +107,6 @@ class FoldNormalizers:
         return self.any.stack(volumes, missing)
 
 
-def crop_box(mask: np.ndarray, margin: int = 6) -> tuple[slice, ...]:
-    idx = np.argwhere(mask)
-    lo, hi = idx.min(0), idx.max(0) + 1
-    return tuple(slice(max(0, a - margin), min(n, b + margin)) for a, b, n in zip(lo, hi, mask.shape, strict=True))
-
-
-def fast_score(pred: np.ndarray, truth: np.ndarray, seg: np.ndarray | None) -> dict[str, float]:
-    """:func:`brasyn_infer.evaluation.metrics.score`'s SSIMs, computed on the brain's box (plus the window's reach): outside it
-    both volumes are 0 after scaling, where the SSIM map is exactly 1."""
-    p, t = percentile_scale(pred), percentile_scale(truth)
-    brain = truth > 0
-    box = crop_box(brain | (pred > 0))
-    smap = ssim_map(p[box], t[box])
-    tumor = (seg > 0) & brain if seg is not None else None
-    outside = truth.size - smap.size
-    return {"ssim": float((smap.sum() + outside) / truth.size),
-            "ssim_brain": masked_mean(smap, brain[box]),
-            "ssim_tumor": masked_mean(smap, tumor[box]) if tumor is not None else math.nan}
-
-
 def pair_inputs(cases, norm, case_id, missing, path):
     data = np.load(path)
     inputs = {m: v for m, v in cases[case_id]["volumes"].items() if m is not missing}
@@ -156,7 +136,7 @@ def measure(args: argparse.Namespace, cases: dict[str, dict], norm: Normalizer) 
             generated = np.mean(members, axis=0)
             for alpha in ALPHAS:
                 out = norm[case_id].restore(blend(generated, prior, alpha), background, missing, scales)
-                record["ssim"][(tta, alpha)] = fast_score(out, truth, seg)
+                record["ssim"][(tta, alpha)] = score(out, truth, seg)
         # uncertainty: features of the plain members, errors for each alpha (the map follows the output)
         members = list(data["plain"])
         generated = np.mean(members, axis=0)

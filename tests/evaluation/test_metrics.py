@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from brasyn_infer.evaluation.metrics import Scaled, mae, percentile_range, percentile_scale, psnr, score, ssim_map
+from brasyn_infer.evaluation.metrics import (
+    Scaled,
+    mae,
+    masked_mean,
+    percentile_range,
+    percentile_scale,
+    psnr,
+    score,
+    ssim_map,
+    support_box,
+)
 from tests.conftest import brain_volume
 
 
@@ -55,6 +65,42 @@ def test_a_volume_scaled_once_scores_as_the_raw_one():
     np.testing.assert_array_equal(scaled.unit, percentile_scale(pred))
     assert score(scaled, Scaled.of(truth), seg) == score(pred, truth, seg)
     assert score(scaled, truth)["ssim_brain"] < 1
+
+
+def whole_volume_score(pred, truth, seg):
+    """score's SSIMs from the SSIM map of the whole volume, as the organizers compute it."""
+    p, t = percentile_scale(pred), percentile_scale(truth)
+    smap = ssim_map(p, t)
+    brain = truth > 0
+    tumor = (seg > 0) & brain
+    return {"ssim": masked_mean(smap, None), "ssim_brain": masked_mean(smap, brain),
+            "ssim_tumor": masked_mean(smap, tumor), "ssim_healthy": masked_mean(smap, brain & ~tumor)}
+
+
+@pytest.mark.parametrize("where", ["inside", "edge"])
+def test_the_ssim_map_on_the_brains_box_gives_the_whole_volumes_figures(where):
+    """score computes the SSIM map only on the box around the nonzero voxels (plus the window's reach): the brain,
+    tumor and healthy means are bit for bit the whole volume's, the whole-volume mean equal to rounding. Also when
+    the synthesis has voxels outside the real brain, and when the brain touches the volume's edge."""
+    shape = (70, 64, 48)
+    truth = np.zeros(shape, np.float32)
+    small = brain_volume((30, 26, 20), scale=600.0)
+    origin = (20, 18, 14) if where == "inside" else (0, 38, 28)
+    box = tuple(slice(o, o + n) for o, n in zip(origin, small.shape, strict=True))
+    truth[box] = small
+    pred = np.roll(truth, 2, axis=1) * 1.7 + 0.3 * np.roll(truth, -1, axis=0)  # some voxels outside the brain
+    seg = (truth > np.percentile(truth[truth > 0], 90)).astype(np.uint8)
+    ours, whole = score(pred, truth, seg), whole_volume_score(pred, truth, seg)
+    for key in ("ssim_brain", "ssim_tumor", "ssim_healthy"):
+        assert ours[key] == whole[key], key
+    assert ours["ssim"] == pytest.approx(whole["ssim"], rel=1e-12, abs=0) and ours["ssim"] < 1
+    cropped = support_box(percentile_scale(pred), percentile_scale(truth))
+    assert np.prod([s.stop - s.start for s in cropped]) < 0.6 * truth.size  # the point: a smaller map
+
+
+def test_the_box_is_the_whole_volume_when_nothing_is_nonzero():
+    empty = np.zeros((5, 6, 7))
+    assert support_box(empty) == (slice(0, 5), slice(0, 6), slice(0, 7))
 
 
 def test_known_mae_and_psnr():

@@ -57,6 +57,26 @@ class Scaled:
         return cls(x, _unit(x, lo, hi), lo, hi)
 
 
+#: the SSIM window's reach in voxels on each side (scikit-image's: ``int(TRUNCATE * SIGMA + 0.5)``)
+REACH = int(TRUNCATE * SIGMA + 0.5)
+
+
+def support_box(*images: np.ndarray, margin: int = REACH + 1) -> tuple[slice, ...]:
+    """The box ``(X, Y, Z)`` slices around every nonzero voxel of the [0, 1] ``images``, widened by ``margin``
+    (clipped to the volume). With the default margin, the SSIM map computed on the box equals the whole volume's
+    there, bit for bit: every window that reaches past the box, or reflects at its edge, sees only zeros, as in
+    the whole volume. Outside the box both images are 0 and the SSIM map is exactly 1. The whole volume when
+    all are 0."""
+    support = np.zeros(images[0].shape, dtype=bool)
+    for image in images:
+        support |= image > 0
+    if not support.any():
+        return tuple(slice(0, n) for n in support.shape)
+    idx = np.argwhere(support)
+    lo, hi = idx.min(0), idx.max(0) + 1
+    return tuple(slice(max(0, a - margin), min(n, b + margin)) for a, b, n in zip(lo, hi, support.shape, strict=True))
+
+
 def ssim_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per-voxel SSIM of two volumes already scaled to [0, 1]."""
     from skimage.metrics import structural_similarity
@@ -89,14 +109,15 @@ def score(pred: np.ndarray | Scaled, truth: np.ndarray | Scaled, seg: np.ndarray
     :class:`Scaled` (the same figures, without scaling it again)."""
     pred, truth = Scaled.of(pred), Scaled.of(truth)
     p, t = pred.unit, truth.unit
-    smap = ssim_map(p, t)
     brain = truth.raw > 0
+    box = support_box(p, t, brain)  # the SSIM map only where it can differ from 1
+    smap = ssim_map(p[box], t[box])
     tumor = (seg > 0) & brain if seg is not None else None
     return {
-        "ssim": masked_mean(smap, None),
-        "ssim_brain": masked_mean(smap, brain),
-        "ssim_tumor": masked_mean(smap, tumor) if tumor is not None else math.nan,
-        "ssim_healthy": masked_mean(smap, brain & ~tumor) if tumor is not None else math.nan,
+        "ssim": float((smap.sum(dtype=np.float64) + (p.size - smap.size)) / p.size),
+        "ssim_brain": masked_mean(smap, brain[box]),
+        "ssim_tumor": masked_mean(smap, tumor[box]) if tumor is not None else math.nan,
+        "ssim_healthy": masked_mean(smap, (brain & ~tumor)[box]) if tumor is not None else math.nan,
         "psnr": psnr(p, t, brain),
         "mae": mae(p, t, brain),
     }
