@@ -39,7 +39,7 @@ import numpy as np
 from brasyn_infer.constants import MODALITIES, Modality
 from brasyn_infer.evaluation.baselines import predict_linear
 from brasyn_infer.evaluation.dry_run import StatsCache
-from brasyn_infer.evaluation.metrics import Scaled, masked_mean, ssim_map
+from brasyn_infer.evaluation.metrics import Scaled, score
 from brasyn_infer.evaluation.ranking import MapErrors, map_quality
 from brasyn_infer.io.atomic import write_text_atomic
 from brasyn_infer.io.cases import complete_case
@@ -114,10 +114,9 @@ def score_pair(pair: Pair, settings: Settings) -> dict:
     output = load_volume(pair.output).data
     other = load_volume(pair.other).data if pair.other is not None else None
     truth = Scaled.of(volumes[pair.missing])
-    brain = truth.raw > 0
     row: dict = {"case": pair.case_id, "modality": pair.missing.value}
     for name, volume in variants(output, prior, settings.alphas, settings.sigmas, other).items():
-        row[name] = masked_mean(ssim_map(Scaled.of(volume).unit, truth.unit), brain)
+        row[name] = score(volume, truth)["ssim_brain"]
     quality = map_quality(np.abs(output - prior), MapErrors.of(output, truth))
     row["map unc_spearman"], row["map unc_top10"] = quality["unc_spearman"], quality["unc_top10"]
     return row
