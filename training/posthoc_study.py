@@ -32,12 +32,13 @@ import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from brasyn_infer.constants import MODALITIES, Modality
-from brasyn_infer.evaluation.baselines import predict_linear
+from brasyn_infer.evaluation.baselines import baseline_output, predict_linear
 from brasyn_infer.evaluation.dry_run import StatsCache
 from brasyn_infer.evaluation.metrics import Scaled, score
 from brasyn_infer.evaluation.ranking import MapErrors, map_quality
@@ -46,7 +47,7 @@ from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.runtime.manifest import load_manifest
 from brasyn_infer.synthesis.linear import case_stats, fit
-from brasyn_infer.synthesis.normalize import Normalizer, background_mask
+from brasyn_infer.synthesis.normalize import Normalizer
 from brasyn_infer.synthesis.trust import blend
 
 from .data import find_case_folders
@@ -108,9 +109,7 @@ def score_pair(pair: Pair, settings: Settings) -> dict:
     norm = Normalizer.from_manifest(settings.normalization)
     volumes = {m: v.data for m, v in read_inputs(complete_case(pair.folder).modalities).items()}
     inputs = {m: v for m, v in volumes.items() if m is not pair.missing}
-    x4, scales = norm.stack(inputs, pair.missing)
-    background = background_mask(x4, pair.missing, norm.fill)
-    prior = norm.restore(predict_linear(x4, pair.missing, pair.coef), background, pair.missing, scales)
+    prior = baseline_output(norm, inputs, pair.missing, partial(predict_linear, missing=pair.missing, coef=pair.coef))
     output = load_volume(pair.output).data
     other = load_volume(pair.other).data if pair.other is not None else None
     truth = Scaled.of(volumes[pair.missing])

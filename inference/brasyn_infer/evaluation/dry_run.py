@@ -25,13 +25,14 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from brasyn_infer.constants import MODALITIES, Modality
 from brasyn_infer.errors import BrasynError, CaseError, UsageError
-from brasyn_infer.evaluation.baselines import predict_linear, predict_mean
+from brasyn_infer.evaluation.baselines import baseline_output, predict_linear, predict_mean
 from brasyn_infer.evaluation.metrics import Scaled, score
 from brasyn_infer.evaluation.qc import qc_png
 from brasyn_infer.evaluation.ranking import MapErrors, map_quality
@@ -44,7 +45,6 @@ from brasyn_infer.io.nifti import Volume, load_volume, output_image, read_inputs
 from brasyn_infer.orchestration.shards import Shard
 from brasyn_infer.pipeline.synthesizer import Synthesizer
 from brasyn_infer.synthesis.linear import LinearStats, StatsTable, case_stats
-from brasyn_infer.synthesis.normalize import background_mask
 
 MODEL = "model"
 REFINED = "model+refiner"
@@ -271,9 +271,8 @@ def _linear_phase(cases: list[CaseFiles], scored: list[CaseFiles], synth: Synthe
                 if coef is not None:
                     started = time.perf_counter()
                     inputs = {m: v.data for m, v in loaded.items() if m is not missing}
-                    x4, scales = synth.normalizer.stack(inputs, missing)
-                    background = background_mask(x4, missing, synth.normalizer.fill)
-                    y = synth.normalizer.restore(predict_linear(x4, missing, coef), background, missing, scales)
+                    y = baseline_output(synth.normalizer, inputs, missing, partial(predict_linear, missing=missing,
+                                                                                  coef=coef))
                     append([{"case": files.case_id, "modality": missing.value, "method": "linear",
                              **score(y, loaded[missing].data, seg), "seconds": time.perf_counter() - started}])
             hooks.step(f"{files.case_id} -{missing.value}")
@@ -366,9 +365,7 @@ def _score_model(files: CaseFiles, loaded: Mapping[Modality, Volume], missing: M
                      **(quality if stage == "generator" else {}), "seconds": elapsed})
     if "mean" in options.baselines:
         started = time.perf_counter()
-        x4, scales = synth.normalizer.stack(inputs, missing)
-        background = background_mask(x4, missing, synth.normalizer.fill)
-        y = synth.normalizer.restore(predict_mean(x4, missing), background, missing, scales)
+        y = baseline_output(synth.normalizer, inputs, missing, partial(predict_mean, missing=missing))
         rows.append({**base, "method": "mean", **score(y, truth, seg), "seconds": time.perf_counter() - started})
     qc_png(report_dir / f"{files.case_id}-{missing.value}.png", inputs, scaled.get("refined", scaled["generator"]),
            truth, seg, title=f"{files.case_id}: {missing.value} synthesized ({synth.label})",
