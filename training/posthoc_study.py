@@ -47,7 +47,7 @@ from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.runtime.manifest import load_manifest
 from brasyn_infer.synthesis.linear import case_stats, fit
-from brasyn_infer.synthesis.normalize import Normalizer
+from brasyn_infer.synthesis.normalize import Normalizer, foreground_percentile
 from brasyn_infer.synthesis.trust import blend
 
 from .data import find_case_folders
@@ -70,8 +70,7 @@ def mean_of_two(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The mean of two syntheses of one volume, each over its own foreground's 99th percentile (their intensity
     scales are arbitrary); 0 where both are 0."""
     def unit(v: np.ndarray) -> np.ndarray:
-        top = float(np.percentile(v[v > 0], 99)) if (v > 0).any() else 1.0
-        return v.astype(np.float32) / np.float32(top or 1.0)
+        return v.astype(np.float32) / np.float32(foreground_percentile(v, 99) or 1.0)
 
     return (unit(a) + unit(b)) / np.float32(2)
 
