@@ -15,7 +15,11 @@
   that a model with no prior of its own could ship (:func:`brasyn_infer.synthesis.trust.blend`);
 - ``smooth S``: the output smoothed by a Gaussian of ``S`` voxels inside its own foreground, for each ``--sigma``;
 - ``mean of two``: with ``--also``, the mean of this output and another model's output for the same pair, each
-  divided by its brain's 99th percentile first.
+  divided by its brain's 99th percentile first;
+- ``tone matched (oracle)``: the output's foreground values replaced, rank for rank, by the real modality's brain
+  values (:func:`tone_matched`). It reads the real modality, so it is a diagnostic and never a candidate: how much
+  brain SSIM a perfect correction of the output's tone (its intensity histogram) would add, with every voxel's
+  rank, hence the structure, unchanged.
 
 It also scores ``|output - linear|``, where the network departs from the regression, as an uncertainty map
 (:func:`brasyn_infer.evaluation.ranking.map_quality`). ``OUT/posthoc.csv`` has one row per pair and ``OUT/posthoc.md``
@@ -53,6 +57,7 @@ from brasyn_infer.synthesis.trust import blend
 from .data import find_case_folders
 
 LINEAR = "linear"
+ORACLE = "tone matched (oracle)"
 
 
 def smooth_inside(volume: np.ndarray, sigma: float) -> np.ndarray:
@@ -75,14 +80,31 @@ def mean_of_two(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (unit(a) + unit(b)) / np.float32(2)
 
 
+def tone_matched(output: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Diagnostic: ``output`` ``(X, Y, Z)`` with its foreground (``> 0``) values replaced, rank for rank, by the
+    quantiles of ``truth``'s (``> 0``): the output's structure with the real modality's intensity histogram; 0
+    elsewhere. float32, in ``truth``'s units."""
+    inside = output > 0
+    values = output[inside]
+    reference = np.sort(truth[truth > 0]).astype(np.float32)
+    matched = np.zeros(output.shape, np.float32)
+    if values.size and reference.size:
+        ranks = np.empty(values.size, np.int64)
+        ranks[np.argsort(values, kind="stable")] = np.arange(values.size)
+        matched[inside] = reference[np.round(ranks * ((reference.size - 1) / max(values.size - 1, 1))).astype(np.int64)]
+    return matched
+
+
 def variants(output: np.ndarray, prior: np.ndarray, alphas: Sequence[float], sigmas: Sequence[float],
-             other: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Every candidate volume for one pair, by the name the report gives it."""
+             other: np.ndarray | None, truth: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every candidate volume for one pair, by the name the report gives it (with ``truth``, the oracle too)."""
     out = {LINEAR: prior}
     out.update({f"blend {a:g}": blend(output, prior, a) for a in alphas})
     out.update({f"smooth {s:g}": smooth_inside(output, s) for s in sigmas})
     if other is not None:
         out["mean of two"] = mean_of_two(output, other)
+    if truth is not None:
+        out[ORACLE] = tone_matched(output, truth)
     return out
 
 
@@ -113,7 +135,7 @@ def score_pair(pair: Pair, settings: Settings) -> dict:
     other = load_volume(pair.other).data if pair.other is not None else None
     truth = Scaled.of(volumes[pair.missing])
     row: dict = {"case": pair.case_id, "modality": pair.missing.value}
-    for name, volume in variants(output, prior, settings.alphas, settings.sigmas, other).items():
+    for name, volume in variants(output, prior, settings.alphas, settings.sigmas, other, truth.raw).items():
         row[name] = score(volume, truth)["ssim_brain"]
     quality = map_quality(np.abs(output - prior), MapErrors.of(output, truth))
     row["map unc_spearman"], row["map unc_top10"] = quality["unc_spearman"], quality["unc_top10"]
@@ -134,6 +156,10 @@ def gains_table(rows: list[dict]) -> str:
     spearman = [r["map unc_spearman"] for r in rows if not math.isnan(r["map unc_spearman"])]
     top = [r["map unc_top10"] for r in rows if not math.isnan(r["map unc_top10"])]
     lines.append("")
+    if any(ORACLE in r for r in rows):
+        lines.append(f"`{ORACLE}` reads the real modality: a diagnostic (how much of the gap is the output's tone), "
+                     "not a candidate.")
+        lines.append("")
     lines.append(f"|output - linear| as a map: unc_spearman {np.mean(spearman):.3f}, unc_top10 {np.mean(top):.2f} "
                  f"(mean over {len(spearman)} pairs)")
     return "\n".join(lines) + "\n"

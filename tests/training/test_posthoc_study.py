@@ -29,6 +29,22 @@ def test_the_variants_are_the_prior_the_blends_the_smoothed_output_and_the_mean_
     assert "mean of two" not in variants(output, prior, (1.0,), (), None)
 
 
+def test_the_oracle_gives_the_output_the_real_histogram_and_keeps_its_ranks():
+    from training.posthoc_study import ORACLE, tone_matched, variants
+
+    truth = brain_volume(scale=900.0)
+    inside = truth > 0
+    bent = np.where(inside, np.sqrt(truth) * 7 + 3, 0).astype(np.float32)  # the same structure, another tone
+    np.testing.assert_allclose(tone_matched(bent, truth), truth, rtol=1e-6)  # a monotone change is undone exactly
+    other = brain_volume(scale=50.0, seed=5)
+    matched = tone_matched(other, truth)
+    assert np.array_equal(matched > 0, other > 0)
+    assert abs(np.median(matched[other > 0]) - np.median(truth[inside])) < 0.02 * np.median(truth[inside])
+    order = np.argsort(other[other > 0], kind="stable")
+    assert np.all(np.diff(matched[other > 0][order]) >= 0)  # ranks kept
+    assert ORACLE in variants(other, other, (1.0,), (), None, truth) and ORACLE not in variants(other, other, (1.0,), (), None)
+
+
 def test_the_table_gives_the_gain_over_linear_its_worst_pair_and_each_modality():
     from training.posthoc_study import gains_table
 
@@ -66,6 +82,7 @@ def test_a_study_on_small_cases_scores_each_output_against_the_linear_fit(tmp_pa
     assert row["blend 1"] == pytest.approx(1.0, abs=1e-4)  # the output is the truth up to its scale
     assert row["linear"] < row["blend 0.5"] < row["blend 1"]
     assert row["smooth 1"] < row["blend 1"]
+    assert row["tone matched (oracle)"] == pytest.approx(1.0, abs=1e-4)
     assert sorted(p.name for p in (out / "linear-stats").iterdir()) == ["T-1.json", "T-2.json"]
     assert "| blend 1 |" in (out / "posthoc.md").read_text()
     # outputs of a case the model trained on are refused

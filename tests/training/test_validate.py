@@ -47,3 +47,33 @@ def test_validate_writes_the_block_into_the_manifest(tmp_path):
     with pytest.raises(SystemExit, match="trained on"):
         main(["--cases", str(tmp_path / "cases"), "--holdout", "V-1", "--weights", str(manifest.path),
               "--out", str(tmp_path / "out")] + ["--holdout", "T-1"])
+
+
+def test_the_oracle_column_takes_off_one_offset_per_pair_and_nothing_else():
+    from brasyn_infer.evaluation.metrics import Scaled
+    from brasyn_infer.evaluation.ranking import rank_quality
+    from training.validate import offset_free_errors
+
+    rng = np.random.default_rng(0)
+    brain = np.zeros((12, 12, 12), bool)
+    brain[2:10, 2:10, 2:10] = True
+    real = np.where(brain, rng.uniform(0.2, 0.7, brain.shape), 0)
+    local = np.where(brain, rng.laplace(0, 0.02, brain.shape), 0)  # where the output is wrong, voxel by voxel
+    out = np.where(brain, real + 0.25 + local, 0)  # ... and the whole brain's tone 0.25 too bright
+    offset, free = offset_free_errors(Scaled(out, out, 0, 1), Scaled(real, real, 0, 1), brain)
+    assert offset == pytest.approx(0.25, abs=0.01)
+    assert np.allclose(free, np.abs(local[brain] - (offset - 0.25)))
+    perfect = np.abs(local[brain])  # a map that knows the local errors exactly
+    assert rank_quality(perfect, free)["unc_spearman"] > 0.95
+    assert rank_quality(perfect, np.abs(out - real)[brain])["unc_spearman"] < 0.3  # the offset hides them
+
+
+def test_the_offsets_spread_is_scored_against_the_other_cases_mean():
+    from training.validate import offset_spread
+
+    records = [{"case": c, "modality": m, "offset": o}
+               for c, m, o in [("A", "t1c", 0.1), ("B", "t1c", 0.3), ("C", "t1c", -0.1), ("A", "t2w", 0.2)]]
+    size, left = offset_spread(records)
+    assert size == pytest.approx((0.1 + 0.3 + 0.1 + 0.2) / 4)
+    # A: |0.1 - 0.1|, B: |0.3 - 0|, C: |-0.1 - 0.2|; the t2w pair has no other case
+    assert left == pytest.approx((0.0 + 0.3 + 0.3) / 3)
