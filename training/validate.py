@@ -139,9 +139,9 @@ def table(records: list[dict], variant: str) -> str:
     return ("\n".join(lines) + f"\n\nChosen: {variant}.\n\n"
             f"Offset: the median of the output's [0, 1] brain minus the real modality's. Its mean size is {size:.3f}; "
             f"less the mean offset of the other cases for the same modality, {left:.3f}. The oracle column takes each "
-            "pair's own offset off the errors, which needs the real modality: it is a diagnostic, not shipped. The next "
-            "column is the Spearman of those offset-free |errors| themselves on the real ones: what a map of |error| "
-            "exact but for the offset would reach.\n")
+            "pair's own offset off the errors, which needs the real modality: it is a diagnostic, not shipped. The column "
+            "after the offset is the Spearman of those offset-free |errors| themselves on the real ones: what a map of "
+            "|error| exact but for the offset would reach.\n")
 
 
 def main(argv: list[str] | None = None) -> None:
