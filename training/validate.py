@@ -18,8 +18,8 @@ One diagnostic column is not fitted and not shipped, since it reads the real mod
 median of the output's [0, 1] brain minus the real one's, and each map's Spearman on the errors with that one number
 taken off (:func:`offset_free_errors`). A map can rank where the output is wrong, but not a shift of the whole
 brain's tone, which it cannot see; the column measures how much of the ranking's shortfall is that one number per
-pair. Beside it, a **ceiling**: the Spearman, on the real errors, of the offset-free |errors| themselves, what a
-map that predicts each voxel's |error| exactly but for that one number would score (:func:`offset_blind_ceiling`).
+pair. Beside it, for reference: the Spearman, on the real errors, of the offset-free |errors| themselves, what a
+map that predicts each voxel's |error| exactly but for that one number would score (:func:`exact_map_spearman`).
 Under the table, the offsets' spread: their mean size, and how far each is from the mean of the other cases'
 offsets for the same modality (the best a fitted constant correction could do).
 """
@@ -64,7 +64,7 @@ def offset_free_errors(synthesized: Scaled, truth: Scaled, brain: np.ndarray) ->
     return offset, np.abs(out - real - offset)
 
 
-def offset_blind_ceiling(offset_free: np.ndarray, abs_error: np.ndarray) -> float:
+def exact_map_spearman(offset_free: np.ndarray, abs_error: np.ndarray) -> float:
     """Diagnostic: the Spearman with ``abs_error`` (``(n,)``, the real |errors|) of ``offset_free`` (the same voxels'
     |errors| with the pair's offset taken off, :func:`offset_free_errors`): what a map of |error| that is exact but
     for the offset would score. (A map that knew each error's sign could score more; an |error| map cannot.)"""
@@ -87,7 +87,7 @@ def score_pair(synth: Synthesizer, volumes: dict[Modality, np.ndarray], missing:
     offset, offset_free = offset_free_errors(scaled, truth, errors.brain)
     lo, hi = scaled.lo, scaled.hi
     record = {"mean_abs_error": float(errors.scaled.mean()), "voxels": int(errors.brain.sum()), "offset": offset,
-              "ceiling": offset_blind_ceiling(offset_free, errors.scaled)}
+              "exact_map": exact_map_spearman(offset_free, errors.scaled)}
     for name, scale in candidate_maps(moments).items():
         values = scale[errors.brain].astype(np.float64) * (slope / max(hi - lo, 1e-12))  # the map on the output's [0, 1]
         record[name] = {**map_quality(scale * np.float32(slope), errors), "mean_map": float(values.mean()),
@@ -129,12 +129,12 @@ def table(records: list[dict], variant: str) -> str:
         cells = [f"{r[v]['unc_top10']:.2f} | {r[v]['unc_spearman']:.3f} | {r[v]['unc_spearman_offset_free']:.3f}"
                  for v in VARIANTS]
         lines.append(f"| {r['case']} | {r['modality']} | {r['mean_abs_error']:.4f} | {r['offset']:+.3f} | "
-                     f"{r['ceiling']:.3f} | "
+                     f"{r['exact_map']:.3f} | "
                      + " | ".join(cells) + " |")
     means = [f"{np.mean([r[v]['unc_top10'] for r in records]):.2f} | {np.mean([r[v]['unc_spearman'] for r in records]):.3f}"
              f" | {np.mean([r[v]['unc_spearman_offset_free'] for r in records]):.3f}" for v in VARIANTS]
     lines.append(f"| mean | | | {np.mean([r['offset'] for r in records]):+.3f} | "
-                 f"{np.mean([r['ceiling'] for r in records]):.3f} | " + " | ".join(means) + " |")
+                 f"{np.mean([r['exact_map'] for r in records]):.3f} | " + " | ".join(means) + " |")
     size, left = offset_spread(records)
     return ("\n".join(lines) + f"\n\nChosen: {variant}.\n\n"
             f"Offset: the median of the output's [0, 1] brain minus the real modality's. Its mean size is {size:.3f}; "

@@ -80,11 +80,11 @@ def test_the_offsets_spread_is_scored_against_the_other_cases_mean():
 
 
 def test_a_map_exact_but_for_the_offset_is_scored_on_the_real_errors():
-    from training.validate import offset_blind_ceiling
+    from training.validate import exact_map_spearman
 
     rng = np.random.default_rng(1)
     local = rng.laplace(0, 0.05, 20000)  # the signed errors where the output is wrong
-    assert offset_blind_ceiling(np.abs(local), np.abs(local)) == pytest.approx(1.0)  # no offset: it ranks them all
-    shifted = [offset_blind_ceiling(np.abs(local), np.abs(local + c)) for c in (0.02, 0.05, 0.1, 0.2)]
+    assert exact_map_spearman(np.abs(local), np.abs(local)) == pytest.approx(1.0)  # no offset: it ranks them all
+    shifted = [exact_map_spearman(np.abs(local), np.abs(local + c)) for c in (0.02, 0.05, 0.1, 0.2)]
     assert all(a > b for a, b in zip(shifted, shifted[1:], strict=False))  # the larger the offset, the less it ranks
     assert shifted[-1] < 0.2
