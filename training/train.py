@@ -45,10 +45,10 @@ from .losses import residual_loss
 PERCENTILE = 99.5
 #: arguments that define the recipe: a resumed run must have the same
 RECIPE_KEYS = ("cases", "holdout", "dim", "views", "batch", "lr", "steps", "crop", "whole_from", "tumor", "t1c",
-               "ssim_weight", "nll_weight", "seed", "warmup", "gamma")
+               "ssim_weight", "nll_weight", "seed", "warmup", "gamma", "init")
 #: recipe options added after runs were saved, and the value that turns each off: left out of the recipe at that
 #: value, so those runs still resume
-ADDED_KEYS = {"gamma": 0.0}
+ADDED_KEYS = {"gamma": 0.0, "init": None}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,6 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ssim-weight", type=float, default=0.5)
     p.add_argument("--nll-weight", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
+                   help="start from the network of a checkpoint this script wrote (<name>.safetensors, same --dim) "
+                   "instead of random weights, with a fresh optimizer and schedule: a fine-tuning stage. The prior "
+                   "stays the one fitted on this run's training cases")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the optimization runs")
     p.add_argument("--run-dir", type=Path, default=Path("runs/train"), help="the resumable state and the log")
@@ -179,6 +183,8 @@ def train(args: argparse.Namespace) -> dict:
         raise SystemExit("--device cuda: torch sees no CUDA GPU (use --device cpu)")
     cfg = HFGANConfig(dim=args.dim, num_outputs=2)
     net = PriorResidualHFGAN(cfg, prior_table(coefs)).to(device).train()
+    if args.init is not None and state is None:
+        init_from(net, args.init)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     step, history, spent = 0, [], 0.0
     if state is not None:
@@ -279,6 +285,20 @@ def load_trained(ckpt: Path) -> tuple[PriorResidualHFGAN, dict]:
     net = PriorResidualHFGAN(HFGANConfig.from_dict(json.loads(meta["config"])))
     net.load_state_dict(load_file(str(ckpt)))
     return net.eval(), json.loads(meta["export"])
+
+
+def init_from(net: PriorResidualHFGAN, ckpt: Path) -> None:
+    """Load the network of checkpoint ``ckpt`` into ``net``, all but the prior (``net`` keeps its own fit)."""
+    if not ckpt.is_file():
+        raise SystemExit(f"--init {ckpt}: no such checkpoint (a <name>.safetensors that training.train wrote)")
+    start, _ = load_trained(ckpt)
+    if start.cfg.to_dict() != net.cfg.to_dict():
+        raise SystemExit(f"--init {ckpt}: its generator config differs from this run's (e.g. --dim); use the same")
+    weights = {k: v for k, v in start.state_dict().items() if k != "prior"}
+    missing, unexpected = net.load_state_dict(weights, strict=False)
+    if unexpected or set(missing) != {"prior"}:
+        raise SystemExit(f"--init {ckpt}: its weights do not fit this network ({sorted(missing + unexpected)[:3]})")
+    print(f"started from {ckpt} (its prior replaced by this run's)", flush=True)
 
 
 def export_checkpoint(ckpt: Path, out: Path, name: str, refiner: dict | None = None,

@@ -225,3 +225,32 @@ def test_refine_by_default_needs_a_refiner():
     assert refiner_block(None, False) == {}
     with pytest.raises(SystemExit, match="--refiner"):
         refiner_block(None, True)
+
+
+def test_init_starts_from_a_checkpoints_network_with_this_runs_prior(trained):
+    import torch
+
+    from training.train import load_trained, train
+
+    root, _ = trained
+    start, _ = load_trained(root / "w" / "tiny.safetensors")
+    # trained on the other case: another linear fit, so another prior
+    record = train(tiny_args(root, "--holdout", "Brats18_CBICA_ABM_1", "--steps", "0", "--no-export", "--name", "ft",
+                             "--run-dir", str(root / "ft"), "--init", str(root / "w" / "tiny.safetensors")))
+    assert record["recipe"]["init"] == str(root / "w" / "tiny.safetensors")
+    tuned, _ = load_trained(root / "w" / "ft.safetensors")
+    a, b = start.state_dict(), tuned.state_dict()
+    assert not torch.equal(a["prior"], b["prior"])
+    assert all(torch.equal(a[k], b[k]) for k in a if k != "prior")
+
+
+def test_init_refuses_another_width_and_a_missing_file(trained):
+    from training.train import train
+
+    root, _ = trained
+    with pytest.raises(SystemExit, match="config differs"):
+        train(tiny_args(root, "--dim", "16", "--steps", "0", "--no-export", "--run-dir", str(root / "ft16"),
+                        "--init", str(root / "w" / "tiny.safetensors")))
+    with pytest.raises(SystemExit, match="no such checkpoint"):
+        train(tiny_args(root, "--steps", "0", "--no-export", "--run-dir", str(root / "ft0"),
+                        "--init", str(root / "w" / "absent.safetensors")))
