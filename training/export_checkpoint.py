@@ -1,11 +1,13 @@
 """Export a generator checkpoint from ``training.train --no-export`` to ONNX with its manifest.
 
     python -m training.export_checkpoint runs/train/final/default.safetensors --out weights --name default \\
-        --refiner default-refiner --uncertainty-from runs/train/val/val.json
+        --refiner default-refiner --uncertainty-from runs/train/val/val.json [--blend t1c=0.6]
 
 The checkpoint carries the config, normalization, views and training record; the export checks ONNX Runtime
 against torch before writing anything (``brasyn_infer.authoring.models.export``). ``--uncertainty-from`` copies the
-``uncertainty`` block that ``training.validate`` fitted on the validation model's held-out cases.
+``uncertainty`` block that ``training.validate`` fitted on the validation model's held-out cases; ``--blend
+MODALITY=ALPHA`` (repeatable) blends that modality's output with the linear prior in the graph, ``prior + ALPHA *
+(generated - prior)``, with the alpha ``training.posthoc_study`` chose on the same cases.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from brasyn_infer.constants import Modality
 
 from .train import add_refiner_options, export_checkpoint, refiner_block
 
@@ -24,14 +28,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--uncertainty-from", type=Path, default=None, metavar="MANIFEST",
                    help="copy this manifest's uncertainty block (fitted by training.validate)")
+    p.add_argument("--blend", action="append", default=[], metavar="MODALITY=ALPHA",
+                   help="blend this modality's output with the linear prior (0 to 1; 1: the generator alone)")
     add_refiner_options(p)
     args = p.parse_args(argv)
+    blend = {}
+    for item in args.blend:
+        modality, _, alpha = item.partition("=")
+        try:
+            blend[Modality(modality).value] = float(alpha)
+        except ValueError:
+            raise SystemExit(f"--blend {item}: give MODALITY=ALPHA, e.g. t1c=0.6") from None
     block = None
     if args.uncertainty_from is not None:
         block = json.loads(args.uncertainty_from.read_text()).get("uncertainty")
         if not block:
             raise SystemExit(f"{args.uncertainty_from} has no uncertainty block: run python -m training.validate first")
-    export_checkpoint(args.checkpoint, args.out, args.name, refiner_block(args.refiner, args.refine_by_default), block)
+    export_checkpoint(args.checkpoint, args.out, args.name, refiner_block(args.refiner, args.refine_by_default), block,
+                      blend)
 
 
 if __name__ == "__main__":

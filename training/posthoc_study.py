@@ -12,7 +12,9 @@
   is the fit ``evaluate --baseline linear --fit-on training`` makes and the prior the default's graph adds its
   residual to;
 - ``blend A``: ``linear + A * (output - linear)`` for each ``--alpha`` (1: the output itself), the fitted blend
-  that a model with no prior of its own could ship (:func:`brasyn_infer.synthesis.trust.blend`);
+  that a model with no prior of its own could ship (:func:`brasyn_infer.synthesis.trust.blend`). Per modality,
+  the report names the largest ``A`` at which no pair of that modality falls below ``--floor`` against ``linear``
+  (:func:`chosen_blend`): the blend ``training.export_checkpoint --blend`` ships;
 - ``smooth S``: the output smoothed by a Gaussian of ``S`` voxels inside its own foreground, for each ``--sigma``;
 - ``mean of two``: with ``--also``, the mean of this output and another model's output for the same pair, each
   divided by its brain's 99th percentile first;
@@ -165,6 +167,25 @@ def gains_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def chosen_blend(rows: list[dict], alphas: Sequence[float], floor: float = -0.02) -> dict[str, float | None]:
+    """Per modality, the largest of ``alphas`` at which every pair of that modality keeps a brain-SSIM gain over
+    ``linear`` of at least ``floor`` (None where no alpha does): the blend ``training.export_checkpoint --blend``
+    ships, chosen on these held-out pairs. 1 means no blend."""
+    chosen: dict[str, float | None] = {}
+    for m in [m.value for m in MODALITIES if any(r["modality"] == m.value for r in rows)]:
+        ok = [a for a in alphas if min(r[f"blend {a:g}"] - r[LINEAR] for r in rows if r["modality"] == m) >= floor]
+        chosen[m] = max(ok) if ok else None
+    return chosen
+
+
+def blend_line(chosen: Mapping[str, float | None], floor: float) -> str:
+    """The report's line on :func:`chosen_blend`, with the export arguments it gives."""
+    args = " ".join(f"--blend {m}={a:g}" for m, a in chosen.items() if a is not None and a < 1)
+    parts = ", ".join(f"{m} {a:g}" if a is not None else f"{m} none of the alphas" for m, a in chosen.items())
+    return (f"Blend per modality (the largest alpha at which every pair of the modality gains at least {floor:+g} "
+            f"brain SSIM over the linear fit): {parts}. Export arguments: `{args or '(none)'}`")
+
+
 def linear_fits(training: list[Path], normalization: Mapping, stats: StatsCache) -> dict[Modality, np.ndarray]:
     """Per modality, the linear fit on the ``training`` case folders (their statistics kept in ``stats``)."""
     norm = Normalizer.from_manifest(normalization)
@@ -187,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--also", type=Path, default=None, help="another model's outputs for the same pairs (mean of two)")
     p.add_argument("--alpha", type=float, nargs="+", default=[0.6, 0.8, 1.0])
     p.add_argument("--sigma", type=float, nargs="*", default=[0.6])
+    p.add_argument("--floor", type=float, default=-0.02,
+                   help="the least brain-SSIM gain over the linear fit any pair may have at the chosen blend")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--jobs", type=int, default=1, help="pairs scored at once (one process each)")
     args = p.parse_args(argv)
@@ -227,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(args.out / "posthoc.csv", text.getvalue())
-    report = gains_table(rows)
+    report = gains_table(rows) + "\n" + blend_line(chosen_blend(rows, args.alpha, args.floor), args.floor) + "\n"
     write_text_atomic(args.out / "posthoc.md", report)
     print(report)
 

@@ -301,18 +301,33 @@ def init_from(net: PriorResidualHFGAN, ckpt: Path) -> None:
     print(f"started from {ckpt} (its prior replaced by this run's)", flush=True)
 
 
+def blend_block(prior: dict[str, list[float]], blend: dict[str, float]) -> dict:
+    """The manifest's ``trust`` block that blends the output with the linear prior for the modalities of ``blend``
+    (``output = prior + alpha * (generated - prior)``, ``brasyn_infer.synthesis.trust``): ``prior`` is the training
+    record's fit (``{modality: [w1, w2, w3, b]}``, the coefficients in the graph). ``{}`` for no blend; an alpha
+    of 1 is left out (the generator alone)."""
+    if not all(0.0 <= a <= 1.0 for a in blend.values()):
+        raise SystemExit(f"a blend is a fraction of the generator's departure from the prior, 0 to 1: {blend}")
+    kept = {m: float(a) for m, a in sorted(blend.items()) if a < 1.0}
+    unknown = set(kept) - set(prior)
+    if unknown:
+        raise SystemExit(f"no prior for {', '.join(sorted(unknown))} in the checkpoint's training record")
+    return {"linear": {m: prior[m] for m in kept}, "blend": kept} if kept else {}
+
+
 def export_checkpoint(ckpt: Path, out: Path, name: str, refiner: dict | None = None,
-                      uncertainty: dict | None = None) -> Path:
+                      uncertainty: dict | None = None, blend: dict[str, float] | None = None) -> Path:
     """Export a checkpoint written by :func:`save_checkpoint` to ``out/<name>.onnx`` + manifest; returns the manifest.
 
     ``refiner``: the manifest's refiner block (:func:`refiner_block`); ``uncertainty``: the map's block, fitted on
-    the validation cases (``training.validate``)."""
+    the validation cases (``training.validate``); ``blend``: ``{modality: alpha}``, chosen on the validation cases
+    (``training.posthoc_study``), blends those modalities' output with the linear prior (:func:`blend_block`)."""
     net, info = load_trained(ckpt)
     views = [View(v) for v in info["views"]]
     manifest = export(net, out, name, normalization=info["normalization"], default_view=views[0],
                       provenance={"trained_by": "training/train.py (this repository)", "checkpoint": ckpt.name},
                       training=info["training"], views=tuple(views) if len(views) > 1 else (), refiner=refiner,
-                      uncertainty=uncertainty)
+                      uncertainty=uncertainty, trust=blend_block(info["training"]["prior"], blend or {}))
     print(f"exported {manifest.onnx_path} ({manifest.onnx_path.stat().st_size / 1e6:.1f} MB), manifest {manifest.path}")
     return manifest.path
 

@@ -60,6 +60,20 @@ def test_the_table_gives_the_gain_over_linear_its_worst_pair_and_each_modality()
     assert "unc_spearman 0.200, unc_top10 1.40 (mean over 2 pairs)" in table
 
 
+def test_the_chosen_blend_is_the_largest_alpha_that_keeps_every_pair_above_the_floor():
+    from training.posthoc_study import blend_line, chosen_blend
+
+    rows = [{"case": "A", "modality": "t1c", "linear": 0.6, "blend 0.5": 0.59, "blend 0.8": 0.575, "blend 1": 0.55},
+            {"case": "B", "modality": "t1c", "linear": 0.4, "blend 0.5": 0.45, "blend 0.8": 0.5, "blend 1": 0.52},
+            {"case": "A", "modality": "t2w", "linear": 0.4, "blend 0.5": 0.5, "blend 0.8": 0.6, "blend 1": 0.7},
+            {"case": "A", "modality": "t2f", "linear": 0.5, "blend 0.5": 0.4, "blend 0.8": 0.4, "blend 1": 0.4}]
+    chosen = chosen_blend(rows, [0.5, 0.8, 1.0], floor=-0.02)
+    assert chosen == {"t1c": 0.5, "t2f": None, "t2w": 1.0}  # A t1c: -0.01 at 0.5, -0.025 at 0.8
+    assert chosen_blend(rows, [0.5, 0.8, 1.0], floor=-0.05)["t1c"] == 1.0
+    line = blend_line(chosen, -0.02)
+    assert "t1c 0.5, t2f none of the alphas, t2w 1" in line and line.endswith("`--blend t1c=0.5`")
+
+
 @needs_torch
 def test_a_study_on_small_cases_scores_each_output_against_the_linear_fit(tmp_path):
     from tests.training.helpers import validation_model

@@ -254,3 +254,30 @@ def test_init_refuses_another_width_and_a_missing_file(trained):
     with pytest.raises(SystemExit, match="no such checkpoint"):
         train(tiny_args(root, "--steps", "0", "--no-export", "--run-dir", str(root / "ft0"),
                         "--init", str(root / "w" / "absent.safetensors")))
+
+
+def test_blend_block_keeps_the_graphs_prior_for_the_blended_modalities_only():
+    from training.train import blend_block
+
+    prior = {"t1c": [0.1, 0.2, 0.3, -0.4], "t2w": [0.5, 0.6, 0.7, 0.8]}
+    assert blend_block(prior, {"t1c": 0.6, "t2w": 1.0}) == {"linear": {"t1c": prior["t1c"]}, "blend": {"t1c": 0.6}}
+    assert blend_block(prior, {}) == {} and blend_block(prior, {"t2w": 1.0}) == {}
+    with pytest.raises(SystemExit, match="0 to 1"):
+        blend_block(prior, {"t1c": 1.5})
+    with pytest.raises(SystemExit, match="no prior for t2f"):
+        blend_block(prior, {"t2f": 0.5})
+
+
+def test_an_exported_blend_is_the_manifests_trust_block(trained, tmp_path):
+    from brasyn_infer.constants import Modality
+    from brasyn_infer.runtime.manifest import load_manifest
+    from brasyn_infer.synthesis.trust import Trust
+    from training.export_checkpoint import main
+
+    root, record = trained
+    main([str(root / "w" / "tiny.safetensors"), "--out", str(tmp_path), "--name", "b", "--blend", "t1c=0.6"])
+    trust = Trust.from_manifest(load_manifest(tmp_path / "b.json").trust)
+    assert trust.blend == {Modality.T1C: 0.6}
+    assert trust.linear[Modality.T1C].tolist() == record["prior"]["t1c"]
+    with pytest.raises(SystemExit, match="MODALITY=ALPHA"):
+        main([str(root / "w" / "tiny.safetensors"), "--out", str(tmp_path), "--name", "c", "--blend", "t1c:0.6"])

@@ -22,6 +22,7 @@ from brasyn_infer.authoring.models.residual import ARCHITECTURE, PriorResidualHF
 from brasyn_infer.constants import BRASYN25_STATS, View
 from brasyn_infer.errors import WeightsError
 from brasyn_infer.runtime.manifest import LOG_SCALE, Manifest, sha256_of, write_manifest
+from brasyn_infer.synthesis.trust import Trust
 
 if TYPE_CHECKING:
     from brasyn_infer.runtime.refiner_manifest import RefinerManifest
@@ -86,12 +87,15 @@ def export(
     views: tuple[View, ...] = (),
     refiner: dict[str, Any] | None = None,
     uncertainty: dict[str, Any] | None = None,
+    trust: dict[str, Any] | None = None,
 ) -> Manifest:
     """Write ``out_dir/<name>.onnx`` and ``<name>.json``; raise (writing nothing) on a parity failure.
 
     ``refiner`` is the manifest's refiner block, ``{"weights": NAME, "enabled": bool}`` (none by default);
-    ``uncertainty`` the block that turns a ``log_scale`` output into the map (docs/design.md §5).
+    ``uncertainty`` the block that turns a ``log_scale`` output into the map (docs/design.md §5); ``trust`` the
+    linear-prior blend (``brasyn_infer.synthesis.trust``), checked before anything is written.
     """
+    Trust.from_manifest(trust)
     out_dir.mkdir(parents=True, exist_ok=True)
     normalization = normalization or {"scheme": "brasyn25", "stats": BRASYN25_STATS}
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
@@ -113,6 +117,7 @@ def export(
             views=tuple(views),
             refiner=dict(refiner or {}),
             uncertainty=dict(uncertainty or {}),
+            trust=dict(trust or {}),
         )
         os.replace(tmp_onnx, manifest.onnx_path)
     write_manifest(manifest)
