@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc ship train-refiner clean docker-build docker-run mlcube-run
+.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend ship train-refiner clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -75,54 +75,76 @@ mlcube-run:
 	mlcube run --mlcube=mlcube/mlcube.yaml --task=infer
 
 ## train: the default generator's recipe (training/train.py), no GPU needed: the validation model (trained on 20 cases,
-## VALIDATION held out) and the final model (all 26 cases) side by side, one torch thread each, about two hours on
-## 2 CPU cores. Each resumes from its last state (runs/train/<run>/state.pt) when run again. Then: make validate, make ship.
+## VALIDATION held out) and the final model (all 26 cases) side by side, one torch thread each. Two stages: RECIPE
+## (about 100 minutes on 2 CPU cores), then TUNE, 1,000 more steps on whole slices with more weight on SSIM, started
+## from the first stage's network (about 17 minutes). Each stage resumes from its last state
+## (runs/train/<run>/state.pt) when run again. Then: make validate, make posthoc, make validate-blend, make ship.
 SHARED ?= ../shared
 CASES ?= $(SHARED)/data/cases $(SHARED)/data/brats2018
 VALIDATION = Brats18_2013_3_1 Brats18_CBICA_ABM_1 Brats18_CBICA_AME_1 Brats18_TCIA01_425_1 Brats18_TCIA02_135_1 \
 	BraTS-GLI-00001-000
-RECIPE = --dim 16 --views sagittal axial coronal --crop 128 --batch 8 --steps 6000 --whole-from 0.85 --tumor 0.3 \
-	--t1c 0.4 --lr 4e-4 --seed 0
+COMMON = --dim 16 --views sagittal axial coronal --crop 128 --batch 8 --tumor 0.3 --t1c 0.4 --seed 0
+RECIPE = $(COMMON) --steps 6000 --whole-from 0.85 --lr 4e-4
+TUNE = $(COMMON) --steps 1000 --whole-from 0 --lr 5e-5 --warmup 50 --ssim-weight 5
 TRAIN_RUNS ?= runs/train
 THREADS ?= 1
 train: $(BIN)/.installed-dev
 	$(MAKE) -j2 train-val train-final
 train-val: $(BIN)/.installed-dev
-	mkdir -p $(TRAIN_RUNS)/val
+	mkdir -p $(TRAIN_RUNS)/val $(TRAIN_RUNS)/val-tuned
 	$(BIN)/python -m training.train --cases $(CASES) --holdout $(VALIDATION) $(RECIPE) --threads $(THREADS) \
 		--run-dir $(TRAIN_RUNS)/val --out $(TRAIN_RUNS)/val --name val --resume >> $(TRAIN_RUNS)/val/train.log 2>&1
+	$(BIN)/python -m training.train --cases $(CASES) --holdout $(VALIDATION) $(TUNE) --threads $(THREADS) \
+		--init $(TRAIN_RUNS)/val/val.safetensors --run-dir $(TRAIN_RUNS)/val-tuned --out $(TRAIN_RUNS)/val-tuned \
+		--name val --resume >> $(TRAIN_RUNS)/val-tuned/train.log 2>&1
 train-final: $(BIN)/.installed-dev
-	mkdir -p $(TRAIN_RUNS)/final
+	mkdir -p $(TRAIN_RUNS)/final $(TRAIN_RUNS)/final-tuned
 	$(BIN)/python -m training.train --cases $(CASES) $(RECIPE) --threads $(THREADS) --run-dir $(TRAIN_RUNS)/final \
 		--out $(TRAIN_RUNS)/final --name default --refiner default-refiner --no-export --resume \
 		>> $(TRAIN_RUNS)/final/train.log 2>&1
+	$(BIN)/python -m training.train --cases $(CASES) $(TUNE) --threads $(THREADS) \
+		--init $(TRAIN_RUNS)/final/default.safetensors --run-dir $(TRAIN_RUNS)/final-tuned \
+		--out $(TRAIN_RUNS)/final-tuned --name default --refiner default-refiner --no-export --resume \
+		>> $(TRAIN_RUNS)/final-tuned/train.log 2>&1
 
 ## validate: on the VALIDATION cases, fit the map's settings (training/validate.py, written into the validation
 ## model's manifest), then score the validation model with `brasyn-infer evaluate` against the linear fit on its own
 ## training cases -> $(TRAIN_RUNS)/validation/report/report.md. About 40 minutes on 2 cores.
-## ship: the final model (all 26 cases) -> weights/default.{onnx,json,safetensors}, with the validation's map settings.
+## posthoc: after validate, what a blend with the linear fit, a light smoothing, or (ALSO=DIR, another model's
+## validation volumes) the mean of two models would do to the validation model's outputs, and the blend per modality
+## that keeps every pair above the floor (training/posthoc_study.py) -> $(TRAIN_RUNS)/posthoc/posthoc.md. About 10
+## minutes on 2 cores.
+## validate-blend: the validation model exported with BLEND (the export arguments posthoc.md gives), scored as
+## validate scores it -> $(TRAIN_RUNS)/validation/report-blend/report.md. About 25 minutes on 2 cores.
+## ship: the final model (all 26 cases) -> weights/default.{onnx,json,safetensors}, with the validation's map settings
+## and BLEND.
+VAL_RUN = $(TRAIN_RUNS)/val-tuned
+FINAL_RUN = $(TRAIN_RUNS)/final-tuned
+BLEND ?= --blend t1c=0.6
 comma := ,
 empty :=
 space := $(empty) $(empty)
+EVALUATE = $(BIN)/brasyn-infer evaluate $(TRAIN_RUNS)/validation/data --only $(subst $(space),$(comma),$(VALIDATION)) \
+	--fit-on training --drop all --baseline linear --quiet
 validate: $(BIN)/.installed-dev
-	$(BIN)/python -m training.validate --cases $(CASES) --holdout $(VALIDATION) --weights $(TRAIN_RUNS)/val/val.json \
+	$(BIN)/python -m training.validate --cases $(CASES) --holdout $(VALIDATION) --weights $(VAL_RUN)/val.json \
 		--out $(TRAIN_RUNS)/validation
 	mkdir -p $(TRAIN_RUNS)/validation/data
 	for root in $(CASES); do for case in $$root/*/; do ln -sfn $$(realpath $$case) $(TRAIN_RUNS)/validation/data/; done; done
-	$(BIN)/brasyn-infer evaluate $(TRAIN_RUNS)/validation/data $(TRAIN_RUNS)/validation/report \
-		--weights $(TRAIN_RUNS)/val/val.json --only $(subst $(space),$(comma),$(VALIDATION)) --fit-on training \
-		--drop all --baseline linear --save-volumes $(TRAIN_RUNS)/validation/volumes --quiet
-## posthoc: after validate, what a blend with the linear fit, a light smoothing, or (ALSO=DIR, another model's
-## validation volumes) the mean of two models would do to the validation model's outputs (training/posthoc_study.py)
-## -> $(TRAIN_RUNS)/posthoc/posthoc.md. About 10 minutes on 2 cores.
+	$(EVALUATE) $(TRAIN_RUNS)/validation/report --weights $(VAL_RUN)/val.json \
+		--save-volumes $(TRAIN_RUNS)/validation/volumes
 posthoc: $(BIN)/.installed-dev
-	$(BIN)/python -m training.posthoc_study --cases $(CASES) --weights $(TRAIN_RUNS)/val/val.json \
-		--volumes $(TRAIN_RUNS)/validation/volumes $(if $(ALSO),--also $(ALSO)) --alpha 0.6 0.7 0.8 1.0 --sigma 0.6 \
-		--out $(TRAIN_RUNS)/posthoc --jobs 2
+	$(BIN)/python -m training.posthoc_study --cases $(CASES) --weights $(VAL_RUN)/val.json \
+		--volumes $(TRAIN_RUNS)/validation/volumes $(if $(ALSO),--also $(ALSO)) --alpha 0.5 0.6 0.7 0.8 0.9 1.0 \
+		--sigma 0.6 --out $(TRAIN_RUNS)/posthoc --jobs 2
+validate-blend: $(BIN)/.installed-dev
+	$(BIN)/python -m training.export_checkpoint $(VAL_RUN)/val.safetensors --out $(VAL_RUN) --name val-blend \
+		--uncertainty-from $(VAL_RUN)/val.json $(BLEND)
+	$(EVALUATE) $(TRAIN_RUNS)/validation/report-blend --weights $(VAL_RUN)/val-blend.json
 ship: $(BIN)/.installed-dev
-	$(BIN)/python -m training.export_checkpoint $(TRAIN_RUNS)/final/default.safetensors --out weights --name default \
-		--refiner default-refiner --uncertainty-from $(TRAIN_RUNS)/val/val.json
-	cp $(TRAIN_RUNS)/final/default.safetensors weights/default.safetensors
+	$(BIN)/python -m training.export_checkpoint $(FINAL_RUN)/default.safetensors --out weights --name default \
+		--refiner default-refiner --uncertainty-from $(VAL_RUN)/val.json $(BLEND)
+	cp $(FINAL_RUN)/default.safetensors weights/default.safetensors
 
 ## train-refiner: the 3D Refiner on generator outputs (a folder of <case>/<case>-<mod>.nii.gz, e.g. what
 ## `brasyn-infer evaluate --save-volumes DIR` keeps of held-out cases), SYNTHESIZED=DIR

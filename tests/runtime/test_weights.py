@@ -72,15 +72,63 @@ def test_checkpoint_matches_the_onnx_file():
     assert len(got) == 2 and all(np.abs(g - e).max() < 1e-3 for g, e in zip(got, expected, strict=True))
 
 
+def makefile_flags(name: str) -> dict[str, str]:
+    """``--flag value`` pairs of a ``NAME = ...`` variable of the repository's Makefile, ``$(VAR)`` expanded."""
+    import re
+    import shlex
+
+    text = (BUNDLED_WEIGHTS_DIR.parent / "Makefile").read_text().replace("\\\n", " ")
+    values = dict(re.findall(r"^(\w+) \??= (.*)$", text, flags=re.M))
+    words = shlex.split(re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], values[name]))
+    flags, key = {}, None
+    for word in words:
+        if word.startswith("--"):
+            key = word[2:].replace("-", "_")
+            flags.setdefault(key, "")
+        else:
+            flags[key] = (flags[key] + " " + word).strip()
+    return flags
+
+
 def test_the_default_is_the_final_model_of_the_recipe():
-    """Trained on all 26 cases with the recipe in the Makefile, a residual over its prior with its own scale, and
-    the map's settings fitted on held-out cases."""
+    """Trained on all 26 cases by the Makefile's two stages (RECIPE, then TUNE from its network), a residual over
+    its prior with its own scale, the map's settings fitted on held-out cases, and the blend with the graph's prior."""
+    from brasyn_infer.synthesis.trust import Trust
     from brasyn_infer.synthesis.uncertainty import ScaleMap
 
     manifest = load_manifest("default")
     record = manifest.training
     assert manifest.architecture == "hfgan-prior-residual" and manifest.outputs == ("y", "log_scale")
     assert record["data"]["holdout"] == [] and len(record["data"]["train"]) == 26
-    assert record["steps"] == record["recipe"]["steps"] and record["recipe"]["crop"] == 128
+    tune = makefile_flags("TUNE")
+    for key, value in tune.items():
+        saved = record["recipe"][key]
+        assert (sorted(value.split()) == saved if isinstance(saved, list) else float(value) == float(saved)), key
+    assert record["steps"] == record["recipe"]["steps"]
+    assert record["recipe"]["init"].endswith("final/default.safetensors")
     block = ScaleMap.from_manifest(manifest.uncertainty)
     assert len(block.calibration) == 4
+    trust = Trust.from_manifest(manifest.trust)
+    blend = {m: float(a) for m, a in (word.split("=") for word in makefile_flags("BLEND")["blend"].split())}
+    assert {m.value: a for m, a in trust.blend.items()} == blend
+    assert {m.value: c.tolist() for m, c in trust.linear.items()} == {m: record["prior"][m] for m in blend}
+
+
+def test_the_default_blends_t1c_with_its_prior_and_leaves_the_others_to_the_network():
+    """--no-prior changes the default's t1c, toward the generator, and nothing else (a thin synthetic volume)."""
+    import numpy as np
+
+    from brasyn_infer.constants import MODALITIES, Modality, View
+    from brasyn_infer.pipeline.synthesizer import Synthesizer
+    from tests.conftest import brain_volume
+
+    shape = (240, 240, 3)  # three axial slices: the plane the generator needs, little compute
+    for missing, blended in ((Modality.T1C, True), (Modality.T2W, False)):
+        volumes = {m: brain_volume(shape, 900.0 + 150 * i, seed=i) for i, m in enumerate(MODALITIES) if m is not missing}
+        on = Synthesizer("default", View.AXIAL, uncertainty=True).synthesize_stages(volumes, missing)
+        off = Synthesizer("default", View.AXIAL, uncertainty=True, prior=False).synthesize_stages(volumes, missing)
+        assert np.array_equal(on["uncertainty"], off["uncertainty"])  # the map is the network's either way
+        if blended:
+            assert not np.allclose(on["generator"], off["generator"], atol=1.0)
+        else:
+            assert np.array_equal(on["generator"], off["generator"])
