@@ -115,7 +115,9 @@ train-final: $(BIN)/.installed-dev
 ## that keeps every pair above the floor (training/posthoc_study.py) -> $(TRAIN_RUNS)/posthoc/posthoc.md. About 10
 ## minutes on 2 cores.
 ## validate-blend: the validation model exported with BLEND (the export arguments posthoc.md gives), scored as
-## validate scores it -> $(TRAIN_RUNS)/validation/report-blend/report.md. About 25 minutes on 2 cores.
+## validate scores it -> $(TRAIN_RUNS)/validation/report-blend/report.md, its outputs and maps kept in
+## volumes-blend; then the tone correction fitted on those outputs, scored on them and leave-one-case-out
+## (posthoc_study.py --tone) -> $(TRAIN_RUNS)/posthoc-blend/posthoc.md. About 35 minutes on 2 cores.
 ## ship: the final model (all 26 cases) -> weights/default.{onnx,json,safetensors}, with the validation's map settings
 ## and BLEND.
 VAL_RUN = $(TRAIN_RUNS)/val-tuned
@@ -140,7 +142,10 @@ posthoc: $(BIN)/.installed-dev
 validate-blend: $(BIN)/.installed-dev
 	$(BIN)/python -m training.export_checkpoint $(VAL_RUN)/val.safetensors --out $(VAL_RUN) --name val-blend \
 		--uncertainty-from $(VAL_RUN)/val.json $(BLEND)
-	$(EVALUATE) $(TRAIN_RUNS)/validation/report-blend --weights $(VAL_RUN)/val-blend.json
+	$(EVALUATE) $(TRAIN_RUNS)/validation/report-blend --weights $(VAL_RUN)/val-blend.json \
+		--save-volumes $(TRAIN_RUNS)/validation/volumes-blend
+	$(BIN)/python -m training.posthoc_study --cases $(CASES) --weights $(VAL_RUN)/val-blend.json \
+		--volumes $(TRAIN_RUNS)/validation/volumes-blend --alpha 1 --sigma --tone --out $(TRAIN_RUNS)/posthoc-blend --jobs 2
 ship: $(BIN)/.installed-dev
 	$(BIN)/python -m training.export_checkpoint $(FINAL_RUN)/default.safetensors --out weights --name default \
 		--refiner default-refiner --uncertainty-from $(VAL_RUN)/val.json $(BLEND)

@@ -18,13 +18,19 @@
 - ``smooth S``: the output smoothed by a Gaussian of ``S`` voxels inside its own foreground, for each ``--sigma``;
 - ``mean of two``: with ``--also``, the mean of this output and another model's output for the same pair, each
   divided by its brain's 99th percentile first;
+- ``tone`` (with ``--tone``): the output taken through the tone correction fitted on these outputs
+  (:func:`training.fit_tone.fit_tone`, what ``training.fit_tone`` ships), and ``tone (leave-one-case-out)``: each
+  output through the correction fitted on the other cases' outputs only, the honest estimate of what it does to an
+  unseen case;
 - ``tone matched (oracle)``: the output's foreground values replaced, rank for rank, by the real modality's brain
   values (:func:`tone_matched`). It reads the real modality, so it is a diagnostic and never a candidate: how much
   brain SSIM a perfect correction of the output's tone (its intensity histogram) would add, with every voxel's
   rank, hence the structure, unchanged.
 
 It also scores ``|output - linear|``, where the network departs from the regression, as an uncertainty map
-(:func:`brasyn_infer.evaluation.ranking.map_quality`). ``OUT/posthoc.csv`` has one row per pair and ``OUT/posthoc.md``
+(:func:`brasyn_infer.evaluation.ranking.map_quality`), and, where ``evaluate --save-volumes`` kept the model's own
+map beside an output (``<case>-<modality>-uncertainty.nii.gz``), how that map ranks the errors of the output and of
+each tone variant. ``OUT/posthoc.csv`` has one row per pair and ``OUT/posthoc.md``
 the gains over ``linear``: their mean, the worst pair and each modality's mean, the figures the targets are set on.
 The linear statistics of the training cases are kept in ``OUT/linear-stats`` (evaluate's format).
 """
@@ -37,7 +43,7 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -54,12 +60,17 @@ from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.runtime.manifest import load_manifest
 from brasyn_infer.synthesis.linear import case_stats, fit
 from brasyn_infer.synthesis.normalize import Normalizer, foreground_percentile
+from brasyn_infer.synthesis.tone import Tone
 from brasyn_infer.synthesis.trust import blend
 
 from .data import find_case_folders
+from .fit_tone import fit_tone, pair_tone
 
 LINEAR = "linear"
 ORACLE = "tone matched (oracle)"
+TONE, TONE_LOO = "tone", "tone (leave-one-case-out)"
+#: the model's own map's columns: "own map <metric>: <variant>"
+OWN_MAP = "own map"
 
 
 def smooth_inside(volume: np.ndarray, sigma: float) -> np.ndarray:
@@ -118,6 +129,8 @@ class Pair:
     output: Path
     other: Path | None
     coef: np.ndarray
+    #: ``--tone``: the correction fitted on the other cases' outputs
+    tone_loo: Tone | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,13 @@ class Settings:
     normalization: Mapping
     alphas: tuple[float, ...]
     sigmas: tuple[float, ...]
+    #: ``--tone``: the correction fitted on every output
+    tone: Tone | None = None
+
+
+def uncertainty_path(output: Path) -> Path:
+    """Where ``evaluate --save-volumes`` keeps the model's own map of ``output``."""
+    return output.with_name(output.name.replace(".nii.gz", "-uncertainty.nii.gz"))
 
 
 def score_pair(pair: Pair, settings: Settings) -> dict:
@@ -137,16 +157,42 @@ def score_pair(pair: Pair, settings: Settings) -> dict:
     other = load_volume(pair.other).data if pair.other is not None else None
     truth = Scaled.of(volumes[pair.missing])
     row: dict = {"case": pair.case_id, "modality": pair.missing.value}
-    for name, volume in variants(output, prior, settings.alphas, settings.sigmas, other, truth.raw).items():
+    candidates = variants(output, prior, settings.alphas, settings.sigmas, other, truth.raw)
+    if settings.tone is not None and pair.tone_loo is not None:
+        candidates[TONE] = settings.tone.apply(output, pair.missing)
+        candidates[TONE_LOO] = pair.tone_loo.apply(output, pair.missing)
+    for name, volume in candidates.items():
         row[name] = score(volume, truth)["ssim_brain"]
     quality = map_quality(np.abs(output - prior), MapErrors.of(output, truth))
     row["map unc_spearman"], row["map unc_top10"] = quality["unc_spearman"], quality["unc_top10"]
+    own = uncertainty_path(pair.output)
+    if own.is_file():
+        uncertainty = load_volume(own).data
+        for name in ("output", TONE, TONE_LOO):
+            volume = output if name == "output" else candidates.get(name)
+            if volume is not None:
+                quality = map_quality(uncertainty, MapErrors.of(volume, truth))
+                row[f"{OWN_MAP} unc_spearman: {name}"] = quality["unc_spearman"]
+                row[f"{OWN_MAP} unc_top10: {name}"] = quality["unc_top10"]
     return row
+
+
+def own_map_table(rows: list[dict]) -> str:
+    """Markdown: how the model's own map ranks the errors of the output and of each tone variant (pair means)."""
+    names = [k.split(": ", 1)[1] for k in rows[0] if k.startswith(f"{OWN_MAP} unc_spearman: ")]
+    if not names:
+        return ""
+    lines = ["| the model's own map, on the errors of | unc_spearman | unc_top10 |", "|---|---|---|"]
+    for name in names:
+        spearman = np.nanmean([r[f"{OWN_MAP} unc_spearman: {name}"] for r in rows])
+        top = np.nanmean([r[f"{OWN_MAP} unc_top10: {name}"] for r in rows])
+        lines.append(f"| {name} | {spearman:.3f} | {top:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def gains_table(rows: list[dict]) -> str:
     """Markdown: per variant, the brain-SSIM gain over ``linear``: mean, worst pair (named) and per modality."""
-    names = [k for k in rows[0] if k not in ("case", "modality", LINEAR) and not k.startswith("map ")]
+    names = [k for k in rows[0] if k not in ("case", "modality", LINEAR) and not k.startswith(("map ", OWN_MAP))]
     mods = [m.value for m in MODALITIES if any(r["modality"] == m.value for r in rows)]
     lines = [f"| variant | mean gain | worst pair | {' | '.join(mods)} |", "|---|---|---|" + "---|" * len(mods)]
     for name in names:
@@ -212,6 +258,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="the least brain-SSIM gain over the linear fit any pair may have at the chosen blend")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--jobs", type=int, default=1, help="pairs scored at once (one process each)")
+    p.add_argument("--tone", action="store_true", help="also score the tone correction fitted on these outputs, "
+                   "and fitted leave-one-case-out")
     args = p.parse_args(argv)
     manifest = load_manifest(args.weights)
     trained = manifest.training.get("data", {}).get("train", [])
@@ -239,7 +287,13 @@ def main(argv: list[str] | None = None) -> None:
                 pairs.append(Pair(case_id, folders[case_id], m, output, other, fits[m]))
     if not pairs:
         raise SystemExit(f"{args.volumes}: no outputs (<case>/<case>-<modality>.nii.gz)")
-    settings = Settings(manifest.normalization, tuple(args.alpha), tuple(args.sigma))
+    tone = None
+    if args.tone:
+        tones = [pair_tone(p.case_id, p.missing, load_volume(p.output).data,
+                           load_volume(complete_case(p.folder).modalities[p.missing]).data) for p in pairs]
+        tone = fit_tone(tones)
+        pairs = [replace(p, tone_loo=fit_tone(tones, leave_out=p.case_id)) for p in pairs]
+    settings = Settings(manifest.normalization, tuple(args.alpha), tuple(args.sigma), tone)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         rows = []
         for row in pool.map(score_pair, pairs, [settings] * len(pairs)):
@@ -250,7 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(args.out / "posthoc.csv", text.getvalue())
-    report = gains_table(rows) + "\n" + blend_line(chosen_blend(rows, args.alpha, args.floor), args.floor) + "\n"
+    report = (gains_table(rows) + "\n" + blend_line(chosen_blend(rows, args.alpha, args.floor), args.floor) + "\n\n"
+              + own_map_table(rows))
     write_text_atomic(args.out / "posthoc.md", report)
     print(report)
 

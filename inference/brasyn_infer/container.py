@@ -54,6 +54,7 @@ PARAMETERS: dict[str, Parameter] = {
     "refiner": Parameter("--refiner", "text"),
     "tta": Parameter("--tta/--no-tta", "switch"),
     "prior": Parameter("--prior/--no-prior", "switch"),
+    "tone": Parameter("--tone/--no-tone", "switch"),
     "uncertainty": Parameter("--uncertainty", "text"),
     "shard": Parameter("--shard", "text"),
     "summary": Parameter("--summary", "text"),

@@ -15,6 +15,7 @@ from brasyn_infer.cli.app import (
     RefineOpt,
     RefinerOpt,
     ShardOpt,
+    ToneOpt,
     TtaOpt,
     ViewOpt,
     WeightsOpt,
@@ -42,11 +43,12 @@ def evaluate(
     refine: RefineOpt = None,
     refiner: RefinerOpt = None,
     segment: Annotated[bool, typer.Option("--segment", help="Also score downstream segmentation (Dice/HD95) with the brats package's BraTS 2023 segmenters; needs Docker and a GPU, skipped otherwise.")] = False,
-    save_volumes: Annotated[Optional[Path], typer.Option("--save-volumes", help="Also write each generator output as DIR/<case>/<case>-<mod>.nii.gz (e.g. held-out outputs, the refiner's training inputs).")] = None,
+    save_volumes: Annotated[Optional[Path], typer.Option("--save-volumes", help="Also write each generator output as DIR/<case>/<case>-<mod>.nii.gz, and its uncertainty map (when scored) as <case>-<mod>-uncertainty.nii.gz beside it (e.g. held-out outputs: the refiner's training inputs, the tone correction's fit).")] = None,
     shard: ShardOpt = None,
     uncertainty: Annotated[Optional[bool], typer.Option("--uncertainty/--no-uncertainty", help="Score the uncertainty map (Spearman and top-10% error ratio against the real errors; a QC column). Default: when the weights make a map.")] = None,
     tta: TtaOpt = None,
     prior: PriorOpt = True,
+    tone: ToneOpt = True,
     quiet: QuietOpt = False,
 ) -> None:
     """Dry run: drop each modality from complete cases, synthesize it as `run` does, score it against the real one
@@ -76,7 +78,7 @@ def evaluate(
                                 segment=segment, save_volumes=save_volumes, shard=chosen)
         check_output_dir(report_dir, data)
         synth = Synthesizer(weights, view, batch_size, device, refine=refine, refiner=refiner, tta=tta, prior=prior,
-                            uncertainty=uncertainty)
+                            uncertainty=uncertainty, tone=tone)
         if chosen is not None:
             typer.echo(chosen.rule(len(list_case_folders(data))), err=True)
     if segment and (reason := segmentation_unavailable()):

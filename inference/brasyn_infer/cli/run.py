@@ -17,6 +17,7 @@ from brasyn_infer.cli.app import (
     RefineOpt,
     RefinerOpt,
     ShardOpt,
+    ToneOpt,
     TtaOpt,
     ViewOpt,
     WeightsOpt,
@@ -47,6 +48,7 @@ def run(
     uncertainty: Annotated[Optional[Path], typer.Option("--uncertainty", metavar="DIR", help="Also write a voxel-wise uncertainty map per case as DIR/<ID>-<mod>-uncertainty.nii.gz (never inside OUTPUT), in the output's intensity units: the weights' own uncertainty output where their graph has one (the default's), else a fitted model from the manifest, else the spread of the fused views (uncalibrated).")] = None,
     tta: TtaOpt = None,
     prior: PriorOpt = True,
+    tone: ToneOpt = True,
     quiet: QuietOpt = False,
 ) -> None:
     """Synthesize the missing modality of every case in INPUT into OUTPUT."""
@@ -54,7 +56,7 @@ def run(
     from brasyn_infer.pipeline.job import RunOptions, run_job
 
     options = RunOptions(weights=weights, views=view, batch_size=batch_size, device=device, fp16=fp16, resume=resume,
-                         refine=refine, refiner=refiner, tta=tta, prior=prior, shard=shard_or_exit(shard),
+                         refine=refine, refiner=refiner, tta=tta, prior=prior, tone=tone, shard=shard_or_exit(shard),
                          summary=summary, uncertainty=uncertainty)
     _exit_on_sigterm()
     with one_line_errors(), _progress(quiet) as hooks:

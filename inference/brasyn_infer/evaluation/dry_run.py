@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brasyn_infer.constants import MODALITIES, Modality
+from brasyn_infer.constants import MODALITIES, UNCERTAINTY_SUFFIX, Modality
 from brasyn_infer.errors import BrasynError, CaseError, UsageError
 from brasyn_infer.evaluation.baselines import baseline_output, predict_linear, predict_mean
 from brasyn_infer.evaluation.metrics import Scaled, score
@@ -106,16 +106,18 @@ def find_complete_cases(data: Path) -> list[DryRunCase]:
 
 def run_identity(synth: Synthesizer, options: DryRunOptions) -> dict:
     """Everything that changes a score: the weights (the graph, and the manifest's blocks that act on its output),
-    views, TTA, the prior blend, the refiner, the map, the linear baseline's fitting cases. (Batch size, device and threads change nothing but float rounding.)"""
+    views, TTA, the prior blend, the tone, the refiner, the map, the linear baseline's fitting cases. (Batch size, device and threads change nothing but float rounding.)"""
     refiner = synth.refiner.manifest if synth.refiner else None
     manifest = synth.manifest
     blocks = json.dumps({"normalization": manifest.normalization, "trust": manifest.trust,
-                         "uncertainty": manifest.uncertainty, "outputs": list(manifest.outputs)}, sort_keys=True)
+                         "uncertainty": manifest.uncertainty, "outputs": list(manifest.outputs),
+                         **({"tone": manifest.tone} if manifest.tone else {})}, sort_keys=True)
     return {"format": RUN_FORMAT,
             "weights": {"name": manifest.name, "sha256": manifest.sha256,
                         "manifest": hashlib.sha256(blocks.encode()).hexdigest()[:16]},
             "normalization": synth.manifest.normalization.get("scheme"),
             "views": [v.value for v in synth.views], "tta": synth.tta, "prior": synth.prior,
+            **({"tone": bool(synth.tone.templates)} if manifest.tone else {}),
             "refiner": {"name": refiner.name, "sha256": refiner.sha256} if refiner else None,
             "uncertainty": bool(synth.uncertainty),
             "fit_on": sorted(options.fit_on) if options.fit_on is not None else None}
@@ -342,6 +344,9 @@ def _score_model(files: CaseFiles, loaded: Mapping[Modality, Volume], missing: M
         target = options.save_volumes / files.case_id / f"{files.case_id}-{missing.value}.nii.gz"
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(output_image(stages["generator"], like), target)
+        if "uncertainty" in stages:  # the map beside it, as `run --uncertainty` names it
+            write_atomic(output_image(stages["uncertainty"], like),
+                         target.with_name(f"{files.case_id}-{missing.value}-{UNCERTAINTY_SUFFIX}.nii.gz"))
     # each volume is brought to its [0, 1] scale once, for every score, the map's errors and the picture
     truth = Scaled.of(loaded[missing].data)
     scaled = {stage: Scaled.of(stages[stage]) for stage in ("generator", "refined") if stage in stages}

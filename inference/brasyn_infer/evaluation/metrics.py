@@ -14,15 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-P_LOW, P_HIGH = 0.5, 99.5
+from brasyn_infer.synthesis.tone import P_HIGH, P_LOW, percentile_range
+
 SIGMA = 1.5
 TRUNCATE = 3.5  # scikit-image's default: a window of 2 * round(3.5 * 1.5) + 1 = 11 voxels
-
-
-def percentile_range(x: np.ndarray, p_low: float = P_LOW, p_high: float = P_HIGH) -> tuple[float, float]:
-    """The volume's own ``(P_low, P_high)`` over all its voxels, the lower bound at least 0."""
-    lo, hi = np.percentile(x, [p_low, p_high])
-    return max(float(lo), 0.0), float(hi)
 
 
 def percentile_scale(x: np.ndarray, p_low: float = P_LOW, p_high: float = P_HIGH) -> np.ndarray:

@@ -38,6 +38,7 @@ class RunOptions:
     refiner: str | None = None
     tta: bool | None = None
     prior: bool = True
+    tone: bool = True
     shard: Shard | None = None
     summary: Path | None = None
     uncertainty: Path | None = None
@@ -124,7 +125,7 @@ def run_job(input_dir: Path, output_dir: Path, options: RunOptions, hooks: Hooks
                 log.warning("removed a partial file left by an interrupted run: %s", stale.name)
         synth = Synthesizer(options.weights, options.views, options.batch_size, options.device, fp16=options.fp16,
                             refine=options.refine, refiner=options.refiner, tta=options.tta, prior=options.prior,
-                            uncertainty=options.uncertainty is not None)
+                            uncertainty=options.uncertainty is not None, tone=options.tone)
     except BrasynError as error:
         report.results = []
         report.entries = []

@@ -21,6 +21,7 @@ from brasyn_infer.runtime.sessions import GeneratorSession, RefinerSession, trt_
 from brasyn_infer.synthesis.generate import generate_views, generate_volume, generate_windows, slice_count, window_total
 from brasyn_infer.synthesis.normalize import Normalizer, background_mask
 from brasyn_infer.synthesis.refine import refine_volume, window_count
+from brasyn_infer.synthesis.tone import Tone
 from brasyn_infer.synthesis.trust import Trust, blend, features, laplace_scale, linear_prior
 from brasyn_infer.synthesis.uncertainty import ScaleMap, scale_map
 from brasyn_infer.synthesis.windows import BlendMode
@@ -38,18 +39,21 @@ class Synthesizer:
     def __init__(self, weights: str | Path | None = None, views: View | Sequence[View] | None = None,
                  batch_size: int | None = None, device: Device = Device.AUTO, threads: int | None = None,
                  fp16: bool = False, refine: bool | None = None, refiner: str | Path | None = None,
-                 tta: bool | None = None, prior: bool = True, uncertainty: bool | None = False) -> None:
+                 tta: bool | None = None, prior: bool = True, uncertainty: bool | None = False,
+                 tone: bool = True) -> None:
         """``refine``: run the 3D Refiner after the generator (None: the manifest's default);
         ``refiner``: the refiner's NAME or manifest path instead of the one the manifest names (implies refine);
         ``tta``: flip test-time augmentation (None: the manifest's ``trust.tta``, else off); ``prior``: blend
         with the manifest's linear prior where it has one (``trust.blend``); ``uncertainty``: also produce the
-        voxel-wise uncertainty map (stage ``"uncertainty"``; None: when the weights make one possible)."""
+        voxel-wise uncertainty map (stage ``"uncertainty"``; None: when the weights make one possible); ``tone``:
+        match the output's brain histogram to the manifest's template where it has one (``tone``)."""
         self.manifest: Manifest = load_manifest(weights)
         verify(self.manifest)
         self.normalizer = Normalizer.from_manifest(self.manifest.normalization)
         self.trust = Trust.from_manifest(self.manifest.trust)
         self.tta = bool(self.manifest.trust.get("tta", False)) if tta is None else tta
         self.prior = prior
+        self.tone = Tone.from_manifest(self.manifest.tone, self.manifest.path) if tone else Tone()
         if isinstance(views, View):
             views = (views,)
         self.three_d = self.manifest.kind == WINDOW3D
@@ -163,7 +167,7 @@ class Synthesizer:
         if self.uncertainty:
             stages["uncertainty"] = self._uncertainty(members or [generated], y, prior, background, missing, scales,
                                                       own_map)
-        stages["generator"] = norm.restore(y, background, missing, scales)
+        stages["generator"] = self.tone.apply(norm.restore(y, background, missing, scales), missing)
         self.last_seconds = {"generator": time.perf_counter() - started}
         if self.refiner is not None:
             started = time.perf_counter()

@@ -54,6 +54,8 @@ class Manifest:
     outputs: tuple[str, ...] = ()
     #: how the ``log_scale`` output becomes the uncertainty map (``synthesis.uncertainty``); {} for the plain scale
     uncertainty: dict[str, Any] = field(default_factory=dict)
+    #: per missing modality, the real brain's tone the output is matched to (``synthesis.tone``); {} for none
+    tone: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_log_scale(self) -> bool:
@@ -88,6 +90,7 @@ class Manifest:
             **({"trust": self.trust} if self.trust else {}),
             **({"outputs": list(self.outputs)} if self.outputs else {}),
             **({"uncertainty": self.uncertainty} if self.uncertainty else {}),
+            **({"tone": self.tone} if self.tone else {}),
         }
 
     @property
@@ -205,6 +208,7 @@ def load_manifest(spec: str | Path | None = None) -> Manifest:
         trust=data.get("trust", {}),
         outputs=tuple(data.get("outputs", ())),
         uncertainty=data.get("uncertainty", {}),
+        tone=data.get("tone", {}),
     )
     if not manifest.onnx_path.is_file():
         raise WeightsError("the manifest's ONNX file is missing", manifest.onnx_path, "restore it beside the manifest")

@@ -128,7 +128,7 @@ def generate_volume(
     views = [views] if isinstance(views, View) else list(views)
     shape = x4.shape[1:]
     channels = len(SCALE_CHANNELS) if with_scale else 1
-    aggregator = Aggregator((channels, *shape), BlendMode.CONSTANT)
+    aggregator = Aggregator((channels, *shape), BlendMode.CONSTANT, np.float32)  # one window per voxel and view
     for view in views:
         geometry = SliceGeometry(view, shape, fill)  # type: ignore[arg-type]
         predictor = SlicePredictor(model, geometry, missing, batch_size, tta, with_scale)

@@ -1,0 +1,81 @@
+"""training/fit_tone.py: the tone correction fitted on held-out outputs, and posthoc_study --tone scoring it."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from brasyn_infer.constants import Modality
+from brasyn_infer.synthesis.tone import Tone, brain_quantiles
+from tests.conftest import brain_volume, make_case, needs_torch, write_nifti
+
+
+def test_the_fit_is_each_modalitys_mean_curve_and_can_leave_a_case_out():
+    from training.fit_tone import fit_tone, pair_tone
+
+    a = pair_tone("A", Modality.T1C, brain_volume(seed=1) ** 0.5, brain_volume(seed=1))
+    b = pair_tone("B", Modality.T1C, brain_volume(seed=2) ** 0.5, brain_volume(seed=2))
+    c = pair_tone("A", Modality.T2W, brain_volume(seed=3), brain_volume(seed=3))
+    tone = fit_tone([a, b, c])
+    assert set(tone.curves) == {Modality.T1C, Modality.T2W}
+    np.testing.assert_allclose(tone.curves[Modality.T1C][0], (a.output + b.output) / 2)
+    np.testing.assert_allclose(tone.curves[Modality.T1C][1], (a.real + b.real) / 2)
+    without = fit_tone([a, b, c], leave_out="A")
+    assert set(without.curves) == {Modality.T1C}
+    np.testing.assert_allclose(without.curves[Modality.T1C][0], b.output)
+
+
+def held_out_outputs(tmp_path, cases=("V-1", "V-2")):
+    """Cases T-1, T-2 (trained on) and V-* (held out), each V-* with a t2f output whose tone is bent and its map."""
+    for case_id in ("T-1", "T-2", *cases):
+        make_case(tmp_path / "cases", case_id, missing="none")
+    truth = brain_volume(scale=800 + 200 * 2, seed=2)  # every case's t2f, as make_case writes it
+    bent = np.where(truth > 0, np.sqrt(truth) * 40, 0).astype(np.float32)
+    for case_id in cases:
+        (tmp_path / "volumes" / case_id).mkdir(parents=True)
+        write_nifti(tmp_path / "volumes" / case_id / f"{case_id}-t2f.nii.gz", bent, dtype=np.float32)
+        noise = np.abs(np.random.default_rng(0).normal(size=truth.shape)).astype(np.float32) * (truth > 0)
+        write_nifti(tmp_path / "volumes" / case_id / f"{case_id}-t2f-uncertainty.nii.gz", noise, dtype=np.float32)
+    return truth, bent
+
+
+@needs_torch
+def test_fit_tone_writes_the_block_the_synthesizer_reads(tmp_path):
+    from tests.training.helpers import validation_model
+    from training.fit_tone import main
+
+    truth, bent = held_out_outputs(tmp_path)
+    manifest = validation_model(tmp_path / "w", ["T-1", "T-2"])
+    main(["--cases", str(tmp_path / "cases"), "--volumes", str(tmp_path / "volumes"), "--weights", str(manifest.path),
+          "--points", "50"])
+    block = json.loads(manifest.path.read_text())["tone"]
+    assert list(block) == ["t2f"] and len(block["t2f"]["output"]) == 51
+    tone = Tone.from_manifest(block)
+    np.testing.assert_allclose(tone.curves[Modality.T2F][1], brain_quantiles(truth, 50), atol=2e-3)  # the case is int16
+    corrected = tone.apply(bent, Modality.T2F)
+    assert np.abs(corrected / corrected.max() - truth / truth.max())[truth > 0].max() < 0.02  # the bend undone
+    with pytest.raises(SystemExit, match="no <case>"):
+        main(["--cases", str(tmp_path / "cases"), "--volumes", str(tmp_path / "cases" / "T-1"), "--weights",
+              str(manifest.path)])
+
+
+@needs_torch
+def test_the_study_scores_the_tone_fitted_on_all_and_on_the_other_cases_with_the_models_map(tmp_path):
+    from tests.training.helpers import validation_model
+    from training.posthoc_study import TONE, TONE_LOO, main
+
+    held_out_outputs(tmp_path)
+    manifest = validation_model(tmp_path / "w", ["T-1", "T-2"])
+    out = tmp_path / "out"
+    main(["--cases", str(tmp_path / "cases"), "--weights", str(manifest.path), "--volumes", str(tmp_path / "volumes"),
+          "--alpha", "1", "--sigma", "--tone", "--out", str(out)])
+    rows = list(csv.DictReader((out / "posthoc.csv").open()))
+    assert [(r["case"], r["modality"]) for r in rows] == [("V-1", "t2f"), ("V-2", "t2f")]
+    for row in rows:
+        assert float(row[TONE]) > float(row["blend 1"]) + 0.01  # the bend costs SSIM; the curve takes it off
+        assert float(row[TONE_LOO]) == pytest.approx(float(row[TONE]), abs=1e-3)  # the other case bends alike
+        assert -1 <= float(row["own map unc_spearman: output"]) <= 1
+        assert f"own map unc_top10: {TONE_LOO}" in row
+    report = (out / "posthoc.md").read_text()
+    assert f"| {TONE_LOO} |" in report and "| the model's own map, on the errors of |" in report
