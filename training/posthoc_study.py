@@ -71,6 +71,9 @@ ORACLE = "tone matched (oracle)"
 TONE, TONE_LOO = "tone", "tone (leave-one-case-out)"
 #: the model's own map's columns: "own map <metric>: <variant>"
 OWN_MAP = "own map"
+#: tumor SSIM columns ("tumor SSIM <variant>", from the case's segmentation) for these variants
+TUMOR = "tumor SSIM"
+TUMOR_SCORED = (LINEAR, "blend 1", TONE, TONE_LOO)
 
 
 def smooth_inside(volume: np.ndarray, sigma: float) -> np.ndarray:
@@ -161,8 +164,13 @@ def score_pair(pair: Pair, settings: Settings) -> dict:
     if settings.tone is not None and pair.tone_loo is not None:
         candidates[TONE] = settings.tone.apply(output, pair.missing)
         candidates[TONE_LOO] = pair.tone_loo.apply(output, pair.missing)
+    files = complete_case(pair.folder)
+    seg = load_volume(files.seg).data if files.seg is not None else None
     for name, volume in candidates.items():
-        row[name] = score(volume, truth)["ssim_brain"]
+        scores = score(volume, truth, seg if name in TUMOR_SCORED else None)
+        row[name] = scores["ssim_brain"]
+        if name in TUMOR_SCORED:
+            row[f"{TUMOR} {name}"] = scores["ssim_tumor"]
     quality = map_quality(np.abs(output - prior), MapErrors.of(output, truth))
     row["map unc_spearman"], row["map unc_top10"] = quality["unc_spearman"], quality["unc_top10"]
     own = uncertainty_path(pair.output)
@@ -178,21 +186,28 @@ def score_pair(pair: Pair, settings: Settings) -> dict:
 
 
 def own_map_table(rows: list[dict]) -> str:
-    """Markdown: how the model's own map ranks the errors of the output and of each tone variant (pair means)."""
+    """Markdown: how the model's own map ranks the errors of the output and of each tone variant (pair means),
+    and the t1c tumor SSIM of the variants that have it (the pairs with a segmentation)."""
     names = [k.split(": ", 1)[1] for k in rows[0] if k.startswith(f"{OWN_MAP} unc_spearman: ")]
-    if not names:
-        return ""
-    lines = ["| the model's own map, on the errors of | unc_spearman | unc_top10 |", "|---|---|---|"]
-    for name in names:
-        spearman = np.nanmean([r[f"{OWN_MAP} unc_spearman: {name}"] for r in rows])
-        top = np.nanmean([r[f"{OWN_MAP} unc_top10: {name}"] for r in rows])
-        lines.append(f"| {name} | {spearman:.3f} | {top:.2f} |")
+    lines = []
+    if names:
+        lines += ["| the model's own map, on the errors of | unc_spearman | unc_top10 |", "|---|---|---|"]
+        for name in names:
+            spearman = np.nanmean([r[f"{OWN_MAP} unc_spearman: {name}"] for r in rows])
+            top = np.nanmean([r[f"{OWN_MAP} unc_top10: {name}"] for r in rows])
+            lines.append(f"| {name} | {spearman:.3f} | {top:.2f} |")
+        lines.append("")
+    t1c = [r for r in rows if r["modality"] == "t1c" and not math.isnan(r.get(f"{TUMOR} {LINEAR}", math.nan))]
+    if t1c:
+        tumor = [k for k in rows[0] if k.startswith(TUMOR)]
+        lines.append(f"t1c tumor SSIM (mean over {len(t1c)} pairs with a segmentation): "
+                     + ", ".join(f"{k[len(TUMOR) + 1:]} {np.mean([r[k] for r in t1c]):.3f}" for k in tumor))
     return "\n".join(lines) + "\n"
 
 
 def gains_table(rows: list[dict]) -> str:
     """Markdown: per variant, the brain-SSIM gain over ``linear``: mean, worst pair (named) and per modality."""
-    names = [k for k in rows[0] if k not in ("case", "modality", LINEAR) and not k.startswith(("map ", OWN_MAP))]
+    names = [k for k in rows[0] if k not in ("case", "modality", LINEAR) and not k.startswith(("map ", OWN_MAP, TUMOR))]
     mods = [m.value for m in MODALITIES if any(r["modality"] == m.value for r in rows)]
     lines = [f"| variant | mean gain | worst pair | {' | '.join(mods)} |", "|---|---|---|" + "---|" * len(mods)]
     for name in names:

@@ -26,17 +26,20 @@ def test_the_fit_is_each_modalitys_mean_curve_and_can_leave_a_case_out():
     np.testing.assert_allclose(without.curves[Modality.T1C][0], b.output)
 
 
-def held_out_outputs(tmp_path, cases=("V-1", "V-2")):
-    """Cases T-1, T-2 (trained on) and V-* (held out), each V-* with a t2f output whose tone is bent and its map."""
+def held_out_outputs(tmp_path, cases=("V-1", "V-2"), modalities=("t2f",)):
+    """Cases T-1, T-2 (trained on) and V-* (held out, segmented), each V-* with an output of each of ``modalities``
+    whose tone is bent, and its map. Returns the last modality's real volume and output."""
     for case_id in ("T-1", "T-2", *cases):
-        make_case(tmp_path / "cases", case_id, missing="none")
-    truth = brain_volume(scale=800 + 200 * 2, seed=2)  # every case's t2f, as make_case writes it
-    bent = np.where(truth > 0, np.sqrt(truth) * 40, 0).astype(np.float32)
-    for case_id in cases:
-        (tmp_path / "volumes" / case_id).mkdir(parents=True)
-        write_nifti(tmp_path / "volumes" / case_id / f"{case_id}-t2f.nii.gz", bent, dtype=np.float32)
-        noise = np.abs(np.random.default_rng(0).normal(size=truth.shape)).astype(np.float32) * (truth > 0)
-        write_nifti(tmp_path / "volumes" / case_id / f"{case_id}-t2f-uncertainty.nii.gz", noise, dtype=np.float32)
+        make_case(tmp_path / "cases", case_id, missing="none", seg=case_id.startswith("V"))
+    for mod in modalities:
+        i = ("t1c", "t1n", "t2f", "t2w").index(mod)
+        truth = brain_volume(scale=800 + 200 * i, seed=i)  # every case's volume, as make_case writes it
+        bent = np.where(truth > 0, np.sqrt(truth) * 40, 0).astype(np.float32)
+        for case_id in cases:
+            (tmp_path / "volumes" / case_id).mkdir(parents=True, exist_ok=True)
+            write_nifti(tmp_path / "volumes" / case_id / f"{case_id}-{mod}.nii.gz", bent, dtype=np.float32)
+            noise = np.abs(np.random.default_rng(0).normal(size=truth.shape)).astype(np.float32) * (truth > 0)
+            write_nifti(tmp_path / "volumes" / case_id / f"{case_id}-{mod}-uncertainty.nii.gz", noise, dtype=np.float32)
     return truth, bent
 
 
@@ -65,13 +68,13 @@ def test_the_study_scores_the_tone_fitted_on_all_and_on_the_other_cases_with_the
     from tests.training.helpers import validation_model
     from training.posthoc_study import TONE, TONE_LOO, main
 
-    held_out_outputs(tmp_path)
+    held_out_outputs(tmp_path, modalities=("t1c", "t2f"))
     manifest = validation_model(tmp_path / "w", ["T-1", "T-2"])
     out = tmp_path / "out"
     main(["--cases", str(tmp_path / "cases"), "--weights", str(manifest.path), "--volumes", str(tmp_path / "volumes"),
           "--alpha", "1", "--sigma", "--tone", "--out", str(out)])
     rows = list(csv.DictReader((out / "posthoc.csv").open()))
-    assert [(r["case"], r["modality"]) for r in rows] == [("V-1", "t2f"), ("V-2", "t2f")]
+    assert [(r["case"], r["modality"]) for r in rows] == [("V-1", "t1c"), ("V-1", "t2f"), ("V-2", "t1c"), ("V-2", "t2f")]
     for row in rows:
         assert float(row[TONE]) > float(row["blend 1"]) + 0.01  # the bend costs SSIM; the curve takes it off
         assert float(row[TONE_LOO]) == pytest.approx(float(row[TONE]), abs=1e-3)  # the other case bends alike
@@ -79,3 +82,6 @@ def test_the_study_scores_the_tone_fitted_on_all_and_on_the_other_cases_with_the
         assert f"own map unc_top10: {TONE_LOO}" in row
     report = (out / "posthoc.md").read_text()
     assert f"| {TONE_LOO} |" in report and "| the model's own map, on the errors of |" in report
+    line = next(x for x in report.splitlines() if x.startswith("t1c tumor SSIM (mean over 2 pairs"))
+    tumor = {k: float(v) for k, v in (part.rsplit(" ", 1) for part in line.split(": ", 1)[1].split(", "))}
+    assert set(tumor) == {"linear", "blend 1", TONE, TONE_LOO} and tumor[TONE] > tumor["blend 1"]
