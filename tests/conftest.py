@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -93,3 +95,15 @@ def tiny_refiner(tmp_path_factory) -> Path:
     manifest = export_refiner(Refiner(RefinerConfig(width=4, levels=2, decoder_convs=1)), out, "tiny-refiner",
                               (16, 16, 16), overlap=0.5, blend="gaussian", provenance={"note": "random init, tests only"})
     return manifest.path
+
+
+def weights_with(weights: Path, folder: Path, **blocks) -> Path:
+    """A copy of the exported ``weights`` (manifest and graph) in ``folder``, its manifest given ``blocks``
+    (``trust=...``, ``tone=...``)."""
+    folder.mkdir(parents=True)
+    shutil.copy(weights.with_suffix(".onnx"), folder)
+    manifest = json.loads(weights.read_text())
+    manifest.update(blocks)
+    path = folder / weights.name
+    path.write_text(json.dumps(manifest))
+    return path

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import numpy as np
 import pytest
 
@@ -12,7 +9,7 @@ from brasyn_infer.constants import MODALITIES, Modality, View
 from brasyn_infer.errors import WeightsError
 from brasyn_infer.evaluation.metrics import Scaled
 from brasyn_infer.synthesis.tone import Tone, brain_quantiles, correct_tone, template, tone_curve
-from tests.conftest import brain_volume
+from tests.conftest import brain_volume, weights_with
 
 
 def test_brain_quantiles_are_the_brain_on_the_metrics_unit_image():
@@ -84,15 +81,8 @@ def test_tone_block_round_trips_and_bad_blocks_name_the_manifest(tmp_path):
         assert str(path) in str(error.value)
 
 
-def with_tone(tiny_weights, tmp_path, block) -> object:
-    folder = tmp_path / "weights"
-    folder.mkdir(parents=True)
-    shutil.copy(tiny_weights.with_suffix(".onnx"), folder)
-    manifest = json.loads(tiny_weights.read_text())
-    manifest["tone"] = block
-    path = folder / tiny_weights.name
-    path.write_text(json.dumps(manifest))
-    return path
+def with_tone(tiny_weights, tmp_path, block):
+    return weights_with(tiny_weights, tmp_path / "weights", tone=block)
 
 
 def test_synthesizer_corrects_the_tone_unless_told_not_to(tmp_path, tiny_weights):

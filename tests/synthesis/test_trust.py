@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from brasyn_infer.evaluation.baselines import predict_linear
 from brasyn_infer.io.nifti import load_volume
 from brasyn_infer.synthesis.generate import generate_views, generate_volume
 from brasyn_infer.synthesis.trust import FEATURES, Trust, blend, box_mean, features, linear_prior
-from tests.conftest import brain_volume, make_case
+from tests.conftest import brain_volume, make_case, weights_with
 
 
 def test_box_mean_matches_brute_force():
@@ -91,14 +89,7 @@ def test_tta_averages_the_flipped_pass():
 
 
 def with_trust(tiny_weights: Path, tmp_path: Path, block: dict) -> Path:
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    shutil.copy(tiny_weights.with_suffix(".onnx"), folder)
-    manifest = json.loads(tiny_weights.read_text())
-    manifest["trust"] = block
-    path = folder / tiny_weights.name
-    path.write_text(json.dumps(manifest))
-    return path
+    return weights_with(tiny_weights, tmp_path / "weights", trust=block)
 
 
 def run_cli(*args: str):
