@@ -120,3 +120,28 @@ def test_run_takes_no_tone(tmp_path, tiny_weights):
         outs[flag] = load_volume(tmp_path / flag / "BraTS-GLI-00012-000-t2w.nii.gz").data
     assert not np.allclose(outs["--tone"], outs["--no-tone"])
     assert np.array_equal(outs["--tone"] > 0, outs["--no-tone"] > 0)
+
+
+def test_evaluate_scores_the_toned_output_and_knows_tone_from_no_tone(tmp_path, tiny_weights):
+    """A report folder records whether the tone ran: an evaluation with --no-tone may not resume one with it."""
+    from typer.testing import CliRunner
+
+    from brasyn_infer.cli import app
+    from brasyn_infer.evaluation.dry_run import DryRunOptions, run_identity
+    from brasyn_infer.pipeline.synthesizer import Synthesizer
+    from tests.conftest import make_case
+
+    curve = (brain_quantiles(brain_volume(seed=9)), brain_quantiles(bend(brain_volume(seed=9), 2.0)))
+    weights = with_tone(tiny_weights, tmp_path, Tone({Modality.T2W: curve}).to_json())
+    on = run_identity(Synthesizer(weights, View.AXIAL), DryRunOptions(drops=[Modality.T2W]))
+    off = run_identity(Synthesizer(weights, View.AXIAL, tone=False), DryRunOptions(drops=[Modality.T2W]))
+    assert on["tone"] is True and off["tone"] is False
+    assert "tone" not in run_identity(Synthesizer(tiny_weights, View.AXIAL), DryRunOptions(drops=[Modality.T2W]))
+    for case_id in ("BraTS-GLI-00013-000", "BraTS-GLI-00014-000"):
+        make_case(tmp_path / "data", case_id, missing="none")
+    args = ["evaluate", str(tmp_path / "data"), str(tmp_path / "report"), "--weights", str(weights), "--view", "axial",
+            "--drop", "t2w", "--baseline", "none", "--device", "cpu", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    refused = CliRunner().invoke(app, [*args, "--no-tone"])
+    assert refused.exit_code == 2 and "holds the scores of another run" in refused.output and "tone" in refused.output

@@ -117,7 +117,7 @@ def run_identity(synth: Synthesizer, options: DryRunOptions) -> dict:
                         "manifest": hashlib.sha256(blocks.encode()).hexdigest()[:16]},
             "normalization": synth.manifest.normalization.get("scheme"),
             "views": [v.value for v in synth.views], "tta": synth.tta, "prior": synth.prior,
-            **({"tone": bool(synth.tone.templates)} if manifest.tone else {}),
+            **({"tone": bool(synth.tone.curves)} if manifest.tone else {}),
             "refiner": {"name": refiner.name, "sha256": refiner.sha256} if refiner else None,
             "uncertainty": bool(synth.uncertainty),
             "fit_on": sorted(options.fit_on) if options.fit_on is not None else None}

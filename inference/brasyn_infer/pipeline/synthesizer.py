@@ -46,7 +46,7 @@ class Synthesizer:
         ``tta``: flip test-time augmentation (None: the manifest's ``trust.tta``, else off); ``prior``: blend
         with the manifest's linear prior where it has one (``trust.blend``); ``uncertainty``: also produce the
         voxel-wise uncertainty map (stage ``"uncertainty"``; None: when the weights make one possible); ``tone``:
-        match the output's brain histogram to the manifest's template where it has one (``tone``)."""
+        take the output through the manifest's tone curve where it has one (``tone``, :mod:`brasyn_infer.synthesis.tone`)."""
         self.manifest: Manifest = load_manifest(weights)
         verify(self.manifest)
         self.normalizer = Normalizer.from_manifest(self.manifest.normalization)

@@ -54,7 +54,7 @@ class Manifest:
     outputs: tuple[str, ...] = ()
     #: how the ``log_scale`` output becomes the uncertainty map (``synthesis.uncertainty``); {} for the plain scale
     uncertainty: dict[str, Any] = field(default_factory=dict)
-    #: per missing modality, the real brain's tone the output is matched to (``synthesis.tone``); {} for none
+    #: per missing modality, the tone curve the output is taken through (``synthesis.tone``); {} for none
     tone: dict[str, Any] = field(default_factory=dict)
 
     @property
