@@ -49,13 +49,14 @@ from pathlib import Path
 
 import numpy as np
 
-from brasyn_infer.constants import MODALITIES, Modality
+from brasyn_infer.constants import MODALITIES, Convention, Modality
 from brasyn_infer.evaluation.baselines import baseline_output, predict_linear
 from brasyn_infer.evaluation.dry_run import StatsCache
 from brasyn_infer.evaluation.metrics import Scaled, score
 from brasyn_infer.evaluation.ranking import MapErrors, map_quality
 from brasyn_infer.io.atomic import write_text_atomic
 from brasyn_infer.io.cases import complete_case
+from brasyn_infer.io.naming import uncertainty_file
 from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.runtime.manifest import load_manifest
 from brasyn_infer.synthesis.linear import case_stats, fit
@@ -145,15 +146,11 @@ class Settings:
     tone: Tone | None = None
 
 
-def uncertainty_path(output: Path) -> Path:
-    """Where ``evaluate --save-volumes`` keeps the model's own map of ``output``."""
-    return output.with_name(output.name.replace(".nii.gz", "-uncertainty.nii.gz"))
-
-
 def score_pair(pair: Pair, settings: Settings) -> dict:
     """One pair's row: each variant's brain SSIM, and how ``|output - linear|`` ranks the output's errors."""
     norm = Normalizer.from_manifest(settings.normalization)
-    volumes = {m: v.data for m, v in read_inputs(complete_case(pair.folder).modalities).items()}
+    files = complete_case(pair.folder)
+    volumes = {m: v.data for m, v in read_inputs(files.modalities).items()}
     inputs = {m: v for m, v in volumes.items() if m is not pair.missing}
     prior = baseline_output(norm, inputs, pair.missing, partial(predict_linear, missing=pair.missing, coef=pair.coef))
     output = load_volume(pair.output).data
@@ -164,7 +161,6 @@ def score_pair(pair: Pair, settings: Settings) -> dict:
     if settings.tone is not None and pair.tone_loo is not None:
         candidates[TONE] = settings.tone.apply(output, pair.missing)
         candidates[TONE_LOO] = pair.tone_loo.apply(output, pair.missing)
-    files = complete_case(pair.folder)
     seg = load_volume(files.seg).data if files.seg is not None else None
     for name, volume in candidates.items():
         scores = score(volume, truth, seg if name in TUMOR_SCORED else None)
@@ -173,7 +169,7 @@ def score_pair(pair: Pair, settings: Settings) -> dict:
             row[f"{TUMOR} {name}"] = scores["ssim_tumor"]
     quality = map_quality(np.abs(output - prior), MapErrors.of(output, truth))
     row["map unc_spearman"], row["map unc_top10"] = quality["unc_spearman"], quality["unc_top10"]
-    own = uncertainty_path(pair.output)
+    own = pair.output.with_name(uncertainty_file(pair.case_id, pair.missing, Convention.BRASYN))  # evaluate's name
     if own.is_file():
         uncertainty = load_volume(own).data
         for name in ("output", TONE, TONE_LOO):

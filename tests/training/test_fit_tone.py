@@ -85,3 +85,23 @@ def test_the_study_scores_the_tone_fitted_on_all_and_on_the_other_cases_with_the
     line = next(x for x in report.splitlines() if x.startswith("t1c tumor SSIM (mean over 2 pairs"))
     tumor = {k: float(v) for k, v in (part.rsplit(" ", 1) for part in line.split(": ", 1)[1].split(", "))}
     assert set(tumor) == {"linear", "blend 1", TONE, TONE_LOO} and tumor[TONE] > tumor["blend 1"]
+
+
+@needs_torch
+def test_evaluate_keeps_each_outputs_map_where_fit_tone_and_the_study_read_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from brasyn_infer.cli import app
+    from brasyn_infer.io.nifti import load_volume
+    from tests.training.helpers import validation_model
+
+    make_case(tmp_path / "data", "V-1", missing="none")
+    manifest = validation_model(tmp_path / "w", ["T-1"])  # a graph with its own log_scale output: a map to score
+    keep = tmp_path / "volumes"
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "data"), str(tmp_path / "r"), "--drop", "t2f",
+                                      "--baseline", "none", "--weights", str(manifest.path), "--view", "axial",
+                                      "--save-volumes", str(keep), "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (keep / "V-1").iterdir()) == ["V-1-t2f-uncertainty.nii.gz", "V-1-t2f.nii.gz"]
+    output, uncertainty = (load_volume(keep / "V-1" / name).data for name in ("V-1-t2f.nii.gz", "V-1-t2f-uncertainty.nii.gz"))
+    assert uncertainty.max() > 0 and (uncertainty[output == 0] == 0).all()

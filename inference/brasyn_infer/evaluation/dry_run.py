@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brasyn_infer.constants import MODALITIES, UNCERTAINTY_SUFFIX, Modality
+from brasyn_infer.constants import MODALITIES, Convention, Modality
 from brasyn_infer.errors import BrasynError, CaseError, UsageError
 from brasyn_infer.evaluation.baselines import baseline_output, predict_linear, predict_mean
 from brasyn_infer.evaluation.metrics import Scaled, score
@@ -40,7 +40,7 @@ from brasyn_infer.evaluation.report import append_row, read_rows, weights_label,
 from brasyn_infer.io.atomic import write_json_atomic
 from brasyn_infer.io.cases import CaseFiles, complete_case, discover, list_case_folders
 from brasyn_infer.io.checks import check_case
-from brasyn_infer.io.naming import modality_file
+from brasyn_infer.io.naming import modality_file, uncertainty_file
 from brasyn_infer.io.nifti import Volume, load_volume, output_image, read_inputs, write_atomic
 from brasyn_infer.orchestration.shards import Shard
 from brasyn_infer.pipeline.synthesizer import Synthesizer
@@ -341,12 +341,12 @@ def _score_model(files: CaseFiles, loaded: Mapping[Modality, Volume], missing: M
     seconds = dict(synth.last_seconds)
     like = loaded[missing].image
     if options.save_volumes is not None:
-        target = options.save_volumes / files.case_id / f"{files.case_id}-{missing.value}.nii.gz"
+        target = options.save_volumes / files.case_id / modality_file(files.case_id, missing, Convention.BRASYN)
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(output_image(stages["generator"], like), target)
         if "uncertainty" in stages:  # the map beside it, as `run --uncertainty` names it
             write_atomic(output_image(stages["uncertainty"], like),
-                         target.with_name(f"{files.case_id}-{missing.value}-{UNCERTAINTY_SUFFIX}.nii.gz"))
+                         target.with_name(uncertainty_file(files.case_id, missing, Convention.BRASYN)))
     # each volume is brought to its [0, 1] scale once, for every score, the map's errors and the picture
     truth = Scaled.of(loaded[missing].data)
     scaled = {stage: Scaled.of(stages[stage]) for stage in ("generator", "refined") if stage in stages}
