@@ -22,10 +22,18 @@ def test_the_block_round_trips_and_bad_blocks_are_refused():
 def test_the_map_is_the_mean_scale_optionally_widened_by_the_views_and_calibrated():
     y = np.full((2, 2, 2), 0.5, np.float32)
     moments = np.stack([y, y * y + np.float32(0.09), np.full_like(y, 0.4)])  # the views' variance is 0.09
-    out, plain = scale_map(moments, Modality.T2F, ScaleMap())
+    out, plain = scale_map(moments.copy(), Modality.T2F, ScaleMap())  # a copy: scale_map works in the moments
     assert np.array_equal(out, y) and np.allclose(plain, 0.4)
-    _, wide = scale_map(moments, Modality.T2F, ScaleMap(True, {Modality.T2F: 2.0}))
+    _, wide = scale_map(moments.copy(), Modality.T2F, ScaleMap(True, {Modality.T2F: 2.0}))
     assert np.allclose(wide, 2.0 * 0.5)  # sqrt(0.4**2 + 0.3**2) * 2
+    assert wide.dtype == np.float32 and wide.shape == y.shape
+
+
+def test_a_rounding_negative_spread_counts_as_none():
+    y = np.full((2, 2, 2), 0.7, np.float32)
+    moments = np.stack([y, y * y - np.float32(1e-6), np.full_like(y, 0.4)])  # float32 sums can dip below y**2
+    _, scale = scale_map(moments, Modality.T1C, ScaleMap(True))
+    assert np.all(np.isfinite(scale)) and np.allclose(scale, 0.4)
 
 
 def two_outputs(x, mask, missing, view):

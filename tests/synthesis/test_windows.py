@@ -61,10 +61,11 @@ def test_non_finite_predictions_are_refused():
         sliding_window(vol, lambda b: b * np.nan, (4, 4, 4), 0.5)
 
 
-def test_aggregator_accepts_windows_of_different_shapes():
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_aggregator_accepts_windows_of_different_shapes(dtype):
     from brasyn_infer.synthesis.windows import Aggregator
 
-    agg = Aggregator((1, 4, 5, 6), BlendMode.CONSTANT)
+    agg = Aggregator((1, 4, 5, 6), BlendMode.CONSTANT, dtype)  # float32: finalize divides the sums in place
     for i in range(4):  # slices along X, value 1
         agg.add(np.ones((1, 1, 5, 6)), (i, 0, 0))
     for k in range(6):  # slices along Z, value 3

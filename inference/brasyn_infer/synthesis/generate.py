@@ -90,9 +90,12 @@ class SlicePredictor:
         """The model's ``(b, k, 240, 240)`` output -> the windows' channels: ``y``, or ``y, y**2, b``."""
         if not self.with_scale:
             return y[:, :1]
-        first = y[:, :1]
-        scale = np.exp(np.clip(y[:, 1:2], *LOG_SCALE_RANGE))
-        return np.concatenate([first, first * first, scale], axis=1)
+        out = np.empty((len(y), len(SCALE_CHANNELS), *y.shape[2:]), dtype=np.float32)  # filled channel by channel
+        out[:, 0] = y[:, 0]
+        np.multiply(y[:, 0], y[:, 0], out=out[:, 1])
+        np.clip(y[:, 1], *LOG_SCALE_RANGE, out=out[:, 2])
+        np.exp(out[:, 2], out=out[:, 2])
+        return out
 
 
 #: channels of :class:`SlicePredictor` with ``with_scale``: the output, its square, the Laplace scale

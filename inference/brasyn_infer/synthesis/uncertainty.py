@@ -53,9 +53,16 @@ class ScaleMap:
 
 def scale_map(moments: np.ndarray, missing: Modality, model: ScaleMap) -> tuple[np.ndarray, np.ndarray]:
     """``moments`` ``(3, X, Y, Z)``: the views' means of ``y``, ``y**2`` and ``b`` -> the output ``y`` and the map
-    ``(X, Y, Z)`` float32 (normalized units; the caller converts it to the output's and zeroes the background)."""
+    ``(X, Y, Z)`` float32 (normalized units; the caller converts it to the output's and zeroes the background).
+    Both are views of ``moments``, whose second and third channels it overwrites (no volume-sized copies)."""
     y, second, scale = moments[0], moments[1], moments[2]
-    if model.view_spread:
-        variance = np.maximum(second - y * y, 0)
-        scale = np.sqrt(scale * scale + variance)
-    return y, (scale * np.float32(model.calibration.get(missing, 1.0))).astype(np.float32)
+    if model.view_spread:  # sqrt(b**2 + max(second - y**2, 0)), in place in the moments' own channels
+        square = np.multiply(y, y, dtype=np.float32)
+        np.subtract(second, square, out=second)
+        np.maximum(second, 0, out=second)
+        np.multiply(scale, scale, out=square)
+        np.add(square, second, out=square)
+        scale = np.sqrt(square, out=square)
+    scale = scale.astype(np.float32, copy=False)
+    scale *= np.float32(model.calibration.get(missing, 1.0))
+    return y, scale

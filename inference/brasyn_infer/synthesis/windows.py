@@ -102,9 +102,14 @@ class Aggregator:
             self.weights[region] += kernel
 
     def finalize(self) -> np.ndarray:
+        """The weighted mean ``(C, X, Y, Z)`` float32. Divides the sums in place when they are float32 (no copy of a
+        volume that may hold several channels): call it once, after the last :meth:`add`."""
         if (self.weights == 0).any():
             raise BrasynError("sliding window left voxels uncovered (a bug: please report it)")
-        out = (self.values / self.weights).astype(np.float32)
+        if self.values.dtype == np.float32:
+            out = np.divide(self.values, self.weights, out=self.values)
+        else:
+            out = (self.values / self.weights).astype(np.float32)
         if not np.isfinite(out).all():
             raise BrasynError("non-finite values after blending windows", fix="check the model's outputs")
         return out
