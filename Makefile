@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend ship train-refiner clean docker-build docker-run mlcube-run
+.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -118,6 +118,10 @@ train-final: $(BIN)/.installed-dev
 ## validate scores it -> $(TRAIN_RUNS)/validation/report-blend/report.md, its outputs and maps kept in
 ## volumes-blend; then the tone correction fitted on those outputs, scored on them and leave-one-case-out
 ## (posthoc_study.py --tone) -> $(TRAIN_RUNS)/posthoc-blend/posthoc.md. About 35 minutes on 2 cores.
+## map-study: after validate-blend, whether a map built after the network (the views' spread weighted otherwise,
+## features of the output, the error expected at its level, a fit of them) ranks the errors of volumes-blend better
+## than the shipped map, the fitted ones leave-one-case-out (training/map_study.py) ->
+## $(TRAIN_RUNS)/map-study/map_study.md. About 15 minutes on 2 cores.
 ## ship: the final model (all 26 cases) -> weights/default.{onnx,json,safetensors}, with the validation's map settings
 ## and BLEND.
 VAL_RUN = $(TRAIN_RUNS)/val-tuned
@@ -146,6 +150,9 @@ validate-blend: $(BIN)/.installed-dev
 		--save-volumes $(TRAIN_RUNS)/validation/volumes-blend
 	$(BIN)/python -m training.posthoc_study --cases $(CASES) --weights $(VAL_RUN)/val-blend.json \
 		--volumes $(TRAIN_RUNS)/validation/volumes-blend --alpha 1 --sigma --tone --out $(TRAIN_RUNS)/posthoc-blend --jobs 2
+map-study: $(BIN)/.installed-dev
+	$(BIN)/python -m training.map_study --cases $(CASES) --weights $(VAL_RUN)/val-blend.json \
+		--volumes $(TRAIN_RUNS)/validation/volumes-blend --out $(TRAIN_RUNS)/map-study
 ship: $(BIN)/.installed-dev
 	$(BIN)/python -m training.export_checkpoint $(FINAL_RUN)/default.safetensors --out weights --name default \
 		--refiner default-refiner --uncertainty-from $(VAL_RUN)/val.json $(BLEND)
