@@ -54,7 +54,8 @@ class ScaleMap:
 def scale_map(moments: np.ndarray, missing: Modality, model: ScaleMap) -> tuple[np.ndarray, np.ndarray]:
     """``moments`` ``(3, X, Y, Z)``: the views' means of ``y``, ``y**2`` and ``b`` -> the output ``y`` and the map
     ``(X, Y, Z)`` float32 (normalized units; the caller converts it to the output's and zeroes the background).
-    Both are views of ``moments``, whose second and third channels it overwrites (no volume-sized copies)."""
+    The output is ``moments[0]`` itself; the second and third channels may be overwritten (one volume-sized array
+    at most is made): pass a copy to keep them."""
     y, second, scale = moments[0], moments[1], moments[2]
     if model.view_spread:  # sqrt(b**2 + max(second - y**2, 0)), in place in the moments' own channels
         square = np.multiply(y, y, dtype=np.float32)
