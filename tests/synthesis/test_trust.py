@@ -83,9 +83,10 @@ def test_tta_averages_the_flipped_pass():
     fused, halves = generate_views(flip_sensitive, x4, Modality.T2F, [View.AXIAL], 4, tta=True, split_tta=True)
     assert len(halves) == 2 and np.allclose(np.mean(halves, 0), tta, atol=1e-6)
     assert np.array_equal(fused, tta)  # the same output, bit for bit, as without keeping the members
-    fused, views = generate_views(flip_sensitive, x4, Modality.T2F, [View.AXIAL, View.CORONAL], 4)
-    both = generate_volume(flip_sensitive, x4, Modality.T2F, [View.AXIAL, View.CORONAL], 4)
-    assert np.allclose(np.mean(views, 0), both, atol=1e-6) and np.array_equal(fused, both)
+    for views in ([View.AXIAL, View.CORONAL], [View.AXIAL, View.CORONAL, View.SAGITTAL]):  # three: the default's
+        fused, members = generate_views(flip_sensitive, x4, Modality.T2F, views, 4)
+        every = generate_volume(flip_sensitive, x4, Modality.T2F, views, 4)
+        assert np.allclose(np.mean(members, 0), every, atol=1e-6) and np.array_equal(fused, every)
 
 
 def with_trust(tiny_weights: Path, tmp_path: Path, block: dict) -> Path:

@@ -150,12 +150,12 @@ def flipped(model: SliceModel) -> SliceModel:
 
 
 def fuse(volumes: Sequence[np.ndarray]) -> np.ndarray:
-    """The voxel-wise mean of ``(X, Y, Z)`` float32 volumes exactly as :func:`generate_volume` fuses views (float64
-    sums in view order, divided by their count): bitwise the same output as with the views fused while generated."""
-    total = np.zeros(volumes[0].shape, dtype=np.float64)
+    """The voxel-wise mean of ``(X, Y, Z)`` float32 volumes, summed in order in the same :class:`Aggregator` that
+    :func:`generate_volume` fuses views in: bitwise the same output as with the views fused while generated."""
+    aggregator = Aggregator((1, *volumes[0].shape), BlendMode.CONSTANT, np.float32)
     for volume in volumes:
-        total += volume
-    return (total / float(len(volumes))).astype(np.float32)
+        aggregator.add(volume[None], (0, 0, 0))
+    return aggregator.finalize()[0]
 
 
 def generate_views(
