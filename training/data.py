@@ -8,13 +8,15 @@ from its own random stream (seeded by the run's seed and the step), so a resumed
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from brasyn_infer.constants import BACKGROUND, MODALITIES, PLANE, Modality, View
+from brasyn_infer.constants import BACKGROUND, MODALITIES, PLANE, Convention, Modality, View
 from brasyn_infer.io.cases import complete_case
+from brasyn_infer.io.naming import modality_file, uncertainty_file
 from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.synthesis.linear import LinearStats, case_stats
 from brasyn_infer.synthesis.normalize import foreground_percentile, normalize_percentile
@@ -67,6 +69,45 @@ def find_case_folders(roots: list[Path]) -> list[Path]:
     for root in roots:
         folders += [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     return sorted(folders, key=lambda p: p.name)
+
+
+def saved_path(volumes: Path, case_id: str, missing: Modality) -> Path:
+    """Where ``brasyn-infer evaluate --save-volumes VOLUMES`` keeps the output for ``missing`` of a case:
+    ``VOLUMES/<case>/<case>-<mod>.nii.gz`` (BraSyn names, whatever the inputs' convention)."""
+    return volumes / case_id / modality_file(case_id, missing, Convention.BRASYN)
+
+
+@dataclass(frozen=True)
+class SavedOutput:
+    """A generator output that ``evaluate --save-volumes`` kept (:func:`saved_path`), with the complete case folder
+    it was synthesized from."""
+
+    case_id: str
+    folder: Path
+    missing: Modality
+    path: Path
+
+    @property
+    def uncertainty(self) -> Path:
+        """Its map, where evaluate scored one: ``<case>-<mod>-uncertainty.nii.gz`` beside it."""
+        return self.path.with_name(uncertainty_file(self.case_id, self.missing, Convention.BRASYN))
+
+
+def saved_outputs(volumes: Path, folders: Mapping[str, Path]) -> list[SavedOutput]:
+    """Every output under ``volumes``, by case then modality, each with its case folder from ``folders`` (case ID
+    -> folder, e.g. from :func:`find_case_folders`). Exits naming the folder when a case has none, or when
+    ``volumes`` holds no output."""
+    outputs = []
+    for case_dir in sorted(d for d in volumes.iterdir() if d.is_dir()):
+        if case_dir.name not in folders:
+            raise SystemExit(f"{case_dir}: no case folder {case_dir.name} under --cases")
+        for m in MODALITIES:
+            path = saved_path(volumes, case_dir.name, m)
+            if path.is_file():
+                outputs.append(SavedOutput(case_dir.name, folders[case_dir.name], m, path))
+    if not outputs:
+        raise SystemExit(f"{volumes}: no <case>/<case>-<modality>.nii.gz outputs (evaluate --save-volumes DIR)")
+    return outputs
 
 
 class SliceSampler:

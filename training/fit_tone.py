@@ -28,7 +28,7 @@ from brasyn_infer.io.nifti import load_volume
 from brasyn_infer.runtime.manifest import load_manifest, write_manifest
 from brasyn_infer.synthesis.tone import POINTS, Tone, brain_quantiles, template
 
-from .data import find_case_folders
+from .data import SavedOutput, find_case_folders, saved_outputs
 
 
 @dataclass(frozen=True)
@@ -57,21 +57,14 @@ def fit_tone(pairs: Iterable[PairTone], leave_out: str | None = None) -> Tone:
     return Tone(curves)
 
 
-def read_pairs(volumes: Path, cases: list[Path], points: int = POINTS) -> list[PairTone]:
-    """Every ``VOLUMES/<case>/<case>-<modality>.nii.gz`` output with its case's real modality (under ``cases``)."""
-    folders = {f.name: f for f in find_case_folders(cases)}
+def tones_of(outputs: Iterable[SavedOutput], points: int = POINTS) -> list[PairTone]:
+    """The :class:`PairTone` of each saved output and its case's real modality."""
     pairs = []
-    for case_dir in sorted(p for p in volumes.iterdir() if p.is_dir()):
-        if case_dir.name not in folders:
-            raise SystemExit(f"{case_dir}: no case {case_dir.name} under --cases")
-        real = complete_case(folders[case_dir.name]).modalities
-        for m in MODALITIES:
-            output = case_dir / f"{case_dir.name}-{m.value}.nii.gz"
-            if output.is_file():
-                pairs.append(pair_tone(case_dir.name, m, load_volume(output).data, load_volume(real[m]).data, points))
-                print(f"tone: {case_dir.name} {m.value}", flush=True)
-    if not pairs:
-        raise SystemExit(f"{volumes}: no <case>/<case>-<modality>.nii.gz outputs (evaluate --save-volumes)")
+    for saved in outputs:
+        real = complete_case(saved.folder).modalities[saved.missing]
+        pairs.append(pair_tone(saved.case_id, saved.missing, load_volume(saved.path).data, load_volume(real).data,
+                               points))
+        print(f"tone: {saved.case_id} {saved.missing.value}", flush=True)
     return pairs
 
 
@@ -83,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--points", type=int, default=POINTS, help=f"quantiles per curve, 0..1 in POINTS steps ({POINTS})")
     args = p.parse_args(argv)
     manifest = load_manifest(args.weights)
-    pairs = read_pairs(args.volumes, args.cases, args.points)
+    pairs = tones_of(saved_outputs(args.volumes, {f.name: f for f in find_case_folders(args.cases)}), args.points)
     tone = fit_tone(pairs)
     middle = args.points // 2
     for m, (output, real) in tone.curves.items():

@@ -37,17 +37,16 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from brasyn_infer.constants import MODALITIES, Convention, Modality
+from brasyn_infer.constants import MODALITIES
 from brasyn_infer.evaluation.metrics import Scaled
 from brasyn_infer.evaluation.ranking import rank_quality
 from brasyn_infer.io.atomic import write_text_atomic
 from brasyn_infer.io.cases import complete_case
-from brasyn_infer.io.naming import uncertainty_file
 from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.pipeline.synthesizer import Synthesizer
 from brasyn_infer.synthesis.generate import generate_volume
 
-from .data import find_case_folders
+from .data import SavedOutput, find_case_folders, saved_outputs
 
 #: features of the output alone (and the shipped map) that ``fit`` combines; the log is taken of the positive ones
 FEATURES = ("map", "gradient", "local std", "level", "edge")
@@ -55,20 +54,20 @@ LOGGED = {"map", "gradient", "local std"}
 BINS = 20
 
 
-def pair_samples(synthesizer: Synthesizer, folder: Path, case_id: str, missing: Modality, output_path: Path,
-                 samples: int, seed: int = 0) -> dict[str, np.ndarray]:
+def pair_samples(synthesizer: Synthesizer, saved: SavedOutput, samples: int, seed: int = 0) -> dict[str, np.ndarray]:
     """``(n,)`` samples over the brain of one pair: ``error`` (on the [0, 1] images), the shipped ``map``, the views'
     mean scale ``b`` and variance ``var`` (normalized units), and the output's :data:`FEATURES`."""
-    volumes = {m: v.data for m, v in read_inputs(complete_case(folder).modalities).items()}
+    missing = saved.missing
+    volumes = {m: v.data for m, v in read_inputs(complete_case(saved.folder).modalities).items()}
     inputs = {m: v for m, v in volumes.items() if m is not missing}
     norm = synthesizer.normalizer
     x4, _ = norm.stack(inputs, missing)
     moments = generate_volume(synthesizer.session, x4, missing, synthesizer.views, synthesizer.batch_size,
                               fill=norm.fill, tta=synthesizer.tta, with_scale=True)
     variance = np.maximum(moments[1] - moments[0] * moments[0], 0)
-    output = Scaled.of(load_volume(output_path).data)
+    output = Scaled.of(load_volume(saved.path).data)
     truth = Scaled.of(volumes[missing])
-    shipped = load_volume(output_path.with_name(uncertainty_file(case_id, missing, Convention.BRASYN))).data
+    shipped = load_volume(saved.uncertainty).data
     unit = output.unit.astype(np.float32)
     gradient = np.sqrt(sum(g * g for g in np.gradient(ndimage.gaussian_filter(unit, 0.7))))
     mean, square = ndimage.uniform_filter(unit, 3), ndimage.uniform_filter(unit * unit, 3)
@@ -138,29 +137,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--samples", type=int, default=300_000, help="brain voxels drawn per pair")
     p.add_argument("--spread-weight", type=float, nargs="+", default=[0.25, 1, 4, 16])
     args = p.parse_args(argv)
-    folders = {f.name: f for f in find_case_folders(args.cases)}
+    outputs = saved_outputs(args.volumes, {f.name: f for f in find_case_folders(args.cases)})
     (args.out / "samples").mkdir(parents=True, exist_ok=True)
     synthesizer: Synthesizer | None = None
     data: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-    for case_dir in sorted(d for d in args.volumes.iterdir() if d.is_dir()):
-        if case_dir.name not in folders:
-            raise SystemExit(f"{case_dir}: no case {case_dir.name} under --cases")
-        for m in MODALITIES:
-            output = case_dir / f"{case_dir.name}-{m.value}.nii.gz"
-            if not output.is_file():
-                continue
-            cache = args.out / "samples" / f"{case_dir.name}-{m.value}.npz"
-            if cache.is_file():
-                with np.load(cache) as z:
-                    data[(case_dir.name, m.value)] = {k: z[k] for k in z.files}
-                continue
-            synthesizer = synthesizer or Synthesizer(args.weights, uncertainty=True)
-            data[(case_dir.name, m.value)] = pair_samples(synthesizer, folders[case_dir.name], case_dir.name, m, output,
-                                                          args.samples)
-            np.savez_compressed(cache, **{k.replace(" ", "_"): v for k, v in data[(case_dir.name, m.value)].items()})
-            print(f"sampled {case_dir.name} {m.value}", flush=True)
-    if not data:
-        raise SystemExit(f"{args.volumes}: no outputs (<case>/<case>-<modality>.nii.gz)")
+    for saved in outputs:
+        key = (saved.case_id, saved.missing.value)
+        cache = args.out / "samples" / f"{saved.case_id}-{saved.missing.value}.npz"
+        if cache.is_file():
+            with np.load(cache) as z:
+                data[key] = {k: z[k] for k in z.files}
+            continue
+        synthesizer = synthesizer or Synthesizer(args.weights, uncertainty=True)
+        data[key] = pair_samples(synthesizer, saved, args.samples)
+        np.savez_compressed(cache, **{k.replace(" ", "_"): v for k, v in data[key].items()})
+        print(f"sampled {saved.case_id} {saved.missing.value}", flush=True)
     data = {k: {n.replace("_", " "): v for n, v in s.items()} for k, s in data.items()}
     rows = []
     for key in sorted(data):

@@ -49,14 +49,13 @@ from pathlib import Path
 
 import numpy as np
 
-from brasyn_infer.constants import MODALITIES, Convention, Modality
+from brasyn_infer.constants import MODALITIES, Modality
 from brasyn_infer.evaluation.baselines import baseline_output, predict_linear
 from brasyn_infer.evaluation.dry_run import StatsCache
 from brasyn_infer.evaluation.metrics import Scaled, score
 from brasyn_infer.evaluation.ranking import MapErrors, map_quality
 from brasyn_infer.io.atomic import write_text_atomic
 from brasyn_infer.io.cases import complete_case
-from brasyn_infer.io.naming import uncertainty_file
 from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.runtime.manifest import load_manifest
 from brasyn_infer.synthesis.linear import case_stats, fit
@@ -64,8 +63,8 @@ from brasyn_infer.synthesis.normalize import Normalizer, foreground_percentile
 from brasyn_infer.synthesis.tone import Tone
 from brasyn_infer.synthesis.trust import blend
 
-from .data import find_case_folders
-from .fit_tone import fit_tone, pair_tone
+from .data import SavedOutput, find_case_folders, saved_outputs
+from .fit_tone import fit_tone, tones_of
 
 LINEAR = "linear"
 ORACLE = "tone matched (oracle)"
@@ -127,10 +126,8 @@ def variants(output: np.ndarray, prior: np.ndarray, alphas: Sequence[float], sig
 
 @dataclass(frozen=True)
 class Pair:
-    case_id: str
-    folder: Path
-    missing: Modality
-    output: Path
+    saved: SavedOutput
+    #: ``--also``: another model's output for the same pair
     other: Path | None
     coef: np.ndarray
     #: ``--tone``: the correction fitted on the other cases' outputs
@@ -149,18 +146,19 @@ class Settings:
 def score_pair(pair: Pair, settings: Settings) -> dict:
     """One pair's row: each variant's brain SSIM, and how ``|output - linear|`` ranks the output's errors."""
     norm = Normalizer.from_manifest(settings.normalization)
-    files = complete_case(pair.folder)
+    saved = pair.saved
+    files = complete_case(saved.folder)
     volumes = {m: v.data for m, v in read_inputs(files.modalities).items()}
-    inputs = {m: v for m, v in volumes.items() if m is not pair.missing}
-    prior = baseline_output(norm, inputs, pair.missing, partial(predict_linear, missing=pair.missing, coef=pair.coef))
-    output = load_volume(pair.output).data
+    inputs = {m: v for m, v in volumes.items() if m is not saved.missing}
+    prior = baseline_output(norm, inputs, saved.missing, partial(predict_linear, missing=saved.missing, coef=pair.coef))
+    output = load_volume(saved.path).data
     other = load_volume(pair.other).data if pair.other is not None else None
-    truth = Scaled.of(volumes[pair.missing])
-    row: dict = {"case": pair.case_id, "modality": pair.missing.value}
+    truth = Scaled.of(volumes[saved.missing])
+    row: dict = {"case": saved.case_id, "modality": saved.missing.value}
     candidates = variants(output, prior, settings.alphas, settings.sigmas, other, truth.raw)
     if settings.tone is not None and pair.tone_loo is not None:
-        candidates[TONE] = settings.tone.apply(output, pair.missing)
-        candidates[TONE_LOO] = pair.tone_loo.apply(output, pair.missing)
+        candidates[TONE] = settings.tone.apply(output, saved.missing)
+        candidates[TONE_LOO] = pair.tone_loo.apply(output, saved.missing)
     seg = load_volume(files.seg).data if files.seg is not None else None
     for name, volume in candidates.items():
         scores = score(volume, truth, seg if name in TUMOR_SCORED else None)
@@ -169,9 +167,8 @@ def score_pair(pair: Pair, settings: Settings) -> dict:
             row[f"{TUMOR} {name}"] = scores["ssim_tumor"]
     quality = map_quality(np.abs(output - prior), MapErrors.of(output, truth))
     row["map unc_spearman"], row["map unc_top10"] = quality["unc_spearman"], quality["unc_top10"]
-    own = pair.output.with_name(uncertainty_file(pair.case_id, pair.missing, Convention.BRASYN))  # evaluate's name
-    if own.is_file():
-        uncertainty = load_volume(own).data
+    if saved.uncertainty.is_file():
+        uncertainty = load_volume(saved.uncertainty).data
         for name in ("output", TONE, TONE_LOO):
             volume = output if name == "output" else candidates.get(name)
             if volume is not None:
@@ -285,25 +282,18 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"the model was trained on {', '.join(sorted(set(scored) & set(trained)))}: not held out")
     args.out.mkdir(parents=True, exist_ok=True)
     fits = linear_fits([folders[c] for c in trained], manifest.normalization, StatsCache(args.out / "linear-stats"))
+    outputs = saved_outputs(args.volumes, folders)
     pairs = []
-    for case_id in scored:
-        if case_id not in folders:
-            raise SystemExit(f"{args.volumes / case_id}: no case folder {case_id} under --cases")
-        for m in MODALITIES:
-            output = args.volumes / case_id / f"{case_id}-{m.value}.nii.gz"
-            if output.is_file():
-                other = args.also / case_id / output.name if args.also is not None else None
-                if other is not None and not other.is_file():
-                    raise SystemExit(f"{other}: missing (--also must hold the same pairs)")
-                pairs.append(Pair(case_id, folders[case_id], m, output, other, fits[m]))
-    if not pairs:
-        raise SystemExit(f"{args.volumes}: no outputs (<case>/<case>-<modality>.nii.gz)")
+    for saved in outputs:
+        other = args.also / saved.case_id / saved.path.name if args.also is not None else None
+        if other is not None and not other.is_file():
+            raise SystemExit(f"{other}: missing (--also must hold the same pairs)")
+        pairs.append(Pair(saved, other, fits[saved.missing]))
     tone = None
     if args.tone:
-        tones = [pair_tone(p.case_id, p.missing, load_volume(p.output).data,
-                           load_volume(complete_case(p.folder).modalities[p.missing]).data) for p in pairs]
+        tones = tones_of(outputs)
         tone = fit_tone(tones)
-        pairs = [replace(p, tone_loo=fit_tone(tones, leave_out=p.case_id)) for p in pairs]
+        pairs = [replace(p, tone_loo=fit_tone(tones, leave_out=p.saved.case_id)) for p in pairs]
     settings = Settings(manifest.normalization, tuple(args.alpha), tuple(args.sigma), tone)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         rows = []

@@ -35,7 +35,7 @@ from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.synthesis.refine import refiner_input, zscore_nonzero
 from brasyn_infer.synthesis.windows import brain_box
 
-from .data import find_case_folders
+from .data import find_case_folders, saved_path
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Pair:
 def load_pairs(case_dir: Path, synthesized_dir: Path) -> list[Pair]:
     """One training pair per modality of a complete case that has a synthesized volume (none: [])."""
     case = complete_case(case_dir)
-    paths = {m: synthesized_dir / case.case_id / f"{case.case_id}-{m.value}.nii.gz" for m in MODALITIES}
+    paths = {m: saved_path(synthesized_dir, case.case_id, m) for m in MODALITIES}
     if not any(p.is_file() for p in paths.values()):
         return []
     volumes = {m: v.data for m, v in read_inputs(case.modalities).items()}
