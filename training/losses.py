@@ -43,16 +43,31 @@ def synthesis_loss(
 LOG_SCALE_RANGE = (-9.0, 3.0)
 
 
+def quantile_loss(pred: torch.Tensor, target: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of the 1D Wasserstein-1 distance between the values of ``pred`` and ``target`` inside
+    each sample's ``inside`` mask (``(B, 1, H, W)`` tensors, normalized units): the mean |difference| of the two
+    sorted lists. It compares the intensity distributions and ignores where each value lies, so it penalizes an
+    output whose brightest tissue comes out compressed toward the rest (L1 alone predicts the conditional median,
+    which pulls uncertain bright voxels down) without asking for any voxel to move to a particular place.
+    Samples with no voxel inside count 0."""
+    total = pred.new_zeros(())
+    for p, t, m in zip(pred, target, inside, strict=True):
+        if bool(m.any()):
+            total = total + (torch.sort(p[m]).values - torch.sort(t[m]).values).abs().mean()
+    return total / max(len(pred), 1)
+
+
 def residual_loss(
     y: torch.Tensor, log_scale: torch.Tensor, target: torch.Tensor, background: torch.Tensor,
-    ssim_weight: float = 0.5, nll_weight: float = 0.1,
+    ssim_weight: float = 0.5, nll_weight: float = 0.1, quantile_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The residual model's loss on ``(B, 1, H, W)`` tensors in normalized units.
 
     ``y`` is scored where the pipeline keeps it: ``background`` (two of the three inputs background) is set to -1
     first, as the pipeline does. L1 + ``ssim_weight * (1 - SSIM)`` train ``y``; the Laplace negative
     log-likelihood ``|e| / b + log b`` of the brain's errors ``e = y - target`` (``y`` detached: the uncertainty
-    never pulls the synthesis) trains ``log_scale = log b``, weighted by ``nll_weight``.
+    never pulls the synthesis) trains ``log_scale = log b``, weighted by ``nll_weight``. With ``quantile_weight``
+    above 0, :func:`quantile_loss` over the brain is added for ``y`` (its part is ``quantile``; not computed at 0).
     """
     minus_one = torch.full_like(y, -1.0)
     shown = torch.where(background, minus_one, y)
@@ -63,4 +78,9 @@ def residual_loss(
     error = (y.detach() - target).abs()
     nll = ((error * torch.exp(-log_b) + log_b) * brain).sum() / brain.sum().clamp(min=1)
     loss = l1 + ssim_weight * (1 - s) + nll_weight * nll
-    return loss, {"l1": l1.detach(), "ssim": s.detach(), "nll": nll.detach()}
+    parts = {"l1": l1.detach(), "ssim": s.detach(), "nll": nll.detach()}
+    if quantile_weight > 0:
+        q = quantile_loss(y, target, brain)
+        loss = loss + quantile_weight * q
+        parts["quantile"] = q.detach()
+    return loss, parts

@@ -45,10 +45,10 @@ from .losses import residual_loss
 PERCENTILE = 99.5
 #: arguments that define the recipe: a resumed run must have the same
 RECIPE_KEYS = ("cases", "holdout", "dim", "views", "batch", "lr", "steps", "crop", "whole_from", "tumor", "t1c",
-               "ssim_weight", "nll_weight", "seed", "warmup", "gamma", "init")
+               "ssim_weight", "nll_weight", "seed", "warmup", "gamma", "init", "quantile_weight")
 #: recipe options added after runs were saved, and the value that turns each off: left out of the recipe at that
 #: value, so those runs still resume
-ADDED_KEYS = {"gamma": 0.0, "init": None}
+ADDED_KEYS = {"gamma": 0.0, "init": None, "quantile_weight": 0.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--ssim-weight", type=float, default=0.5)
     p.add_argument("--nll-weight", type=float, default=0.1)
+    p.add_argument("--quantile-weight", type=float, default=0.0,
+                   help="weight of the brain's intensity-distribution loss (losses.quantile_loss; 0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
                    help="start from the network of a checkpoint this script wrote (<name>.safetensors, same --dim) "
@@ -207,7 +209,8 @@ def train(args: argparse.Namespace) -> dict:
             b = to_torch(pending.result(), device)
             pending = prefetch.submit(draw, step + 1)
             y, log_b = net(b["x"], b["mask"], b["missing"], b["view"], b["origin"])
-            loss, parts = residual_loss(y, log_b, b["target"], b["background"], args.ssim_weight, args.nll_weight)
+            loss, parts = residual_loss(y, log_b, b["target"], b["background"], args.ssim_weight, args.nll_weight,
+                                        args.quantile_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
