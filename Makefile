@@ -83,14 +83,11 @@ SHARED ?= ../shared
 CASES ?= $(SHARED)/data/cases $(SHARED)/data/brats2018
 VALIDATION = Brats18_2013_3_1 Brats18_CBICA_ABM_1 Brats18_CBICA_AME_1 Brats18_TCIA01_425_1 Brats18_TCIA02_135_1 \
 	BraTS-GLI-00001-000
-COMMON = --dim 16 --views sagittal axial coronal --crop 128 --batch 8 --tumor 0.3 --t1c 0.4 --seed 0 \
-	--quantile-weight $(QUANTILE)
+COMMON = --dim 16 --views sagittal axial coronal --crop 128 --batch 8 --tumor 0.3 --t1c 0.4 --seed 0
 RECIPE = $(COMMON) --steps 6000 --whole-from 0.85 --lr 4e-4
 TUNE = $(COMMON) --steps 1000 --whole-from 0 --lr 5e-5 --warmup 50 --ssim-weight 5
 TRAIN_RUNS ?= runs/train
 THREADS ?= 1
-## QUANTILE: weight of the intensity-distribution loss (training/losses.quantile_loss); 0 in the shipped recipe
-QUANTILE ?= 0
 train: $(BIN)/.installed-dev
 	$(MAKE) -j2 train-val train-final
 train-val: $(BIN)/.installed-dev
