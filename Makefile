@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner clean docker-build docker-run mlcube-run
+.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg train-any train-any-val train-any-final ship-any clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -165,6 +165,59 @@ SYNTHESIZED ?= $(TRAIN_RUNS)/validation/volumes
 train-refiner: $(BIN)/.installed-dev
 	$(BIN)/python -m training.train_refiner --cases $(CASES) --synthesized $(SYNTHESIZED) $(REFINER_RECIPE) \
 		--out weights --name default-refiner
+
+
+## train-any: the companion generator for cases with two or three modalities missing (weights/default-any), the same
+## HFGAN residual model with a linear prior per pattern and target in its graph, trained from scratch on samples with
+## two (60%) or three (40%) inputs dropped, one torch thread: the validation model (ANY_VALIDATION held out: the
+## generator's validation cases and BraTS2021_00006, so that the segmenter's held-out cases are held out from both)
+## then the final one on all 29 cases, the same recipe. About 40 minutes each on one core beside other work; each
+## resumes from runs/any/<run>/state.pt. ship-any: the final model -> weights/default-any.{onnx,json,safetensors}.
+ANY_CASES ?= $(SHARED)/data/cases $(SHARED)/data/brats2018 $(SHARED)/data/brats2021
+ANY_VALIDATION = $(VALIDATION) BraTS2021_00006
+ANY_RECIPE = $(COMMON) --missing-counts 0 0.6 0.4 --steps 1800 --whole-from 0.85 --lr 4e-4 --warmup 100
+ANY_RUNS ?= runs/any
+train-any: $(BIN)/.installed-dev
+	$(MAKE) train-any-val
+	$(MAKE) train-any-final
+train-any-val: $(BIN)/.installed-dev
+	mkdir -p $(ANY_RUNS)/val
+	$(BIN)/python -m training.train --cases $(ANY_CASES) --holdout $(ANY_VALIDATION) $(ANY_RECIPE) --threads $(THREADS) \
+		--run-dir $(ANY_RUNS)/val --out $(ANY_RUNS)/val --name val-any --resume >> $(ANY_RUNS)/val/train.log 2>&1
+train-any-final: $(BIN)/.installed-dev
+	mkdir -p $(ANY_RUNS)/final
+	$(BIN)/python -m training.train --cases $(ANY_CASES) $(ANY_RECIPE) --threads $(THREADS) \
+		--run-dir $(ANY_RUNS)/final --out $(ANY_RUNS)/final --name default-any --no-export --resume \
+		>> $(ANY_RUNS)/final/train.log 2>&1
+ship-any: $(BIN)/.installed-dev
+	$(BIN)/python -m training.export_checkpoint $(ANY_RUNS)/final/default-any.safetensors --out weights --name default-any
+	cp $(ANY_RUNS)/final/default-any.safetensors weights/default-any.safetensors
+
+## train-seg: the embedded tumor segmenter (training/train_segmenter.py, a 2.5D U-Net), one torch thread: the validation
+## model (SEG_VALIDATION held out and scored at the end) then the shipped one (every case with an expert segmentation),
+## the same recipe; each resumes from runs/seg/<run>/state.pt. About 25 minutes each on one CPU core beside other work.
+## TCGA-DU-7294's labels are an algorithm's: left out. ship-seg: the final model -> weights/segmenter.{onnx,json}.
+SEG_CASES ?= $(SHARED)/data/brats2018 $(SHARED)/data/brats2021 $(SHARED)/data/cases
+SEG_VALIDATION = Brats18_2013_3_1 Brats18_CBICA_ABM_1 Brats18_CBICA_AME_1 Brats18_TCIA01_425_1 Brats18_TCIA02_135_1 \
+	BraTS2021_00006
+SEG_RECIPE = --exclude TCGA-DU-7294 --widths 16 32 64 128 192 --context 1 --crop 128 --batch 8 --lr 2e-3 --steps 2000 \
+	--tumor 0.8 --seed 0
+SEG_RUNS ?= runs/seg
+train-seg: $(BIN)/.installed-dev
+	$(MAKE) train-seg-val
+	$(MAKE) train-seg-final
+train-seg-val: $(BIN)/.installed-dev
+	mkdir -p $(SEG_RUNS)/val
+	$(BIN)/python -m training.train_segmenter --cases $(SEG_CASES) --holdout $(SEG_VALIDATION) $(SEG_RECIPE) \
+		--threads $(THREADS) --run-dir $(SEG_RUNS)/val --out $(SEG_RUNS)/val --name segmenter-val --resume \
+		>> $(SEG_RUNS)/val/train.log 2>&1
+train-seg-final: $(BIN)/.installed-dev
+	mkdir -p $(SEG_RUNS)/final
+	$(BIN)/python -m training.train_segmenter --cases $(SEG_CASES) $(SEG_RECIPE) --threads $(THREADS) \
+		--run-dir $(SEG_RUNS)/final --out $(SEG_RUNS)/final --name segmenter --no-export --resume \
+		>> $(SEG_RUNS)/final/train.log 2>&1
+ship-seg: $(BIN)/.installed-dev
+	$(BIN)/python -m training.export_segmenter $(SEG_RUNS)/final/segmenter.safetensors --out weights --name segmenter
 
 clean:
 	rm -rf $(VENV) output .pytest_cache

@@ -50,6 +50,12 @@ def load_complete_case(folder: Path, percentile: float) -> CaseVolume:
     return CaseVolume(case.case_id, x4.astype(np.float16), scales, tumor, stats)
 
 
+def majority_background(available: np.ndarray) -> np.ndarray:
+    """``(S, S)`` bool of ``available`` ``(n, S, S)``: at least half of the available channels are background (two of
+    three, one of two, the one of one), as the pipeline masks it (``synthesis.normalize.background_mask``)."""
+    return 2 * (available == np.float32(BACKGROUND)).sum(0) >= len(available)
+
+
 def input_gamma(x: np.ndarray, missing: int, log_gamma: np.ndarray) -> np.ndarray:
     """``x`` ``(4, S, S)`` on [-1, 1] with BACKGROUND outside the brain: every channel but ``missing`` raised to
     the power ``exp(log_gamma[c])`` on [0, 1] (``(x + 1) / 2``), its background kept. Returns a new array."""
@@ -116,18 +122,23 @@ class SliceSampler:
     ``crop``: a side in pixels (a multiple of 16): each sample is a ``crop x crop`` window of the 240x240 plane
     around a random brain pixel (a tumor pixel with probability ``tumor``, where the case has a segmentation),
     its corner on the 16-pixel token grid; None: whole planes. ``missing_p``: the probability of each modality
-    being the dropped one (MODALITIES order). ``gamma``: with augmentation, each of the three inputs' brain
+    being the dropped one (MODALITIES order), the target. ``missing_counts``: the probabilities of 1, 2 and 3
+    modalities missing; the others missing besides the target are drawn uniformly, set to the fill and masked out
+    (the default, ``(1, 0, 0)``, draws exactly what the one-missing recipe drew). ``gamma``: with augmentation, each of the three inputs' brain
     intensities (on [0, 1]) is raised to its own power ``exp(U(-gamma, gamma))``, a contrast the target keeps:
     the scanner-to-scanner differences of an input's contrast that the output should not depend on (0: none).
     """
 
     def __init__(self, cases: list[CaseVolume], views: list[View], seed: int, crop: int | None = None,
                  tumor: float = 0.0, missing_p: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25),
-                 gamma: float = 0.0) -> None:
+                 gamma: float = 0.0, missing_counts: tuple[float, ...] = (1.0, 0.0, 0.0)) -> None:
         if crop is not None and (crop % TOKEN or not 0 < crop <= PLANE):
             raise ValueError(f"crop {crop} must be a multiple of {TOKEN} up to {PLANE}")
         self.cases, self.seed, self.crop, self.tumor, self.gamma = cases, seed, crop, tumor, gamma
         self.missing_p = np.asarray(missing_p, dtype=np.float64) / np.sum(missing_p)
+        if len(missing_counts) != 3 or min(missing_counts) < 0 or sum(missing_counts) <= 0:
+            raise ValueError(f"missing_counts: three probabilities of 1, 2 and 3 missing, got {missing_counts}")
+        self.missing_counts = np.asarray(missing_counts, dtype=np.float64) / np.sum(missing_counts)
         self.items: list[tuple[int, View, int]] = []
         self.tumor_items: list[tuple[int, View, int]] = []
         for ci, case in enumerate(cases):
@@ -156,7 +167,7 @@ class SliceSampler:
         ``(B, 2)`` int64 (the crop's corner in tokens). ``whole``: 240x240 planes whatever the crop."""
         rng = np.random.default_rng([self.seed, step])
         side = PLANE if (whole or self.crop is None) else self.crop
-        xs, targets, backgrounds, missing, views, origins = [], [], [], [], [], []
+        xs, targets, backgrounds, missing, views, origins, masks = [], [], [], [], [], [], []
         for _ in range(size):
             from_tumor = self.tumor_items and rng.random() < self.tumor
             ci, view, s = (self.tumor_items if from_tumor else self.items)[rng.integers(len(self.tumor_items if from_tumor else self.items))]
@@ -176,19 +187,24 @@ class SliceSampler:
                 bg = plane == np.float32(BACKGROUND)
                 plane = np.where(bg, np.float32(BACKGROUND), np.clip((plane + 1) * gain - 1, -1, 1)).astype(np.float32)
             m = int(rng.choice(len(MODALITIES), p=self.missing_p))
+            absent = [m]
+            if self.missing_counts[0] < 1.0:
+                count = 1 + int(rng.choice(3, p=self.missing_counts))
+                others = [c for c in range(len(MODALITIES)) if c != m]
+                absent += [int(c) for c in rng.choice(others, size=count - 1, replace=False)]
             targets.append(plane[m:m + 1].copy())
             x = plane.copy()
-            x[m] = BACKGROUND
+            x[absent] = BACKGROUND
             if augment and self.gamma > 0:
                 x = input_gamma(x, m, rng.uniform(-self.gamma, self.gamma, size=len(MODALITIES)))
-            available = [c for c in range(len(MODALITIES)) if c != m]
-            backgrounds.append(((x[available] == np.float32(BACKGROUND)).sum(0) >= 2)[None])
+            available = [c for c in range(len(MODALITIES)) if c not in absent]
+            backgrounds.append(majority_background(x[available])[None])
             xs.append(x)
+            masks.append([0.0 if c in absent else 1.0 for c in range(len(MODALITIES))])
             missing.append(m)
             views.append(view.id)
             origins.append((r0 // TOKEN, c0 // TOKEN))
-        mask = np.ones((size, 4), dtype=np.float32)
-        mask[np.arange(size), missing] = 0
+        mask = np.asarray(masks, dtype=np.float32)
         return {
             "x": np.stack(xs), "target": np.stack(targets), "background": np.stack(backgrounds), "mask": mask,
             "missing": np.asarray(missing, dtype=np.float32), "view": np.asarray(views, dtype=np.float32),

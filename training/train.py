@@ -37,7 +37,7 @@ from brasyn_infer.authoring.models.export import export
 from brasyn_infer.authoring.models.hfgan import HFGANConfig
 from brasyn_infer.authoring.models.residual import PriorResidualHFGAN
 from brasyn_infer.constants import MODALITIES, View
-from brasyn_infer.synthesis.linear import fit, prior_table
+from brasyn_infer.synthesis.linear import LinearStats, fit, pattern_table, prior_table
 
 from .data import SliceSampler, find_case_folders, load_complete_case
 from .losses import residual_loss
@@ -45,10 +45,14 @@ from .losses import residual_loss
 PERCENTILE = 99.5
 #: arguments that define the recipe: a resumed run must have the same
 RECIPE_KEYS = ("cases", "holdout", "dim", "views", "batch", "lr", "steps", "crop", "whole_from", "tumor", "t1c",
-               "ssim_weight", "nll_weight", "seed", "warmup", "gamma", "init", "quantile_weight")
+               "ssim_weight", "nll_weight", "seed", "warmup", "gamma", "init", "quantile_weight", "missing_counts")
 #: recipe options added after runs were saved, and the value that turns each off: left out of the recipe at that
 #: value, so those runs still resume
-ADDED_KEYS = {"gamma": 0.0, "init": None, "quantile_weight": 0.0}
+ADDED_KEYS = {"gamma": 0.0, "init": None, "quantile_weight": 0.0, "missing_counts": [1.0, 0.0, 0.0]}
+
+
+#: list-valued recipe keys whose order means something (kept as given, not sorted)
+ORDERED_KEYS = ("missing_counts",)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,6 +69,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tumor", type=float, default=0.3, help="probability that a crop is centered on the tumor")
     p.add_argument("--t1c", type=float, default=0.4, help="probability that t1c is the dropped modality (the rest "
                    "share the remainder equally)")
+    p.add_argument("--missing-counts", type=float, nargs=3, default=[1.0, 0.0, 0.0], metavar=("P1", "P2", "P3"),
+                   help="probabilities of 1, 2 and 3 modalities missing in a sample (the others besides the target "
+                   "drawn uniformly); anything but 1 0 0 trains a model for every pattern, with a linear prior per "
+                   "pattern and target in the graph (synthesis.linear.pattern_table)")
     p.add_argument("--gamma", type=float, default=0.0, help="input contrast augmentation: each input's brain "
                    "intensities on [0, 1] raised to exp(U(-GAMMA, GAMMA)), the target unchanged (0: none)")
     p.add_argument("--lr", type=float, default=4e-4)
@@ -92,6 +100,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-export", action="store_true", help="write the checkpoint only (export later with "
                    "python -m training.export_checkpoint)")
     return p.parse_args(argv)
+
+
+def any_pattern(args: argparse.Namespace) -> bool:
+    """Whether the run trains a model for every missing pattern (``--missing-counts`` other than ``1 0 0``)."""
+    return list(args.missing_counts) != [1.0, 0.0, 0.0]
 
 
 def to_torch(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
@@ -133,7 +146,8 @@ def held_out(net: PriorResidualHFGAN, sampler: SliceSampler, device: torch.devic
 
 def recipe(args: argparse.Namespace) -> dict:
     """The arguments that define the run (:data:`RECIPE_KEYS`), less the :data:`ADDED_KEYS` that are off."""
-    return {k: (sorted(map(str, v)) if isinstance(v, list) else str(v) if isinstance(v, Path) else v)
+    return {k: (list(map(float, v)) if k in ORDERED_KEYS else sorted(map(str, v)) if isinstance(v, list)
+                else str(v) if isinstance(v, Path) else v)
             for k, v in vars(args).items() if k in RECIPE_KEYS and not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
 
 
@@ -173,10 +187,13 @@ def train(args: argparse.Namespace) -> dict:
     if not train_cases:
         raise SystemExit(f"no training cases in {', '.join(map(str, args.cases))}")
     views = [View(v) for v in args.views]
+    patterns = any_pattern(args)
     sampler = SliceSampler(train_cases, views, args.seed, args.crop, args.tumor, missing_probabilities(args.t1c),
-                           gamma=args.gamma)
-    hold_sampler = SliceSampler(hold_cases, views, args.seed + 1) if hold_cases else None
+                           gamma=args.gamma, missing_counts=tuple(args.missing_counts))
+    hold_sampler = (SliceSampler(hold_cases, views, args.seed + 1, missing_counts=tuple(args.missing_counts))
+                    if hold_cases else None)
     coefs = {m: fit(c.stats[m] for c in train_cases) for m in MODALITIES}
+    totals = {m: sum((c.stats[m] for c in train_cases), LinearStats.zero()) for m in MODALITIES}
     print(f"loaded {len(train_cases)} training cases ({len(sampler.items)} slices, {len(sampler.tumor_items)} with "
           f"tumor) and {len(hold_cases)} held out in {time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -184,7 +201,8 @@ def train(args: argparse.Namespace) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA GPU (use --device cpu)")
     cfg = HFGANConfig(dim=args.dim, num_outputs=2)
-    net = PriorResidualHFGAN(cfg, prior_table(coefs)).to(device).train()
+    table = pattern_table(totals) if patterns else prior_table(coefs)
+    net = PriorResidualHFGAN(cfg, table, patterns=patterns).to(device).train()
     if args.init is not None and state is None:
         init_from(net, args.init)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -237,6 +255,7 @@ def train(args: argparse.Namespace) -> dict:
                          f"threads, torch {torch.__version__}"),
         "device": device.type,
         "prior": {m.value: [round(float(v), 7) for v in c] for m, c in coefs.items()},
+        "patterns": "any" if patterns else "one",
         "final": history[-1] if history else {},
         "history": history,
     }
@@ -271,7 +290,8 @@ def save_checkpoint(net: PriorResidualHFGAN, cfg: HFGANConfig, path: Path, expor
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}
     save_file(state, str(path), metadata={"config": json.dumps(cfg.to_dict()), "export": json.dumps(export_info),
-                                           "architecture": "hfgan-prior-residual"})
+                                           "architecture": "hfgan-prior-residual",
+                                           "patterns": "any" if getattr(net, "patterns", False) else "one"})
     return path
 
 
@@ -285,7 +305,7 @@ def load_trained(ckpt: Path) -> tuple[PriorResidualHFGAN, dict]:
     if "export" not in meta or meta.get("architecture") != "hfgan-prior-residual":
         raise SystemExit(f"{ckpt}: no export metadata of a residual model (not written by training.train); "
                          "retrain or export by hand")
-    net = PriorResidualHFGAN(HFGANConfig.from_dict(json.loads(meta["config"])))
+    net = PriorResidualHFGAN(HFGANConfig.from_dict(json.loads(meta["config"])), patterns=meta.get("patterns") == "any")
     net.load_state_dict(load_file(str(ckpt)))
     return net.eval(), json.loads(meta["export"])
 

@@ -139,3 +139,53 @@ class StatsTable:
         if own is not None:
             others = others - own
         return solve(others) if others.n >= 4 else None
+
+
+#: number of availability codes: bit ``c`` of a code is set when channel ``c`` (MODALITIES order) is available
+PATTERN_CODES = 2 ** len(MODALITIES)
+
+
+def pattern_code(available: Iterable[Modality]) -> int:
+    """The availability code of a set of modalities: ``sum(2 ** m.index)`` (the graph's ``mask @ [1, 2, 4, 8]``)."""
+    return int(sum(2 ** m.index for m in set(available)))
+
+
+def solve_subset(stats: LinearStats, missing: Modality, available: Iterable[Modality]) -> np.ndarray:
+    """Coefficients ``(len(available) + 1,)`` of the fit of ``missing`` from a subset of the other three modalities
+    (MODALITIES order, then the intercept), from the statistics of the three-input fit: the sub-block of the same
+    normal equations over the same voxels, so exact."""
+    others = [m for m in MODALITIES if m is not missing]
+    chosen = sorted(set(available), key=lambda m: m.index)
+    if not chosen or missing in chosen:
+        raise ValueError(f"the inputs of a fit of {missing.value} are 1 to 3 of the other modalities, got {chosen}")
+    rows = [others.index(m) for m in chosen] + [3]
+    xtx, xty = stats.xtx[np.ix_(rows, rows)], stats.xty[rows]
+    ridge = RIDGE * np.trace(xtx) * np.diag([1.0] * len(chosen) + [0.0])
+    return np.linalg.solve(xtx + ridge, xty)
+
+
+def pattern_table(stats: Mapping[Modality, LinearStats]) -> np.ndarray:
+    """``(4, 16, 5)`` float32: ``[m, code]`` holds, for ``m`` synthesized from the modalities whose bits are set in
+    ``code`` (:func:`pattern_code`), the weight of each of the four channels (0 for those not available) and the
+    intercept; codes that include ``m`` or are empty are zeros. ``stats``: each target's summed three-input
+    statistics (e.g. over the training cases). ``[m, code of the other three]`` equals :func:`prior_table`'s row."""
+    table = np.zeros((len(MODALITIES), PATTERN_CODES, len(MODALITIES) + 1), dtype=np.float32)
+    for missing, total in stats.items():
+        for code in range(1, PATTERN_CODES):
+            available = [m for m in MODALITIES if code >> m.index & 1]
+            if missing in available:
+                continue
+            coef = solve_subset(total, missing, available)
+            table[missing.index, code, [m.index for m in available]] = coef[:-1]
+            table[missing.index, code, -1] = coef[-1]
+    return table
+
+
+def predict_subset(x4: np.ndarray, missing: Modality, available: Iterable[Modality], coef: np.ndarray) -> np.ndarray:
+    """``(X, Y, Z)`` float32 ``sum_i w_i x_i + b`` over ``available`` (MODALITIES order), coefficients from
+    :func:`solve_subset`. Accumulated in float64."""
+    chosen = sorted(set(available), key=lambda m: m.index)
+    out = np.full(x4.shape[1:], coef[-1], dtype=np.float64)
+    for weight, m in zip(coef[:-1], chosen, strict=True):
+        out += weight * x4[m.index]
+    return out.astype(np.float32)
