@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "inference" / "brasyn_infer"
 LAYERS = [
     {"brasyn_infer", "brasyn_infer.constants", "brasyn_infer.errors"},
     {"brasyn_infer.io"},
-    {"brasyn_infer.synthesis"},
+    {"brasyn_infer.synthesis", "brasyn_infer.segmentation"},
     {"brasyn_infer.runtime"},
     {"brasyn_infer.orchestration"},
     {"brasyn_infer.pipeline"},

@@ -108,17 +108,16 @@ class _progress:
 
         def done(result) -> None:
             bars.advance(cases)
-            if result.ok:
-                log.info("%s: wrote %s (%.1f s)%s", result.case_id, result.output.name, result.seconds,
+            if result.ok:  # a failed case is one line: the `error:` line printed once the run ends (docs/usage.md)
+                log.info("%s: wrote %s (%.1f s)%s", result.case_id, ", ".join(p.name for p in result.outputs or
+                                                                              (result.output,)), result.seconds,
                          " (already complete: skipped)" if result.skipped else "")
-            else:
-                log.error("%s: failed", result.case_id)
 
         return Hooks(
             on_rule=lambda rule: typer.echo(rule, err=True),
             on_cases=lambda n: bars.update(cases, total=n, visible=True),
-            on_case_start=lambda case, n: bars.reset(work, total=n, description=f"{case.case_id} ({case.missing.value})",
-                                                     visible=True),
+            on_case_start=lambda case, n: bars.reset(work, total=n, visible=True,
+                                                     description=f"{case.case_id} ({'+'.join(m.value for m in case.absent)})"),
             on_batch=lambda n: bars.advance(work, n),
             on_case_done=done,
             on_warning=lambda message: bars.console.print(f"warning: {message}", markup=False, highlight=False,

@@ -17,8 +17,9 @@ NAMING_HELP = ("name the inputs <ID>-t1c/t1n/t2f/t2w.nii.gz (BraSyn) or <ID>_t1c
 
 @dataclass(frozen=True)
 class Case:
-    """One case folder: its ID, its three input files, the missing modality, an optional seg, and the naming
-    convention of its files (the output follows it)."""
+    """One case folder: its ID, its input files (one to three), the missing modality (the first, in MODALITIES
+    order, of ``absent``: every one the case lacks), an optional seg, and the naming convention of its files (the
+    outputs follow it)."""
 
     case_id: str
     folder: Path
@@ -27,6 +28,20 @@ class Case:
     seg: Path | None = None
     ignored: tuple[Path, ...] = field(default_factory=tuple)
     convention: Convention = Convention.BRASYN
+    #: every modality the case lacks (MODALITIES order); () means ``(missing,)``
+    others_absent: tuple[Modality, ...] = ()
+
+    @property
+    def absent(self) -> tuple[Modality, ...]:
+        """Every modality to synthesize, ``missing`` first (MODALITIES order)."""
+        return (self.missing, *self.others_absent)
+
+    def output_names(self) -> list[str]:
+        """One prediction per absent modality, in the inputs' convention."""
+        return [modality_file(self.case_id, m, self.convention) for m in self.absent]
+
+    def uncertainty_names(self) -> list[str]:
+        return [uncertainty_file(self.case_id, m, self.convention) for m in self.absent]
 
     def output_name(self) -> str:
         """The prediction's file name in the inputs' convention: ``<ID>-t1c.nii.gz`` (the organizers' layout) or
@@ -105,16 +120,15 @@ def scan_folder(folder: Path) -> CaseFiles:
 
 
 def parse_case(folder: Path) -> Case:
-    """A BraSyn case folder: exactly one of the four modalities must be absent."""
+    """A case folder to complete: one to three of the four modalities absent (BraSyn: exactly one; whether the
+    weights complete more is the synthesizer's to say)."""
     files = scan_folder(folder)
     absent = files.absent
-    if len(absent) > 1:
-        raise CaseError(f"{len(absent)} modalities missing ({', '.join(m.value for m in absent)}); "
-                        "BraSyn needs exactly one missing", folder, "provide three of the four modalities")
     if not absent:
         raise CaseError("no modality is missing (all of t1c, t1n, t2f, t2w are present)", folder,
                         "remove the modality to synthesize, or use `brasyn-infer evaluate` for dry runs")
-    return Case(files.case_id, folder, dict(files.modalities), absent[0], files.seg, files.ignored, files.convention)
+    return Case(files.case_id, folder, dict(files.modalities), absent[0], files.seg, files.ignored, files.convention,
+                tuple(absent[1:]))
 
 
 def complete_case(folder: Path) -> CaseFiles:
@@ -161,4 +175,23 @@ def discover(root: Path) -> list[CaseEntry]:
             entries.append(CaseEntry(folder.name, folder, error=error))
         except OSError as error:
             entries.append(CaseEntry(folder.name, folder, error=CaseError(f"cannot list folder ({error})", folder, "make it readable")))
-    return entries
+    return refuse_duplicates(entries)
+
+
+def refuse_duplicates(entries: list[CaseEntry]) -> list[CaseEntry]:
+    """Entries whose case ID another folder also holds become errors naming both folders (their outputs would
+    share one name: one would overwrite the other); the rest are kept as they are, in order."""
+    folders: dict[str, list[Path]] = {}
+    for entry in entries:
+        if entry.case is not None:
+            folders.setdefault(entry.case_id, []).append(entry.folder)
+    out = []
+    for entry in entries:
+        same = folders.get(entry.case_id, [])
+        if entry.case is not None and len(same) > 1:
+            others = ", ".join(str(f) for f in same if f != entry.folder)
+            entry = CaseEntry(entry.case_id, entry.folder, error=CaseError(
+                f"case ID {entry.case_id} is also the ID of {others}: their outputs would overwrite each other",
+                entry.folder, "rename one case's files (e.g. add the time point to the ID), or run them separately"))
+        out.append(entry)
+    return out

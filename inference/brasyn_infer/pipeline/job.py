@@ -116,10 +116,10 @@ def run_job(input_dir: Path, output_dir: Path, options: RunOptions, hooks: Hooks
         report.entries = entries
         check_output_dir(output_dir, input_dir)
         cases = [e.case for e in entries if e.case is not None]
-        own = {output_dir: [c.output_name() for c in cases]}
+        own = {output_dir: [name for c in cases for name in c.output_names()]}
         if options.uncertainty is not None:
             check_output_dir(options.uncertainty, input_dir)
-            own[options.uncertainty] = [c.uncertainty_name() for c in cases]
+            own[options.uncertainty] = [name for c in cases for name in c.uncertainty_names()]
         for folder, names in own.items():
             for stale in remove_stale_temps(folder, names):
                 log.warning("removed a partial file left by an interrupted run: %s", stale.name)

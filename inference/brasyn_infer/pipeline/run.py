@@ -23,6 +23,7 @@ from brasyn_infer.errors import BrasynError, CaseError, OutputError
 from brasyn_infer.io.cases import Case, CaseEntry
 from brasyn_infer.io.checks import check_case
 from brasyn_infer.io.nifti import Volume, load_volume, output_image, read_inputs, write_atomic
+from brasyn_infer.pipeline.completer import Completer
 from brasyn_infer.pipeline.synthesizer import Synthesizer
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CaseResult:
     case_id: str
-    output: Path | None
+    output: Path | None  #: the (first) prediction written
     error: BrasynError | None
     seconds: float
     #: already complete under ``--resume``: not redone
     skipped: bool = False
+    #: every prediction of the case (one per absent modality); () means ``(output,)``
+    outputs: tuple[Path, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -111,7 +114,7 @@ def _prefetch(cases: list[Case], depth: int = 1) -> Iterator[tuple[Case, Loaded 
 
 def run(
     entries: Iterable[CaseEntry],
-    synthesizer: Synthesizer,
+    synthesizer: Synthesizer | Completer,
     output_dir: Path,
     resume: bool = False,
     on_case_start: Callable[[Case, int], None] | None = None,
@@ -124,7 +127,9 @@ def run(
 
     Each case's inputs are checked (:func:`brasyn_infer.io.checks.check_case`) as it starts; the warnings go to
     ``on_warning`` (default: the log) and never stop the case. ``uncertainty_dir`` (with a synthesizer built
-    with ``uncertainty=True``): each case's uncertainty map goes there as ``<ID>-<mod>-uncertainty.nii.gz``."""
+    with ``uncertainty=True``): each case's uncertainty map goes there as ``<ID>-<mod>-uncertainty.nii.gz``. A case
+    that lacks two or three modalities gets one prediction each (:class:`~brasyn_infer.pipeline.completer.Completer`)."""
+    completer = synthesizer if isinstance(synthesizer, Completer) else Completer(synthesizer)
     warn = on_warning or log.warning
     results: dict[str, CaseResult] = {}
     order: list[str] = []
@@ -141,7 +146,8 @@ def run(
             finish(CaseResult(entry.case_id, None, entry.error, 0.0))
         elif resume and _complete(entry.case, output_dir, uncertainty_dir):
             log.info("%s: output exists and is complete, skipped (--resume)", entry.case_id)
-            finish(CaseResult(entry.case_id, output_dir / entry.case.output_name(), None, 0.0, skipped=True))
+            finish(CaseResult(entry.case_id, output_dir / entry.case.output_name(), None, 0.0, skipped=True,
+                              outputs=_outputs(entry.case, output_dir)))
         else:
             todo.append(entry.case)
 
@@ -152,7 +158,8 @@ def run(
                 case, started, future = pending.pop(0)
                 try:
                     future.result()
-                    finish(CaseResult(case.case_id, output_dir / case.output_name(), None, time.perf_counter() - started))
+                    finish(CaseResult(case.case_id, output_dir / case.output_name(), None, time.perf_counter() - started,
+                                      outputs=_outputs(case, output_dir)))
                 except Exception as error:  # noqa: BLE001 - one case's failure never ends the run
                     finish(CaseResult(case.case_id, None, _as_case_error(error, case, "writing"),
                                       time.perf_counter() - started))
@@ -165,20 +172,25 @@ def run(
             loaded, warnings = item
             for warning in warnings:
                 warn(warning)
-            if on_case_start:
-                on_case_start(case, synthesizer.work_total({m: v.data for m, v in loaded.items()}))
+            volumes = {m: v.data for m, v in loaded.items()}
             try:
-                stages = synthesizer.synthesize_stages({m: v.data for m, v in loaded.items()}, case.missing, on_batch)
+                if on_case_start:
+                    on_case_start(case, completer.work_total(volumes, case.absent, case.folder))
+                completed = completer.complete(volumes, case.absent, on_batch, case.folder)
             except Exception as error:  # noqa: BLE001 - one case's failure never ends the run
                 finish(CaseResult(case.case_id, None, _as_case_error(error, case, "synthesis"),
                                   time.perf_counter() - started))
                 continue
             drain(block=len(pending) >= 1)  # at most one write in flight: bounded memory
             like = next(iter(loaded.values())).image
-            images = [(output_image(stages.get("refined", stages["generator"]), like), output_dir / case.output_name())]
-            if uncertainty_dir is not None and "uncertainty" in stages:  # written first: the output marks completion
-                images.insert(0, (output_image(stages["uncertainty"], like), uncertainty_dir / case.uncertainty_name()))
-            del stages
+            images, maps = [], []
+            for target, name, map_name in zip(case.absent, case.output_names(), case.uncertainty_names(), strict=True):
+                stages = completed[target]
+                images.append((output_image(stages.get("refined", stages["generator"]), like), output_dir / name))
+                if uncertainty_dir is not None and "uncertainty" in stages:
+                    maps.append((output_image(stages["uncertainty"], like), uncertainty_dir / map_name))
+            images = maps + images  # the maps first: the outputs mark completion
+            del completed, stages
             pending.append((case, started, writer.submit(_write_all, images)))
         drain(block=True)
     return [results[case_id] for case_id in order]
@@ -189,11 +201,16 @@ def _write_all(images: list) -> None:
         write_atomic(image, target)
 
 
+def _outputs(case: Case, output_dir: Path) -> tuple[Path, ...]:
+    return tuple(output_dir / name for name in case.output_names())
+
+
 def _complete(case: Case, output_dir: Path, uncertainty_dir: Path | None) -> bool:
-    """``--resume``: the case's output (and its uncertainty map, when asked for) load completely."""
+    """``--resume``: every output of the case (and its uncertainty maps, when asked for) load completely."""
     shape = _input_shape(case)
-    return output_is_complete(output_dir / case.output_name(), shape) and (
-        uncertainty_dir is None or output_is_complete(uncertainty_dir / case.uncertainty_name(), shape))
+    return all(output_is_complete(output_dir / name, shape) for name in case.output_names()) and (
+        uncertainty_dir is None or all(output_is_complete(uncertainty_dir / name, shape)
+                                       for name in case.uncertainty_names()))
 
 
 def _input_shape(case: Case) -> tuple[int, ...]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from brasyn_infer.constants import Device, Modality, View
 from brasyn_infer.errors import WeightsError
-from brasyn_infer.runtime.manifest import LOG_SCALE, WINDOW3D, Manifest, load_manifest, verify
+from brasyn_infer.runtime.manifest import LOG_SCALE, PATTERNS_ANY, WINDOW3D, Manifest, load_manifest, verify
 from brasyn_infer.runtime.refiner_manifest import load_refiner_manifest
 from brasyn_infer.runtime.sessions import GeneratorSession, RefinerSession, trt_shapes
 from brasyn_infer.synthesis.generate import generate_views, generate_volume, generate_windows, slice_count, window_total
@@ -47,6 +47,9 @@ class Synthesizer:
         with the manifest's linear prior where it has one (``trust.blend``); ``uncertainty``: also produce the
         voxel-wise uncertainty map (stage ``"uncertainty"``; None: when the weights make one possible); ``tone``:
         take the output through the manifest's tone curve where it has one (``tone``, :mod:`brasyn_infer.synthesis.tone`)."""
+        #: the runtime knobs, for :meth:`sibling`
+        self.knobs = {"views": views, "batch_size": batch_size, "device": device, "threads": threads, "fp16": fp16,
+                      "tta": tta, "prior": prior, "uncertainty": uncertainty, "tone": tone}
         self.manifest: Manifest = load_manifest(weights)
         verify(self.manifest)
         self.normalizer = Normalizer.from_manifest(self.manifest.normalization)
@@ -94,6 +97,11 @@ class Synthesizer:
                         "+".join(v.value for v in self.manifest.default_views), self.view_label)
         self.last_seconds: dict[str, float] = {}
 
+    def sibling(self, weights: str | Path) -> Synthesizer:
+        """Other weights with this synthesizer's runtime knobs (the views only where the user chose them; no
+        refiner): e.g. the companion that completes cases lacking two or three modalities."""
+        return Synthesizer(weights, refine=False, **self.knobs)
+
     @property
     def view_label(self) -> str:
         """``sagittal``, or ``sagittal+axial+coronal`` when views are fused; ``3d windows of XxYxZ``."""
@@ -111,12 +119,12 @@ class Synthesizer:
         return window_total(shape, background, self.manifest.window, plan["overlap"], plan["placement"], plan["crop"])
 
     def generate(self, x4: np.ndarray, missing: Modality, background: np.ndarray,
-                 on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+                 on_batch: Callable[[int], None] | None = None, absent: Sequence[Modality] = ()) -> np.ndarray:
         """The generator on the normalized ``(4, X, Y, Z)`` input -> ``(X, Y, Z)`` normalized."""
         fill = self.normalizer.fill
         if not self.three_d:
             return generate_volume(self.session, x4, missing, self.views, self.batch_size, on_batch, fill=fill,
-                                   tta=self.tta)
+                                   tta=self.tta, absent=absent)
         plan = self.manifest.window_plan
         return generate_windows(lambda x, m: self.session(x, missing=m), x4, missing, background, self.manifest.window,
                                 plan["overlap"], BlendMode(plan["blend"]), plan["placement"], plan["crop"],
@@ -136,28 +144,35 @@ class Synthesizer:
                 "refiner": {"name": refiner.name, "sha256": refiner.sha256} if refiner else None}
 
     def synthesize_stages(self, volumes: Mapping[Modality, np.ndarray], missing: Modality,
-                          on_batch: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+                          on_batch: Callable[[int], None] | None = None,
+                          absent: Sequence[Modality] = ()) -> dict[str, np.ndarray]:
         """Like :meth:`synthesize`, keeping each stage: ``{"generator": ..., "refined": ...}``
-        (``refined`` only with a refiner); each stage's seconds go to ``self.last_seconds``."""
+        (``refined`` only with a refiner); each stage's seconds go to ``self.last_seconds``. ``absent``: the
+        modalities the case lacks besides ``missing`` (weights with ``patterns: any`` only); the blend with the
+        three-input prior, the tone curve and the refiner apply to one missing only."""
+        absent = tuple(m for m in absent if m is not missing)
+        if absent and self.manifest.patterns != PATTERNS_ANY:
+            raise WeightsError(f"these weights complete {self.manifest.supported}", self.manifest.path,
+                               "use weights whose manifest says \"patterns\": \"any\"")
         started = time.perf_counter()
         norm, trust = self.normalizer, self.trust
-        x4, scales = norm.stack(volumes, missing)
-        background = background_mask(x4, missing, norm.fill)
+        x4, scales = norm.stack({m: v for m, v in volumes.items() if m not in absent}, missing)
+        background = background_mask(x4, missing, norm.fill, absent)
         members: list[np.ndarray] = []
         own_map = None
         if self.uncertainty and self.own_scale:  # the graph's scale and the views' moments, in one pass
             moments = generate_volume(self.session, x4, missing, self.views, self.batch_size, on_batch, fill=norm.fill,
-                                      tta=self.tta, with_scale=True)
+                                      tta=self.tta, with_scale=True, absent=absent)
             y, own_map = scale_map(moments, missing, self.scale_map)
             del moments
         elif self.uncertainty and not self.three_d and (not trust.calibrated(missing) or "views" in trust.features):
             # the members' spread is needed: keep each view (and, for an uncalibrated map, each TTA pass)
             y, members = generate_views(self.session, x4, missing, self.views, self.batch_size, on_batch, norm.fill,
-                                        tta=self.tta, split_tta=not trust.calibrated(missing))
+                                        tta=self.tta, split_tta=not trust.calibrated(missing), absent=absent)
         else:
-            y = self.generate(x4, missing, background, on_batch)
+            y = self.generate(x4, missing, background, on_batch, absent)
         prior = None
-        if missing in trust.linear and ((self.prior and missing in trust.blend) or self.uncertainty):
+        if not absent and missing in trust.linear and ((self.prior and missing in trust.blend) or self.uncertainty):
             prior = linear_prior(x4, missing, trust.linear[missing])
         del x4
         generated = y
@@ -167,9 +182,13 @@ class Synthesizer:
         if self.uncertainty:
             stages["uncertainty"] = self._uncertainty(members or [generated], y, prior, background, missing, scales,
                                                       own_map)
-        stages["generator"] = self.tone.apply(norm.restore(y, background, missing, scales), missing)
+        restored = norm.restore(y, background, missing, scales)
+        stages["generator"] = restored if absent else self.tone.apply(restored, missing)
         self.last_seconds = {"generator": time.perf_counter() - started}
-        if self.refiner is not None:
+        if self.refiner is not None and absent:
+            log.warning("the refiner takes three inputs: not run for %s (%d modalities missing)", missing.value,
+                        len(absent) + 1)
+        elif self.refiner is not None:
             started = time.perf_counter()
             log.info("refining %s (%s windows of %s)", missing.value,
                      window_count(background, self.refiner.manifest.window,

@@ -26,6 +26,11 @@ PLACEMENTS = ("brain", "center")
 BUNDLED_WEIGHTS_DIR = Path(__file__).resolve().parents[3] / "weights"
 
 
+PATTERNS_ONE = "one"
+PATTERNS_ANY = "any"
+PATTERNS = (PATTERNS_ONE, PATTERNS_ANY)
+
+
 @dataclass(frozen=True)
 class Manifest:
     """A generator's manifest. ``path`` is the JSON file; ``onnx_path`` the graph beside it."""
@@ -56,6 +61,18 @@ class Manifest:
     uncertainty: dict[str, Any] = field(default_factory=dict)
     #: per missing modality, the tone curve the output is taken through (``synthesis.tone``); {} for none
     tone: dict[str, Any] = field(default_factory=dict)
+    #: which cases the generator completes: ``one`` (exactly one modality missing, the BraSyn contract) or ``any``
+    #: (one to three missing: the graph's ``mask`` marks every absent channel; docs/model-contract.md)
+    patterns: str = PATTERNS_ONE
+    #: weights NAME (beside this manifest or in the weights folders) or manifest path that completes the patterns
+    #: this one does not (``patterns: any``); None: those cases are refused
+    companion: str | None = None
+
+    @property
+    def supported(self) -> str:
+        """In words, for errors: which missing patterns these weights complete."""
+        own = "exactly one modality missing" if self.patterns == PATTERNS_ONE else "one to three modalities missing"
+        return own + (f" (other patterns: {self.companion})" if self.companion else "")
 
     @property
     def has_log_scale(self) -> bool:
@@ -91,6 +108,8 @@ class Manifest:
             **({"outputs": list(self.outputs)} if self.outputs else {}),
             **({"uncertainty": self.uncertainty} if self.uncertainty else {}),
             **({"tone": self.tone} if self.tone else {}),
+            **({"patterns": self.patterns} if self.patterns != PATTERNS_ONE else {}),
+            **({"companion": self.companion} if self.companion else {}),
         }
 
     @property
@@ -209,7 +228,11 @@ def load_manifest(spec: str | Path | None = None) -> Manifest:
         outputs=tuple(data.get("outputs", ())),
         uncertainty=data.get("uncertainty", {}),
         tone=data.get("tone", {}),
+        patterns=data.get("patterns", PATTERNS_ONE),
+        companion=data.get("companion"),
     )
+    if manifest.patterns not in PATTERNS:
+        raise WeightsError(f"unknown patterns {manifest.patterns!r}", path, f"use one of {', '.join(PATTERNS)}")
     if not manifest.onnx_path.is_file():
         raise WeightsError("the manifest's ONNX file is missing", manifest.onnx_path, "restore it beside the manifest")
     return manifest

@@ -26,13 +26,15 @@ def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
 
 
 def segment_volume(x4: np.ndarray, forward: Forward, context: int, multiple: int, batch: int = 16,
-                   flip: bool = False, normalized: bool = False) -> np.ndarray:
+                   flip: bool = False, normalized: bool = False, logits: bool = True) -> np.ndarray:
     """``(X, Y, Z)`` uint8 classes of a case ``x4`` ``(4, X, Y, Z)``.
 
     ``context``: neighbours on each side of a slice (2.5D input of ``4 (2 context + 1)`` channels); ``multiple``: the
     box's sides are rounded up to it; ``batch``: slices per ``forward`` call; ``flip``: also run the slices mirrored
     along X and average the probabilities (test-time augmentation, twice the work); ``normalized``: ``x4`` is
-    already z-scored."""
+    already z-scored (or the segmenter takes scanner units); ``logits``: ``forward`` returns logits (else
+    probabilities)."""
+    prob = softmax if logits else (lambda a: a)
     shape = tuple(int(n) for n in x4.shape[1:])
     z = x4.astype(np.float32) if normalized else zscore(x4)
     brain = (z != 0).any(axis=0)
@@ -43,9 +45,9 @@ def segment_volume(x4: np.ndarray, forward: Forward, context: int, multiple: int
     for start in range(0, len(occupied), batch):
         idx = occupied[start:start + batch]
         stack = axial_stack(boxed, idx, context)
-        probs = softmax(np.asarray(forward(stack), dtype=np.float32))
+        probs = prob(np.asarray(forward(stack), dtype=np.float32))
         if flip:
-            probs = 0.5 * (probs + softmax(np.asarray(forward(stack[:, :, ::-1].copy()), dtype=np.float32))[:, :, ::-1])
+            probs = 0.5 * (probs + prob(np.asarray(forward(stack[:, :, ::-1].copy()), dtype=np.float32))[:, :, ::-1])
         classes[..., idx] = np.moveaxis(probs.argmax(axis=1).astype(np.uint8), 0, -1)
     out = uncrop(classes, box, shape)  # type: ignore[arg-type]
     out[~brain] = 0

@@ -48,11 +48,12 @@ class SlicePredictor:
     through the model flipped along its columns (the flip the generator was trained with), and the two outputs
     are averaged. ``with_scale``: the model gives ``(y, log_scale)``; the windows then hold three channels,
     ``y``, ``y**2`` and the Laplace scale ``b = exp(log_scale)`` (:data:`SCALE_CHANNELS`), whose means over the
-    views are the fused output, its second moment (the views' spread) and the mean scale.
+    views are the fused output, its second moment (the views' spread) and the mean scale. ``absent``: modalities
+    missing besides ``missing`` (the case lacks two or three): their mask entries are 0 too (a pattern model).
     """
 
     def __init__(self, model: SliceModel, geometry: SliceGeometry, missing: Modality, batch_size: int,
-                 tta: bool = False, with_scale: bool = False) -> None:
+                 tta: bool = False, with_scale: bool = False, absent: Sequence[Modality] = ()) -> None:
         self.model = model
         self.tta = tta
         self.with_scale = with_scale
@@ -61,9 +62,10 @@ class SlicePredictor:
         self.geometry = geometry
         self.missing = missing
         self.batch_size = batch_size
-        self.available = [m.index for m in MODALITIES if m is not missing]
+        absent = {missing, *absent}
+        self.available = [m.index for m in MODALITIES if m not in absent]
         self.mask_row = np.ones(len(MODALITIES), dtype=np.float32)
-        self.mask_row[missing.index] = 0
+        self.mask_row[[m.index for m in absent]] = 0
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         out = np.zeros((windows.shape[0], self.channels, *windows.shape[2:]), dtype=np.float32)
@@ -119,6 +121,7 @@ def generate_volume(
     fill: float = BACKGROUND,
     tta: bool = False,
     with_scale: bool = False,
+    absent: Sequence[Modality] = (),
 ) -> np.ndarray:
     """Synthesize the missing channel of ``x4`` ``(4, X, Y, Z)``; returns ``(X, Y, Z)`` normalized, or with
     ``with_scale`` the ``(3, X, Y, Z)`` view means of :data:`SCALE_CHANNELS` (a model with a ``log_scale`` output).
@@ -126,7 +129,8 @@ def generate_volume(
     With several ``views`` the result is their voxel-wise mean. ``on_batch`` gets the number of
     slices done after each batch (skipped ones included). ``fill``: the background value (padding, and
     slices whose inputs are all background skip the model). ``tta``: flip test-time augmentation
-    (:class:`SlicePredictor`; twice the model's work).
+    (:class:`SlicePredictor`; twice the model's work). ``absent``: other modalities the case lacks (their channels are
+    ``fill``, their mask entries 0).
     """
     views = [views] if isinstance(views, View) else list(views)
     shape = x4.shape[1:]
@@ -134,7 +138,7 @@ def generate_volume(
     aggregator = Aggregator((channels, *shape), BlendMode.CONSTANT, np.float32)  # one window per voxel and view
     for view in views:
         geometry = SliceGeometry(view, shape, fill)  # type: ignore[arg-type]
-        predictor = SlicePredictor(model, geometry, missing, batch_size, tta, with_scale)
+        predictor = SlicePredictor(model, geometry, missing, batch_size, tta, with_scale, absent)
         accumulate(aggregator, x4, predictor, geometry.window, 0.0, batch_size, on_batch)
         batch_size = predictor.batch_size  # an OOM on one view holds for the next
     out = aggregator.finalize()
@@ -168,6 +172,7 @@ def generate_views(
     fill: float = BACKGROUND,
     tta: bool = False,
     split_tta: bool = False,
+    absent: Sequence[Modality] = (),
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Like :func:`generate_volume` (the same fused output, bit for bit), also keeping the members whose spread an
     uncalibrated map measures: each view's ``(X, Y, Z)`` volume, TTA-averaged with ``tta``; with ``split_tta`` too,
@@ -175,12 +180,12 @@ def generate_views(
     per_view, members = [], []
     for view in views:
         if tta and split_tta:
-            plain, flip = (generate_volume(m, x4, missing, [view], batch_size, on_batch, fill)
+            plain, flip = (generate_volume(m, x4, missing, [view], batch_size, on_batch, fill, absent=absent)
                            for m in (model, flipped(model)))
             members += [plain, flip]
             per_view.append((plain + flip) * np.float32(0.5))  # as SlicePredictor averages the two passes
         else:
-            per_view.append(generate_volume(model, x4, missing, [view], batch_size, on_batch, fill, tta))
+            per_view.append(generate_volume(model, x4, missing, [view], batch_size, on_batch, fill, tta, absent=absent))
             members.append(per_view[-1])
     return fuse(per_view), members
 

@@ -31,7 +31,7 @@ the inverse, whatever the fill.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,13 +85,15 @@ def estimate_scale(scales: Mapping[Modality, float], reference: Mapping[str, flo
     return float(reference[target.value] * geometric_ratio(scales, reference))
 
 
-def background_mask(x4: np.ndarray, missing: Modality, fill: float = BACKGROUND) -> np.ndarray:
-    """``(X, Y, Z)`` bool: voxels where at least two of the three available channels are ``fill`` (background)."""
+def background_mask(x4: np.ndarray, missing: Modality, fill: float = BACKGROUND,
+                    absent: Sequence[Modality] = ()) -> np.ndarray:
+    """``(X, Y, Z)`` bool: voxels where at least half of the available channels are ``fill`` (background): two of
+    three, one of two, or the only one. ``absent``: modalities missing besides ``missing``."""
+    available = [mod for mod in MODALITIES if mod is not missing and mod not in absent]
     count = np.zeros(x4.shape[1:], dtype=np.uint8)
-    for mod in MODALITIES:
-        if mod is not missing:
-            count += x4[mod.index] == np.float32(fill)
-    return count >= 2
+    for mod in available:
+        count += x4[mod.index] == np.float32(fill)
+    return 2 * count.astype(np.int32) >= len(available)
 
 
 def foreground_stats(x: np.ndarray) -> tuple[float, float]:

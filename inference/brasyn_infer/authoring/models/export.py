@@ -21,7 +21,7 @@ from brasyn_infer.authoring.models.refiner import Refiner
 from brasyn_infer.authoring.models.residual import ARCHITECTURE, PriorResidualHFGAN
 from brasyn_infer.constants import BRASYN25_STATS, View
 from brasyn_infer.errors import WeightsError
-from brasyn_infer.runtime.manifest import LOG_SCALE, Manifest, sha256_of, write_manifest
+from brasyn_infer.runtime.manifest import LOG_SCALE, PATTERNS_ANY, PATTERNS_ONE, Manifest, sha256_of, write_manifest
 from brasyn_infer.synthesis.trust import Trust
 
 if TYPE_CHECKING:
@@ -32,14 +32,19 @@ INPUT_NAMES = ["x", "mask", "missing", "view"]
 PARITY_ATOL = 1e-4
 
 
-def example_inputs(batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Random normalized slices with one missing channel per sample (varying), and view ids."""
+def example_inputs(batch: int, seed: int = 0, extra_missing: bool = False) -> tuple[torch.Tensor, ...]:
+    """Random normalized slices with one missing channel per sample (varying), and view ids; ``extra_missing``:
+    sample ``i`` also lacks ``i % 3`` more channels (a pattern model's inputs)."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, 4, 240, 240, generator=gen) * 4 - 1
     missing = torch.randint(0, 4, (batch,), generator=gen)
     mask = torch.ones(batch, 4)
     mask[torch.arange(batch), missing] = 0
-    x[torch.arange(batch), missing] = -1
+    if extra_missing:
+        for i in range(batch):
+            others = [c for c in range(4) if c != int(missing[i])]
+            mask[i, others[:i % 3]] = 0
+    x[mask == 0] = -1
     view = torch.randint(0, 3, (batch,), generator=gen)
     return x, mask, missing.float(), view.float()
 
@@ -67,7 +72,7 @@ def parity(net: nn.Module, onnx_path: Path, batch: int = 3) -> float:
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = {i.name for i in session.get_inputs()}
-    inputs = example_inputs(batch, seed=1)
+    inputs = example_inputs(batch, seed=1, extra_missing=bool(getattr(net, "patterns", False)))
     with torch.no_grad():
         expected = net.eval()(*inputs)
     expected = expected if isinstance(expected, tuple) else (expected,)
@@ -118,6 +123,7 @@ def export(
             refiner=dict(refiner or {}),
             uncertainty=dict(uncertainty or {}),
             trust=dict(trust or {}),
+            patterns=PATTERNS_ANY if getattr(net, "patterns", False) else PATTERNS_ONE,
         )
         os.replace(tmp_onnx, manifest.onnx_path)
     write_manifest(manifest)

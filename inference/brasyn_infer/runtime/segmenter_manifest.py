@@ -1,0 +1,129 @@
+"""A tumor segmenter's manifest (``weights/<name>.json`` with ``"architecture": "segmenter"``), checked and
+sha256-verified on load (docs/model-contract.md, "Segmenters").
+
+- ``kind``: ``slice2d`` (axial 2.5D slices: ``x`` ``(B, C (2 context + 1), H, W)``, neighbour-major channels) or
+  ``volume3d`` (the brain's box whole: ``x`` ``(1, C, X, Y, Z)``).
+- ``channels``: the modality of each input channel (one block per neighbour slice for ``slice2d``), e.g.
+  ``["t1c", "t1n", "t2f", "t2w"]`` (ours) or ``["t1n", "t1c", "t2w", "t2f"]`` (nnU-Net's usual BraTS order).
+- ``normalization``: ``{"scheme": "zscore", "clip": 5}`` (each modality over its nonzero voxels) or
+  ``{"scheme": "none"}`` (scanner units).
+- ``multiple``: the box's sides are rounded up to this (the network's downsampling).
+- ``output``: ``"logits"`` or ``"probabilities"`` ``(B, K, ...)``, and ``classes``: the class (0 background, 1 NCR,
+  2 ED, 3 ET) of each of the K output channels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brasyn_infer.constants import MODALITIES, Modality
+from brasyn_infer.errors import WeightsError
+from brasyn_infer.io.atomic import write_json_atomic
+from brasyn_infer.runtime.manifest import MANIFEST_VERSION, sha256_of, weights_dirs
+
+ARCHITECTURE = "segmenter"
+KINDS = ("slice2d", "volume3d")
+SCHEMES = ("zscore", "none")
+OUTPUTS = ("logits", "probabilities")
+DEFAULT_SEGMENTER = "segmenter"
+
+
+@dataclass(frozen=True)
+class SegmenterManifest:
+    name: str
+    kind: str
+    channels: tuple[Modality, ...]
+    normalization: dict[str, Any]
+    multiple: int
+    output: str
+    classes: tuple[int, ...]
+    onnx: str
+    sha256: str
+    path: Path
+    context: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path.parent / self.onnx
+
+    @property
+    def order(self) -> list[int]:
+        """The MODALITIES index of each of the four channels of one slice block (``channels``' order)."""
+        return [m.index for m in self.channels]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format_version": MANIFEST_VERSION, "name": self.name, "architecture": ARCHITECTURE,
+                "kind": self.kind, "context": self.context, "channels": [m.value for m in self.channels],
+                "normalization": self.normalization, "multiple": self.multiple, "output": self.output,
+                "classes": list(self.classes), "onnx": self.onnx, "sha256": self.sha256, "config": self.config,
+                "provenance": self.provenance, "training": self.training}
+
+    def write(self) -> None:
+        write_json_atomic(self.path, self.to_json())
+
+
+def check_segmenter(m: SegmenterManifest) -> None:
+    """WeightsError naming the manifest and the fix when a field is out of its range."""
+    problems = []
+    if m.kind not in KINDS:
+        problems.append(f"kind {m.kind!r} is not one of {', '.join(KINDS)}")
+    if sorted(c.index for c in m.channels) != list(range(len(MODALITIES))):
+        problems.append("channels must name t1c, t1n, t2f and t2w once each")
+    if m.normalization.get("scheme") not in SCHEMES:
+        problems.append(f"normalization scheme must be one of {', '.join(SCHEMES)}")
+    if m.output not in OUTPUTS:
+        problems.append(f"output must be one of {', '.join(OUTPUTS)}")
+    if not m.classes or any(c not in (0, 1, 2, 3) for c in m.classes):
+        problems.append("classes: one class (0 background, 1 NCR, 2 ED, 3 ET) per output channel")
+    if m.multiple < 1 or m.context < 0 or (m.kind == "volume3d" and m.context):
+        problems.append("multiple must be >= 1 and context >= 0 (0 for volume3d)")
+    if problems:
+        raise WeightsError("; ".join(problems), m.path, "fix the segmenter's manifest (docs/model-contract.md)")
+
+
+def resolve_segmenter_path(spec: str | Path | None) -> Path:
+    """A ``.json`` path, or a NAME looked up in the weights folders (``None``: the embedded segmenter)."""
+    spec = spec or DEFAULT_SEGMENTER
+    candidate = Path(spec)
+    paths = [candidate] if candidate.suffix == ".json" else [f / f"{spec}.json" for f in weights_dirs()]
+    path = next((p for p in paths if p.is_file()), None)
+    if path is None:
+        raise WeightsError(f"no segmenter {str(spec)!r} (looked for {', '.join(str(p) for p in paths)})", candidate,
+                           "name a segmenter manifest (brasyn-infer import --kind segmenter), or restore weights/")
+    return path
+
+
+def load_segmenter_manifest(spec: str | Path | None = None, verify: bool = True) -> SegmenterManifest:
+    """The manifest of ``spec`` (:func:`resolve_segmenter_path`), checked, its ONNX file's sha256 verified."""
+    path = resolve_segmenter_path(spec)
+    try:
+        data = json.loads(path.read_text())
+        if data.get("architecture") != ARCHITECTURE:
+            raise WeightsError(f"not a segmenter manifest (architecture {data.get('architecture')!r})", path,
+                               f"name a manifest with \"architecture\": \"{ARCHITECTURE}\"")
+        manifest = SegmenterManifest(
+            name=data["name"], kind=data["kind"], channels=tuple(Modality(c) for c in data["channels"]),
+            normalization=dict(data["normalization"]), multiple=int(data["multiple"]), output=data["output"],
+            classes=tuple(int(c) for c in data["classes"]), onnx=data["onnx"], sha256=data["sha256"], path=path,
+            context=int(data.get("context", 0)), config=data.get("config", {}),
+            provenance=data.get("provenance", {}), training=data.get("training", {}))
+    except WeightsError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise WeightsError(f"cannot read segmenter manifest ({error!r})", path,
+                           "restore the file, or write it as docs/model-contract.md says") from error
+    check_segmenter(manifest)
+    if not manifest.onnx_path.is_file():
+        raise WeightsError("the segmenter's ONNX file is missing", manifest.onnx_path, "restore it beside the manifest")
+    if verify:
+        actual = sha256_of(manifest.onnx_path)
+        if actual != manifest.sha256:
+            raise WeightsError(f"sha256 mismatch (manifest {manifest.sha256[:12]}..., file {actual[:12]}...)",
+                               manifest.onnx_path, "the file is corrupt or was replaced: restore it, or re-export")
+    return manifest
