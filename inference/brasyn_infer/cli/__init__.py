@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from brasyn_infer.cli import check, evaluate, export, import_model, info, run, summary  # noqa: F401 - registers them
+from brasyn_infer.cli import check, evaluate, export, import_model, info, run, segment, summary  # noqa: F401 - registers them
 from brasyn_infer.cli.app import app, fail_line
 
 

@@ -57,3 +57,8 @@ def uncertainty_file(case_id: str, modality: Modality, convention: Convention) -
     """``<ID>-t1c-uncertainty.nii.gz`` or ``<ID>_t1ce_uncertainty.nii.gz``."""
     sep = convention.separator
     return f"{case_id}{sep}{convention.suffix(modality)}{sep}{UNCERTAINTY_SUFFIX}.nii.gz"
+
+
+def seg_file(case_id: str, convention: Convention) -> str:
+    """``<ID>-seg.nii.gz`` (BraSyn) or ``<ID>_seg.nii.gz`` (BraTS 2018-2021)."""
+    return f"{case_id}{convention.separator}{SEG_SUFFIX}.nii.gz"

@@ -75,13 +75,14 @@ def read_inputs(paths: Mapping[Modality, Path]) -> dict[Modality, Volume]:
     return volumes
 
 
-def output_image(data: np.ndarray, like: nib.Nifti1Image) -> nib.Nifti1Image:
-    """A float32 image with ``like``'s affine, qform/sform (and codes), pixdim and units."""
+def output_image(data: np.ndarray, like: nib.Nifti1Image, dtype: type = np.float32) -> nib.Nifti1Image:
+    """An image of ``dtype`` (float32; uint8 for label maps) with ``like``'s affine, qform/sform (and codes), pixdim
+    and units."""
     header = like.header.copy()
-    header.set_data_dtype(np.float32)
+    header.set_data_dtype(dtype)
     header.set_slope_inter(1.0, 0.0)
     header.set_data_shape(data.shape)
-    image = nib.Nifti1Image(data.astype(np.float32, copy=False), like.affine, header)
+    image = nib.Nifti1Image(data.astype(dtype, copy=False), like.affine, header)
     image.set_qform(like.get_qform(), code=int(like.header["qform_code"]))
     image.set_sform(like.get_sform(), code=int(like.header["sform_code"]))
     return image
