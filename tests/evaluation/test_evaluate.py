@@ -43,8 +43,9 @@ def test_evaluate_writes_reports_and_leaves_data_untouched(data, tmp_path, tiny_
     assert "INCOMPLETE" in result.output and "not complete: t1c missing" in result.output
     assert tree_digest(data) == before
     rows = read_rows(report / "cases.csv")
-    assert len(rows) == 3 * 2 * 3  # cases x dropped modalities x (model, linear, mean)
-    assert {(r["method"]) for r in rows} == {"model", "linear", "mean"}
+    assert len(rows) == 3 * 2 * 4  # cases x dropped modalities x (model, linear, mean, copy)
+    assert {(r["method"]) for r in rows} == {"model", "linear", "mean", "copy"}
+    assert {r["pattern"] for r in rows} == {"t2f", "t1n"}
     seg_rows = [r for r in rows if r["case"] == "C-1"]
     assert all(not math.isnan(r["ssim_tumor"]) for r in seg_rows)
     assert all(math.isnan(r["ssim_tumor"]) for r in rows if r["case"] == "C-2")
@@ -59,7 +60,7 @@ def test_evaluate_writes_reports_and_leaves_data_untouched(data, tmp_path, tiny_
     stamp = (report / "C-1-t2f.png").stat().st_mtime_ns
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 1
-    assert len(read_rows(report / "cases.csv")) == 18
+    assert len(read_rows(report / "cases.csv")) == 24
     assert (report / "C-1-t2f.png").stat().st_mtime_ns == stamp
 
 
@@ -131,10 +132,16 @@ def test_report_inside_data_is_refused(data, tiny_weights):
 
 
 def test_parse_drop():
-    assert parse_drop("all") == [Modality.T1C, Modality.T1N, Modality.T2F, Modality.T2W]
-    assert parse_drop("t2f, T1C") == [Modality.T2F, Modality.T1C]
-    with pytest.raises(BrasynError):
-        parse_drop("flair")
+    T1C, T1N, T2F, T2W = Modality.T1C, Modality.T1N, Modality.T2F, Modality.T2W
+    assert parse_drop("all") == [(T1C,), (T1N,), (T2F,), (T2W,)]
+    assert parse_drop("t2f, T1C") == [(T2F,), (T1C,)]
+    assert parse_drop("t2f+t1c") == [(T1C, T2F)]  # a pattern, in MODALITIES order
+    assert len(parse_drop("pairs")) == 6 and all(len(p) == 2 for p in parse_drop("pairs"))
+    assert parse_drop("singles") == [(T1C, T1N, T2F), (T1C, T1N, T2W), (T1C, T2F, T2W), (T1N, T2F, T2W)]
+    assert len(parse_drop("every")) == 14 and parse_drop("all,t1c") == parse_drop("all")
+    for bad in ("flair", "t1c+t1c", "t1c+t1n+t2f+t2w", ""):
+        with pytest.raises(BrasynError):
+            parse_drop(bad)
 
 
 def test_only_scores_the_held_out_case_with_baselines_fitted_on_the_rest(data, tmp_path, tiny_weights):
@@ -149,18 +156,19 @@ def test_only_scores_the_held_out_case_with_baselines_fitted_on_the_rest(data, t
     assert bad.exit_code == 2 and "--only names cases that are not complete cases of DATA" in bad.output
 
 
-def test_segment_flag_skips_with_one_line_when_unavailable(data, tmp_path, tiny_weights, monkeypatch):
+def test_the_brats_segmenter_is_refused_in_one_line_when_unavailable(data, tmp_path, tiny_weights, monkeypatch):
     monkeypatch.setattr("brasyn_infer.evaluation.downstream.segmentation_unavailable", lambda: "no docker command")
     result = CliRunner().invoke(app, ["evaluate", str(data), str(tmp_path / "r"), "--only", "C-1", "--drop", "t2f",
-                                      "--baseline", "none", "--segment", "--weights", str(tiny_weights), "--quiet"])
-    lines = [ln for ln in result.output.splitlines() if "downstream segmentation skipped" in ln]
-    assert lines == ["downstream segmentation skipped: no docker command"]
-    rows = read_rows(tmp_path / "r" / "cases.csv")
-    assert len(rows) == 1 and math.isnan(rows[0]["dice_wt"])
+                                      "--baseline", "none", "--segment", "--segmenter", "brats",
+                                      "--weights", str(tiny_weights), "--quiet"])
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert result.exit_code == 1 and len(lines) == 1 and "no docker command" in lines[0]
+    assert not (tmp_path / "r" / "cases.csv").exists()
 
 
-def test_segment_scores_with_a_stand_in_segmenter(data, tmp_path, tiny_weights, monkeypatch):
-    """The wiring: the synthesized case is segmented and compared with the case's -seg file."""
+def test_segment_scores_every_input_with_a_stand_in_segmenter(data, tmp_path, tiny_weights, monkeypatch):
+    """The protocol's wiring: the real case, the completed case and the copy are segmented and compared with the
+    case's -seg file by the official package; a perfect segmenter scores Dice 1 everywhere."""
     import nibabel as nib
 
     calls = []
@@ -174,11 +182,16 @@ def test_segment_scores_with_a_stand_in_segmenter(data, tmp_path, tiny_weights, 
     monkeypatch.setattr("brasyn_infer.evaluation.downstream.segmentation_unavailable", lambda: None)
     monkeypatch.setattr("brasyn_infer.evaluation.downstream.segment", fake_segment)
     result = CliRunner().invoke(app, ["evaluate", str(data), str(tmp_path / "r"), "--only", "C-1", "--drop", "t2f",
-                                      "--baseline", "none", "--segment", "--weights", str(tiny_weights), "--quiet"])
-    assert calls == [["t1c", "t1n", "t2f", "t2w"]], result.output
-    row = read_rows(tmp_path / "r" / "cases.csv")[0]
-    assert row["dice_wt"] == 1.0 and row["hd95_wt"] == 0.0
-    assert "dice_wt" in (tmp_path / "r" / "report.md").read_text()
+                                      "--baseline", "copy", "--segment", "--segmenter", "brats",
+                                      "--weights", str(tiny_weights), "--quiet"])
+    assert calls == [["t1c", "t1n", "t2f", "t2w"]] * 3, result.output  # real, model-completed, copy-completed
+    rows = {r["method"]: r for r in read_rows(tmp_path / "r" / "cases.csv")}
+    assert set(rows) == {"model", "copy", "real"}
+    assert all(r["dice_wt"] == 1.0 and r["hd95_wt"] == 0.0 for r in rows.values())
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "Segmentation with each input" in report and "| t2f | t2f | model |" in report
+    identity = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert identity["segmenter"]["name"] == "brats"
 
 
 def test_with_a_refiner_both_stages_are_scored(data, tmp_path, tiny_weights, tiny_refiner):

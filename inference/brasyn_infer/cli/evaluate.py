@@ -32,8 +32,8 @@ from brasyn_infer.constants import Device
 def evaluate(
     data: Annotated[Path, typer.Argument(help="A folder of complete (4-modality) case folders, or one such case (either naming convention).")],
     report_dir: Annotated[Path, typer.Argument(help="Where cases.csv, summary.json, report.md, run.json, linear-stats/ and QC PNGs go; a rerun into it resumes (same weights and options) or is refused.")],
-    drop: Annotated[str, typer.Option("--drop", help="Modalities to drop in turn: a comma list of t1c,t1n,t2f,t2w, or all.")] = "all",
-    baseline: Annotated[str, typer.Option("--baseline", help="Baselines to report beside the model: linear, mean, a comma list, or none.")] = "linear,mean",
+    drop: Annotated[str, typer.Option("--drop", help="What to drop, a comma list of patterns (t1c, or t1c+t2f for two at once) and groups: all (each modality in turn, one missing: the BraSyn setting), pairs (the six two-missing patterns), singles (the four that leave one input), every (all 14). Each synthesized modality is a row, with its pattern.")] = "all",
+    baseline: Annotated[str, typer.Option("--baseline", help="Baselines to report beside the model: linear (a per-voxel linear fit for the pattern, fitted on other cases), mean, copy (the most correlated available sequence copied in place: t1c <-> t1n, t2w <-> t2f, then the other pair), a comma list, or none.")] = "linear,mean,copy",
     weights: WeightsOpt = None,
     view: ViewOpt = None,
     batch_size: BatchOpt = None,
@@ -42,7 +42,10 @@ def evaluate(
     fit_on: Annotated[Optional[str], typer.Option("--fit-on", help="Fit the linear baseline on these case IDs only (comma list), e.g. the cases the model was trained on; 'training': those the weights' manifest records. Default: every other case of DATA (leave-one-case-out).")] = None,
     refine: RefineOpt = None,
     refiner: RefinerOpt = None,
-    segment: Annotated[bool, typer.Option("--segment", help="Also score downstream segmentation (Dice/HD95) with the brats package's BraTS 2023 segmenters; needs Docker and a GPU, skipped otherwise.")] = False,
+    segment: Annotated[bool, typer.Option("--segment", help="Also score downstream segmentation: each completed case (model, copy, linear) and the real one segmented and scored against the expert segmentation (global and lesion-wise Dice and HD95 of WT, TC, ET, by the official brats-evaluation package).")] = False,
+    segmenter: Annotated[Optional[str], typer.Option("--segmenter", help="With --segment: a segmenter NAME or manifest (brasyn-infer import --kind segmenter), or 'brats' (the BraTS 2023 winner through the brats package: Docker and an NVIDIA GPU). Default: the embedded one.")] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", help="Label convention of BraSyn-named -seg files: 2023 (default; ET = 3) or 2024 (post-treatment: 4 is the resection cavity, not tumor). BraTS 2018-2021 names are always 2018 (ET = 4).")] = None,
+    ssim_border: Annotated[str, typer.Option("--ssim-border", help="The organizers' SSIM columns as torchmetrics 1.4.2+ computes them (full: the map averaged over the whole volume) or 1.4.1 and earlier (cropped: without a 5-voxel border). The organizers pin no version.")] = "full",
     save_volumes: Annotated[Optional[Path], typer.Option("--save-volumes", help="Also write each generator output as DIR/<case>/<case>-<mod>.nii.gz, and its uncertainty map (when scored) as <case>-<mod>-uncertainty.nii.gz beside it (e.g. held-out outputs: the refiner's training inputs, the tone correction's fit).")] = None,
     shard: ShardOpt = None,
     uncertainty: Annotated[Optional[bool], typer.Option("--uncertainty/--no-uncertainty", help="Score the uncertainty map (Spearman and top-10% error ratio against the real errors; a QC column). Default: when the weights make a map.")] = None,
@@ -61,8 +64,10 @@ def evaluate(
 
     from brasyn_infer.errors import UsageError
     from brasyn_infer.evaluation.baselines import BASELINES
-    from brasyn_infer.evaluation.downstream import segmentation_unavailable
-    from brasyn_infer.evaluation.dry_run import DryRunOptions, Hooks, dry_run, parse_drop
+    from brasyn_infer.evaluation.dry_run import DryRunOptions, Hooks, dry_run
+    from brasyn_infer.evaluation.organizers import BORDERS
+    from brasyn_infer.evaluation.patterns import parse_drop
+    from brasyn_infer.segmentation.labels import LabelConvention
     from brasyn_infer.evaluation.report import markdown_table, summarize
     from brasyn_infer.io.cases import list_case_folders
     from brasyn_infer.pipeline.run import check_output_dir
@@ -73,17 +78,20 @@ def evaluate(
         names = [] if baseline.strip().lower() == "none" else [b.strip().lower() for b in baseline.split(",") if b.strip()]
         unknown = [b for b in names if b not in BASELINES]
         if unknown:
-            raise UsageError(f"unknown baseline {', '.join(unknown)}", fix="use linear, mean, or none")
+            raise UsageError(f"unknown baseline {', '.join(unknown)}", fix="use linear, mean, copy, or none")
+        if ssim_border not in BORDERS:
+            raise UsageError(f"--ssim-border {ssim_border!r}", fix=f"use {' or '.join(BORDERS)}")
+        if labels is not None and labels not in ("2023", "2024"):
+            raise UsageError(f"--labels {labels!r}", fix="use 2023 or 2024 (BraTS 2018-2021 names are read as 2018)")
         options = DryRunOptions(drops=parse_drop(drop), baselines=names, only=_ids(only), fit_on=_ids(fit_on),
-                                segment=segment, save_volumes=save_volumes, shard=chosen)
+                                segment=segment, save_volumes=save_volumes, shard=chosen, segmenter=segmenter,
+                                labels=LabelConvention(labels) if labels else None, ssim_border=ssim_border,
+                                device=device)
         check_output_dir(report_dir, data)
         synth = Synthesizer(weights, view, batch_size, device, refine=refine, refiner=refiner, tta=tta, prior=prior,
                             uncertainty=uncertainty, tone=tone)
         if chosen is not None:
             typer.echo(chosen.rule(len(list_case_folders(data))), err=True)
-    if segment and (reason := segmentation_unavailable()):
-        typer.echo(f"downstream segmentation skipped: {reason}", err=True)
-        options.segment = False
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), disable=quiet) as progress:
         task = progress.add_task("dry run", total=None)
@@ -102,7 +110,8 @@ def evaluate(
     for error in errors:
         fail_line(str(error))
     if rows:
-        typer.echo(markdown_table(summarize(rows), ["ssim", "ssim_brain", "ssim_tumor", "psnr", "mae"]))
+        typer.echo(markdown_table(summarize(rows), ["ssim_brain", "ssim_tumor_organizers", "ssim_non_tumor_organizers",
+                                                    "psnr", "mae", *(["dice_wt", "dice_tc", "dice_et"] if segment else [])]))
     if chosen is not None:
         typer.echo(f"shard {chosen.label}: {len(rows)} rows in {report_dir}; when every shard is done, "
                    f"`brasyn-infer summary merge {report_dir}` writes summary.json and report.md", err=True)

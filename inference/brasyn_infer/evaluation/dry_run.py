@@ -1,25 +1,26 @@
-"""Dry runs: drop a modality from complete cases, synthesize it with the shipped pipeline, score it.
+"""Dry runs: drop modalities from complete cases, synthesize them with the shipped pipeline, score them.
 
 In bounded memory and linear time, in two phases over DATA's complete cases (either naming convention):
 
-1. **model**: each case of this run is read once; for each dropped modality a temporary three-input case (symlinks
-   named in the case's own convention: DATA is never written) is checked like any input and synthesized by the same
-   :class:`~brasyn_infer.pipeline.synthesizer.Synthesizer` call as ``brasyn-infer run`` makes; each stage
-   (``model``: the generator, ``model+refiner`` when a refiner runs) and the ``mean`` baseline are scored against
-   the real volume. The case's linear-regression statistics (:mod:`brasyn_infer.synthesis.linear`, a few dozen
-   numbers per dropped modality) are kept in ``REPORT_DIR/linear-stats/``.
+1. **model**: each case of this run is read once; for each pattern (the modalities dropped together,
+   :mod:`.patterns`) a temporary case without them (symlinks named in the case's own convention: DATA is never
+   written) is checked like any input and completed by the same calls as ``brasyn-infer run`` makes
+   (:class:`~brasyn_infer.pipeline.completer.Completer`); each synthesized modality of each stage (``model``,
+   ``model+refiner``) and the ``mean`` and ``copy`` baselines are scored against the real volume, and with
+   ``segment`` the completed cases are segmented (:mod:`.protocol`). The case's linear-regression statistics
+   (:mod:`brasyn_infer.synthesis.linear`) are kept in ``REPORT_DIR/linear-stats/``.
 2. **linear**: the statistics of DATA's other cases (read once, unless an earlier run or shard kept them), then each
-   pair's leave-one-case-out fit by subtraction from the total (or a fit on ``fit_on`` cases only), its prediction
-   and its scores.
+   pair's leave-one-case-out fit for its pattern (a sub-block of the same normal equations), its prediction and
+   its scores.
 
-Rows are appended to ``cases.csv`` as they are computed, so an interrupted run resumes. ``REPORT_DIR/run.json``
-records what produced the scores (the weights' sha256 and every option that changes one); a rerun with other ones
-is refused (:class:`~brasyn_infer.errors.UsageError`).
+Rows are appended to ``cases.csv`` as they are computed, so an interrupted run resumes (a torn last row is
+redone). ``REPORT_DIR/run.json`` records what produced the scores (:mod:`.identity`); a rerun with other weights,
+options, DATA cases or shard count is refused. A case that cannot be read is one ``error`` row and one error line;
+the other cases are scored, and the linear fits leave it out.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import time
@@ -30,25 +31,30 @@ from pathlib import Path
 
 import numpy as np
 
-from brasyn_infer.constants import MODALITIES, Convention, Modality
+from brasyn_infer.constants import MODALITIES, Convention, Device, Modality
 from brasyn_infer.errors import BrasynError, CaseError, UsageError
-from brasyn_infer.evaluation.baselines import baseline_output, predict_linear, predict_mean
-from brasyn_infer.evaluation.metrics import Scaled, score
-from brasyn_infer.evaluation.qc import qc_png
-from brasyn_infer.evaluation.ranking import MapErrors, map_quality
-from brasyn_infer.evaluation.report import append_row, read_rows, weights_label, write_reports
-from brasyn_infer.io.atomic import write_json_atomic
+from brasyn_infer.evaluation.baselines import baseline_output
+from brasyn_infer.evaluation.identity import claim_report_dir, run_identity
+from brasyn_infer.evaluation.merge import merge_shard_reports
+from brasyn_infer.evaluation.metrics import score
+from brasyn_infer.evaluation.patterns import Pattern, copy_source, label, ordered, parse_drop
+from brasyn_infer.evaluation.report import ERROR, append_row, read_rows, row_key, weights_label, write_reports
+from brasyn_infer.evaluation.stats_cache import StatsCache
 from brasyn_infer.io.cases import CaseFiles, complete_case, discover, list_case_folders
 from brasyn_infer.io.checks import check_case
 from brasyn_infer.io.naming import modality_file, uncertainty_file
-from brasyn_infer.io.nifti import Volume, load_volume, output_image, read_inputs, write_atomic
+from brasyn_infer.io.nifti import Volume, read_inputs
 from brasyn_infer.orchestration.shards import Shard
+from brasyn_infer.pipeline.completer import Completer
 from brasyn_infer.pipeline.synthesizer import Synthesizer
-from brasyn_infer.synthesis.linear import LinearStats, StatsTable, case_stats
+from brasyn_infer.segmentation.labels import LabelConvention
+from brasyn_infer.synthesis.linear import LinearStats, case_stats, predict_subset, solve_subset
+
+__all__ = ["DryRunOptions", "Hooks", "StatsCache", "dry_run", "merge_shard_reports", "parse_drop", "run_identity"]
 
 MODEL = "model"
 REFINED = "model+refiner"
-RUN_FORMAT = "brasyn-infer.dry-run/1"
+REAL = "real"
 #: ``--fit-on training``: the cases the weights' manifest records as its training set
 FIT_ON_TRAINING = "training"
 
@@ -80,104 +86,91 @@ class Hooks:
 
 @dataclass
 class DryRunOptions:
-    """What a dry run scores: the dropped modalities, the baselines, which cases (``only``), the cases the linear
-    baseline is fitted on (``fit_on``; None: leave-one-case-out over DATA; ``["training"]``: the weights' recorded
-    training cases), downstream segmentation, where to keep
-    the generator's outputs, and the shard."""
+    """What a dry run scores: the patterns dropped (a modality alone is the pattern of one), the baselines, which
+    cases (``only``), the cases the linear baseline is fitted on (``fit_on``; None: leave-one-case-out over DATA;
+    ``["training"]``: the weights' recorded training cases), downstream segmentation (``segment`` with
+    ``segmenter``, ``labels`` for BraSyn-named expert files), where to keep the generator's outputs, the shard and
+    the organizers' SSIM variant (``ssim_border``)."""
 
-    drops: list[Modality] = field(default_factory=lambda: list(MODALITIES))
-    baselines: list[str] = field(default_factory=lambda: ["linear", "mean"])
+    drops: list = field(default_factory=lambda: [(m,) for m in MODALITIES])
+    baselines: list[str] = field(default_factory=lambda: ["linear", "mean", "copy"])
     only: list[str] | None = None
     fit_on: list[str] | None = None
     segment: bool = False
     save_volumes: Path | None = None
     shard: Shard | None = None
+    segmenter: str | None = None
+    labels: LabelConvention | None = None
+    ssim_border: str = "full"
+    device: Device = Device.AUTO
+
+    def __post_init__(self) -> None:
+        self.drops = [ordered([d]) if isinstance(d, Modality) else ordered(d) for d in self.drops]
 
 
 def find_complete_cases(data: Path) -> list[DryRunCase]:
+    """DATA's case folders, complete or with the error that makes them unusable; two folders with one case ID are
+    both errors (their rows and volumes would share names)."""
     out = []
     for folder in list_case_folders(data):
         try:
             out.append(DryRunCase(folder, complete_case(folder)))
         except CaseError as error:
             out.append(DryRunCase(folder, None, error))
+    ids: dict[str, list[Path]] = {}
+    for c in out:
+        if c.files is not None:
+            ids.setdefault(c.files.case_id, []).append(c.folder)
+    for i, c in enumerate(out):
+        if c.files is not None and len(ids[c.files.case_id]) > 1:
+            others = ", ".join(str(f) for f in ids[c.files.case_id] if f != c.folder)
+            out[i] = DryRunCase(c.folder, None, CaseError(
+                f"case ID {c.files.case_id} is also the ID of {others}: their scores would be mixed", c.folder,
+                "rename one case's files, or evaluate them separately"))
     return out
 
 
-def run_identity(synth: Synthesizer, options: DryRunOptions) -> dict:
-    """Everything that changes a score: the weights (the graph, and the manifest's blocks that act on its output),
-    views, TTA, the prior blend, the tone, the refiner, the map, the linear baseline's fitting cases. (Batch size, device and threads change nothing but float rounding.)"""
-    refiner = synth.refiner.manifest if synth.refiner else None
-    manifest = synth.manifest
-    blocks = json.dumps({"normalization": manifest.normalization, "trust": manifest.trust,
-                         "uncertainty": manifest.uncertainty, "outputs": list(manifest.outputs),
-                         **({"tone": manifest.tone} if manifest.tone else {})}, sort_keys=True)
-    return {"format": RUN_FORMAT,
-            "weights": {"name": manifest.name, "sha256": manifest.sha256,
-                        "manifest": hashlib.sha256(blocks.encode()).hexdigest()[:16]},
-            "normalization": synth.manifest.normalization.get("scheme"),
-            "views": [v.value for v in synth.views], "tta": synth.tta, "prior": synth.prior,
-            **({"tone": bool(synth.tone.curves)} if manifest.tone else {}),
-            "refiner": {"name": refiner.name, "sha256": refiner.sha256} if refiner else None,
-            "uncertainty": bool(synth.uncertainty),
-            "fit_on": sorted(options.fit_on) if options.fit_on is not None else None}
-
-
-def claim_report_dir(report_dir: Path, identity: dict) -> None:
-    """Record ``identity`` in ``REPORT_DIR/run.json``, or refuse a folder that holds another run's scores."""
-    path = report_dir / "run.json"
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, ValueError):
-            old = {}
-        if old != identity:
-            changed = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
-            detail = "; ".join(f"{k}: {_show(old.get(k))} there, {_show(identity.get(k))} now" for k in changed)
-            raise UsageError(f"holds the scores of another run ({detail})", report_dir,
-                             "pass another REPORT_DIR, or the same weights and options to resume")
+def check_save_volumes(save: Path | None, data: Path, report_dir: Path) -> None:
+    """``--save-volumes`` must not be DATA or inside it (evaluate never writes into DATA)."""
+    if save is None:
         return
-    if (report_dir / "cases.csv").is_file() or any(report_dir.glob("cases.shard-*.csv")):
-        raise UsageError("holds scores without a run.json (from an older brasyn-infer): their run is unknown",
-                         report_dir, "pass another REPORT_DIR")
-    write_json_atomic(path, identity)
+    target, inputs = save.resolve(), data.resolve()
+    if target == inputs or inputs in target.parents or target in inputs.parents:
+        raise UsageError("--save-volumes is DATA, inside it or above it: evaluate never writes into DATA", save,
+                         "choose a folder outside DATA (e.g. beside REPORT_DIR)")
 
 
-def _show(value) -> str:
-    if isinstance(value, dict) and "sha256" in value:
-        return f"{value.get('name')} ({str(value['sha256'])[:12]})"
-    return json.dumps(value)
+@dataclass
+class Run:
+    """One dry run's state: the rows and their keys, the CSV, the synthesizer and the optional protocol."""
 
+    synth: Synthesizer
+    completer: Completer
+    options: DryRunOptions
+    report_dir: Path
+    csv_path: Path
+    rows: list[dict]
+    protocol: object | None = None
+    done: set = field(default_factory=set)
 
-class StatsCache:
-    """The linear statistics of each case, one JSON file per case in ``REPORT_DIR/linear-stats/`` (written
-    atomically, so that shards and reruns share them)."""
+    def append(self, new_rows: list[dict]) -> None:
+        for row in new_rows:
+            key = row_key(row)
+            if key not in self.done:
+                append_row(self.csv_path, row)
+                self.rows.append(row)
+                self.done.add(key)
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.table = StatsTable()
+    def methods(self, pattern: Pattern) -> list[str]:
+        return [MODEL, *([REFINED] if self.synth.refiner else []), *[b for b in ("mean", "copy") if b in
+                                                                      self.options.baselines],
+                *([REAL] if self.protocol is not None else [])]
 
-    def path(self, case_id: str) -> Path:
-        return self.folder / f"{case_id}.json"
+    def todo(self, case_id: str, pattern: Pattern) -> bool:
+        return any((case_id, label(pattern), m.value, k) not in self.done for m in pattern for k in self.methods(pattern))
 
-    def load(self, case_id: str, drops: list[Modality]) -> bool:
-        """Load a case's statistics if kept (for every modality of ``drops``); whether they were."""
-        if all(self.table.has(case_id, m) for m in drops):
-            return True
-        try:
-            data = json.loads(self.path(case_id).read_text())
-        except (OSError, ValueError):
-            return False
-        if not all(m.value in data for m in drops):
-            return False
-        for m in drops:
-            self.table.add(case_id, m, LinearStats.from_json(data[m.value]))
-        return True
-
-    def store(self, case_id: str, stats: Mapping[Modality, LinearStats]) -> None:
-        for m, s in stats.items():
-            self.table.add(case_id, m, s)
-        write_json_atomic(self.path(case_id), {m.value: s.to_json() for m, s in self.table.cases[case_id].items()})
+    def error_row(self, case_id: str, error: BaseException, pattern: str = "", method: str = ERROR) -> None:
+        self.append([{"case": case_id, "pattern": pattern, "modality": "", "method": method, "error": str(error)}])
 
 
 def dry_run(data: Path, report_dir: Path, synth: Synthesizer, options: DryRunOptions,
@@ -189,16 +182,9 @@ def dry_run(data: Path, report_dir: Path, synth: Synthesizer, options: DryRunOpt
         if not options.fit_on:
             raise UsageError("--fit-on training: the weights' manifest records no training cases", synth.manifest.path,
                              "pass the case IDs: --fit-on ID,ID,...")
-    report_dir.mkdir(parents=True, exist_ok=True)
-    claim_report_dir(report_dir, run_identity(synth, options))
-    shard = options.shard
-    csv_path = report_dir / (f"cases.shard-{shard.index}-of-{shard.count}.csv" if shard else "cases.csv")
-    rows = read_rows(csv_path)
-    done = {(r["case"], r["modality"], r["method"]) for r in rows}
+    check_save_volumes(options.save_volumes, data, report_dir)
     found = find_complete_cases(data)
     folders = [c.folder.name for c in found]
-    mine = set(shard.select(folders)) if shard else set(folders)
-    errors = [c.error for c in found if c.error is not None and c.folder.name in mine]
     cases = [c.files for c in found if c.files is not None]
     known = {c.case_id for c in cases}
     for name, ids in (("--only", options.only), ("--fit-on", options.fit_on)):
@@ -206,182 +192,184 @@ def dry_run(data: Path, report_dir: Path, synth: Synthesizer, options: DryRunOpt
         if unknown:
             raise UsageError(f"{name} names cases that are not complete cases of DATA: {', '.join(unknown)}", data,
                              "use the case IDs of complete cases in DATA")
+    protocol = None
+    if options.segment:
+        from brasyn_infer.evaluation.protocol import Protocol
+
+        protocol = Protocol(options.segmenter, options.device, options.labels)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    claim_report_dir(report_dir, run_identity(synth, options, folders, protocol.describe() if protocol else None))
+    shard = options.shard
+    csv_path = report_dir / (f"cases.shard-{shard.index}-of-{shard.count}.csv" if shard else "cases.csv")
+    run = Run(synth, Completer(synth), options, report_dir, csv_path, read_rows(csv_path), protocol)
+    run.done = {row_key(r) for r in run.rows}
+    mine = set(shard.select(folders)) if shard else set(folders)
+    errors = [c.error for c in found if c.error is not None and c.folder.name in mine]
     scored = [c for c in cases if c.folder.name in mine and (not options.only or c.case_id in options.only)]
+    targets = [m for m in MODALITIES if any(m in p for p in options.drops)]
     linear = "linear" in options.baselines
     stats = StatsCache(report_dir / "linear-stats")
-
-    def append(new_rows: list[dict]) -> None:
-        for row in new_rows:
-            if (row["case"], row["modality"], row["method"]) not in done:
-                append_row(csv_path, row)
-                rows.append(row)
-                done.add((row["case"], row["modality"], row["method"]))
-
-    methods = [MODEL, *([REFINED] if synth.refiner else []), *(["mean"] if "mean" in options.baselines else [])]
+    unreadable: set[str] = set()
     hooks.phase("model", len(scored) * len(options.drops))
     with tempfile.TemporaryDirectory(prefix="brasyn-dryrun-") as tmp:
         for files in scored:
-            todo = [m for m in options.drops if not all((files.case_id, m.value, k) in done for k in methods)]
-            need_stats = linear and not stats.load(files.case_id, options.drops)
-            loaded = read_inputs(files.modalities) if todo or need_stats or hooks.on_warning else {}
-            if hooks.on_warning:
-                for warning in check_case(loaded):
-                    hooks.on_warning(warning)
-            if need_stats:
-                stats.store(files.case_id, _case_stats(synth, loaded, options.drops))
-            for missing in options.drops:
-                if missing in todo:
-                    append(_score_model(files, loaded, missing, synth, options, Path(tmp), report_dir))
-                hooks.step(f"{files.case_id} -{missing.value}")
+            todo = [p for p in options.drops if run.todo(files.case_id, p)]
+            need_stats = linear and not stats.load(files.case_id, targets)
+            try:
+                loaded = read_inputs(files.modalities) if todo or need_stats or hooks.on_warning else {}
+                if hooks.on_warning:
+                    for warning in check_case(loaded):
+                        hooks.on_warning(warning)
+                if need_stats:
+                    stats.store(files.case_id, _case_stats(synth, loaded, targets))
+                if todo and protocol is not None:
+                    protocol.begin(files, {m: v.data for m, v in loaded.items()}, loaded[MODALITIES[0]].image)
+            except Exception as error:  # noqa: BLE001 - an unreadable case is one error row, the run goes on
+                failure = _as_error(error, files)
+                errors.append(failure)
+                unreadable.add(files.case_id)
+                run.error_row(files.case_id, failure)
+                for pattern in options.drops:
+                    hooks.step(f"{files.case_id} -{label(pattern)}")
+                continue
+            for pattern in options.drops:
+                if pattern in todo:
+                    try:
+                        run.append(_score_pattern(run, files, loaded, pattern, Path(tmp)))
+                    except BrasynError as error:
+                        errors.append(error)
+                        run.error_row(files.case_id, error, label(pattern))
+                hooks.step(f"{files.case_id} -{label(pattern)}")
             del loaded
         if linear:
-            _linear_phase(cases, scored, synth, options, stats, done, append, hooks)
+            _linear_phase(run, cases, scored, stats, targets, unreadable, errors, hooks)
     if shard:
-        write_json_atomic(report_dir / f"shard-{shard.index}-of-{shard.count}.json",
-                          {"shard": {"index": shard.index, "count": shard.count}, "label": weights_label(synth),
-                           "csv": csv_path.name, "cases": sorted(c.case_id for c in scored),
-                           "folders": sorted(folders), "errors": [str(e) for e in errors]})
+        write_json_atomic_sidecar(report_dir, shard, synth, csv_path, scored, folders, errors)
     else:
-        write_reports(rows, report_dir, weights_label(synth))
-    return rows, errors
+        write_reports(run.rows, report_dir, weights_label(synth), options.ssim_border)
+    return run.rows, errors
 
 
-def _case_stats(synth: Synthesizer, loaded: Mapping[Modality, Volume], drops: list[Modality]) -> dict[Modality, LinearStats]:
-    """One complete case's statistics in the model's normalized space, for each dropped modality."""
+def write_json_atomic_sidecar(report_dir: Path, shard: Shard, synth: Synthesizer, csv_path: Path,
+                              scored: list[CaseFiles], folders: list[str], errors: list[BrasynError]) -> None:
+    from brasyn_infer.io.atomic import write_json_atomic
+
+    write_json_atomic(report_dir / f"shard-{shard.index}-of-{shard.count}.json",
+                      {"shard": {"index": shard.index, "count": shard.count}, "label": weights_label(synth),
+                       "csv": csv_path.name, "cases": sorted(c.case_id for c in scored),
+                       "folders": sorted(folders), "errors": [str(e) for e in errors]})
+
+
+def _as_error(error: Exception, files: CaseFiles) -> BrasynError:
+    if isinstance(error, BrasynError):
+        return error
+    return CaseError(f"cannot be read ({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''})",
+                     files.folder, "restore or re-export the case's files; the other cases were scored")
+
+
+def _case_stats(synth: Synthesizer, loaded: Mapping[Modality, Volume], targets: list[Modality]) -> dict[Modality, LinearStats]:
+    """One complete case's statistics in the model's normalized space, for each target modality."""
     x4, _ = synth.normalizer.stack({m: v.data for m, v in loaded.items()}, None)
-    return {m: case_stats(x4, m, synth.normalizer.fill) for m in drops}
+    return {m: case_stats(x4, m, synth.normalizer.fill) for m in targets}
 
 
-def _linear_phase(cases: list[CaseFiles], scored: list[CaseFiles], synth: Synthesizer, options: DryRunOptions,
-                  stats: StatsCache, done: set, append: Callable[[list[dict]], None], hooks: Hooks) -> None:
-    """The linear baseline: every case's statistics (those not kept yet are read), then each scored pair."""
-    fitting = [c for c in cases if options.fit_on is None or c.case_id in options.fit_on]
-    missing_stats = [c for c in fitting if not stats.load(c.case_id, options.drops)]
+def _tumor(files: CaseFiles, options: DryRunOptions) -> np.ndarray | None:
+    """The whole tumor of the case's segmentation in its labels' convention (a 2024 resection cavity is not tumor)."""
+    from brasyn_infer.evaluation.protocol import label_convention
+    from brasyn_infer.io.nifti import load_volume
+    from brasyn_infer.segmentation.labels import tumor_mask
+
+    if files.seg is None:
+        return None
+    return tumor_mask(load_volume(files.seg).data, label_convention(files, options.labels))
+
+
+def _linear_phase(run: Run, cases: list[CaseFiles], scored: list[CaseFiles], stats: StatsCache,
+                  targets: list[Modality], unreadable: set[str], errors: list[BrasynError], hooks: Hooks) -> None:
+    """The linear baseline: every case's statistics (those not kept yet are read; an unreadable case is left out of
+    the fits), then each scored pair."""
+    options, synth = run.options, run.synth
+    fitting = [c for c in cases if (options.fit_on is None or c.case_id in options.fit_on) and c.case_id not in unreadable]
+    missing_stats = [c for c in fitting if not stats.load(c.case_id, targets)]
     hooks.phase("linear-baseline statistics", len(missing_stats))
     for files in missing_stats:
-        stats.store(files.case_id, _case_stats(synth, read_inputs(files.modalities), options.drops))
+        try:
+            stats.store(files.case_id, _case_stats(synth, read_inputs(files.modalities), targets))
+        except Exception as error:  # noqa: BLE001 - left out of the fits, said in the report
+            failure = _as_error(error, files)
+            if files.case_id not in unreadable:
+                errors.append(failure)
+                unreadable.add(files.case_id)
+            run.error_row(files.case_id, CaseError(f"left out of the linear fits: {failure}"), method=ERROR)
         hooks.step(files.case_id)
-    fit_on = set(options.fit_on) if options.fit_on is not None else None
+    fit_on = {c.case_id for c in fitting if c.case_id not in unreadable}
+    if options.fit_on is None:
+        fit_on |= {c.case_id for c in scored}  # loco: every readable case but the one scored
     hooks.phase("linear baseline", len(scored) * len(options.drops))
     for files in scored:
-        todo = [m for m in options.drops if (files.case_id, m.value, "linear") not in done]
+        if files.case_id in unreadable:
+            continue
+        todo = [p for p in options.drops if any((files.case_id, label(p), m.value, "linear") not in run.done for m in p)]
         loaded = read_inputs(files.modalities) if todo else {}
-        seg = load_volume(files.seg).data if files.seg is not None and todo else None
-        for missing in options.drops:
-            if missing in todo:
-                coef = stats.table.loco(files.case_id, missing, fit_on)
-                if coef is not None:
-                    started = time.perf_counter()
-                    inputs = {m: v.data for m, v in loaded.items() if m is not missing}
-                    y = baseline_output(synth.normalizer, inputs, missing, partial(predict_linear, missing=missing,
-                                                                                  coef=coef))
-                    append([{"case": files.case_id, "modality": missing.value, "method": "linear",
-                             **score(y, loaded[missing].data, seg), "seconds": time.perf_counter() - started}])
-            hooks.step(f"{files.case_id} -{missing.value}")
+        tumor = _tumor(files, options) if todo else None
+        if todo and run.protocol is not None:
+            run.protocol.begin(files, {m: v.data for m, v in loaded.items()}, loaded[MODALITIES[0]].image, real=False)
+        for pattern in todo:
+            run.append(_score_linear(run, files, loaded, pattern, stats, fit_on - {files.case_id}, tumor))
+            hooks.step(f"{files.case_id} -{label(pattern)}")
         del loaded
 
 
-def merge_shard_reports(report_dir: Path) -> tuple[dict, list[str]]:
-    """``summary.json`` and ``report.md`` of every shard's rows in ``report_dir``; returns the summary
-    and the problems (shards that did not report, cases without rows, case errors)."""
-    sidecars = sorted(report_dir.glob("shard-*-of-*.json"))
-    if not sidecars:
-        raise BrasynError("no shard reports (shard-I-of-N.json) in this folder", report_dir,
-                          "pass the REPORT_DIR that `evaluate --shard` wrote into")
-    shards = [json.loads(p.read_text()) for p in sidecars]
-    count = max(s["shard"]["count"] for s in shards)
-    seen = {s["shard"]["index"] for s in shards}
-    problems = [f"shard {i}/{count} did not report (no shard-{i}-of-{count}.json)" for i in range(count) if i not in seen]
-    problems += [f"shard {s['shard']['index']}/{s['shard']['count']}: {e}" for s in shards for e in s["errors"]]
-    rows = [row for s in shards for row in read_rows(report_dir / s["csv"])]
-    scored = {r["case"] for r in rows}
-    problems += [f"{case}: no scores (did its shard finish?)" for s in shards for case in s["cases"] if case not in scored]
-    summary = write_reports(rows, report_dir, shards[0]["label"])
-    return summary, problems
-
-
-def _reference_segmentation(files: CaseFiles, tmp: Path) -> np.ndarray:
-    """The case's own segmentation, else the segmenter's output on its four real modalities (cached)."""
-    from brasyn_infer.evaluation.downstream import segment
-
-    if files.seg is not None:
-        return load_volume(files.seg).data
-    cached = tmp / f"{files.case_id}-reference-seg.nii.gz"
-    if not cached.is_file():
-        segment(files.modalities, cached)
-    return load_volume(cached).data
-
-
-def _downstream(files: CaseFiles, missing: Modality, synthesized_path: Path, tmp: Path) -> dict[str, float]:
-    from brasyn_infer.evaluation.downstream import score_segmentation, segment
-
-    inputs = {**files.modalities, missing: synthesized_path}
-    predicted = segment(inputs, tmp / f"{files.case_id}-{missing.value}-seg.nii.gz")
-    return score_segmentation(load_volume(predicted).data, _reference_segmentation(files, tmp))
-
-
-def _score_model(files: CaseFiles, loaded: Mapping[Modality, Volume], missing: Modality, synth: Synthesizer,
-                 options: DryRunOptions, tmp: Path, report_dir: Path) -> list[dict]:
-    """Synthesize one case with ``missing`` dropped and score the model's stages and the mean baseline;
-    ``loaded``: its four volumes, read once per case."""
-    case_dir = tmp / "in" / files.case_id
-    out_dir = tmp / "out"
-    case_dir.mkdir(parents=True, exist_ok=True)
-    out_dir.mkdir(exist_ok=True)
-    for old in case_dir.iterdir():
-        old.unlink()
-    for mod, path in files.modalities.items():
-        if mod is not missing:
-            (case_dir / modality_file(files.case_id, mod, files.convention)).symlink_to(path.resolve())
-    entries = discover(case_dir)  # the product's own checks of the three-input case
-    if entries[0].error is not None:
-        raise entries[0].error
-    inputs = {m: v.data for m, v in loaded.items() if m is not missing}
-    stages = synth.synthesize_stages(inputs, missing)  # what `brasyn-infer run` calls for this case
-    seconds = dict(synth.last_seconds)
-    like = loaded[missing].image
-    if options.save_volumes is not None:
-        target = options.save_volumes / files.case_id / modality_file(files.case_id, missing, Convention.BRASYN)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(output_image(stages["generator"], like), target)
-        if "uncertainty" in stages:  # the map beside it, as `run --uncertainty` names it
-            write_atomic(output_image(stages["uncertainty"], like),
-                         target.with_name(uncertainty_file(files.case_id, missing, Convention.BRASYN)))
-    # each volume is brought to its [0, 1] scale once, for every score, the map's errors and the picture
-    truth = Scaled.of(loaded[missing].data)
-    scaled = {stage: Scaled.of(stages[stage]) for stage in ("generator", "refined") if stage in stages}
-    seg = load_volume(files.seg).data if files.seg is not None else None
-    base = {"case": files.case_id, "modality": missing.value}
-    rows = []
-    quality = {}
-    if "uncertainty" in stages:  # how the map ranks the generator stage's real errors, over the brain
-        quality = map_quality(stages["uncertainty"], MapErrors.of(scaled["generator"], truth))
-    for method, stage, elapsed in ((MODEL, "generator", seconds["generator"]),
-                                   (REFINED, "refined", seconds["generator"] + seconds.get("refined", 0.0))):
-        if stage not in stages:
+def _score_linear(run: Run, files: CaseFiles, loaded: Mapping[Modality, Volume], pattern: Pattern,
+                  stats: StatsCache, fit_on: set[str], tumor: np.ndarray | None) -> list[dict]:
+    """The pattern's leave-one-case-out linear fits (or on ``fit_on``), one row per synthesized modality."""
+    inputs = {m: v.data for m, v in loaded.items() if m not in pattern}
+    available = list(inputs)
+    outputs, rows = {}, []
+    for target in pattern:
+        base = {"case": files.case_id, "pattern": label(pattern), "modality": target.value, "method": "linear"}
+        total = stats.table.loco_stats(files.case_id, target, fit_on)
+        if total is None:
+            rows.append({**base, "method": ERROR, "error": f"linear {target.value}: no other case to fit on"})
             continue
-        downstream = {}
-        if options.segment:  # the segmenter reads files: write this stage's output as the product would
-            path = out_dir / f"{files.case_id}-{missing.value}.nii.gz"
-            write_atomic(output_image(stages[stage], like), path)
-            downstream = _downstream(files, missing, path, tmp)
-            path.unlink()
-        rows.append({**base, "method": method, **score(scaled[stage], truth, seg), **downstream,
-                     **(quality if stage == "generator" else {}), "seconds": elapsed})
-    if "mean" in options.baselines:
         started = time.perf_counter()
-        y = baseline_output(synth.normalizer, inputs, missing, partial(predict_mean, missing=missing))
-        rows.append({**base, "method": "mean", **score(y, truth, seg), "seconds": time.perf_counter() - started})
-    qc_png(report_dir / f"{files.case_id}-{missing.value}.png", inputs, scaled.get("refined", scaled["generator"]),
-           truth, seg, title=f"{files.case_id}: {missing.value} synthesized ({synth.label})",
-           uncertainty=stages.get("uncertainty"))
+        coef = solve_subset(total, target, available)
+        outputs[target] = baseline_output(run.synth.normalizer, inputs, target,
+                                          partial(_predict_subset, target=target, available=available, coef=coef))
+        rows.append({**base, **score(outputs[target], loaded[target].data, tumor=tumor,
+                                     border=run.options.ssim_border), "seconds": time.perf_counter() - started})
+    if run.protocol is not None and len(outputs) == len(pattern):
+        _, downstream = run.protocol.score({**inputs, **outputs})
+        rows = [{**r, **downstream} if r["method"] == "linear" else r for r in rows]
     return rows
 
 
-def parse_drop(text: str) -> list[Modality]:
-    if text.strip().lower() == "all":
-        return list(MODALITIES)
-    try:
-        return [Modality(t.strip().lower()) for t in text.split(",") if t.strip()]
-    except ValueError as error:
-        raise UsageError(f"--drop {text!r}: {error}", fix="use a comma list of t1c,t1n,t2f,t2w or all") from error
+def _predict_subset(x4: np.ndarray, target: Modality, available: list[Modality], coef: np.ndarray) -> np.ndarray:
+    return predict_subset(x4, target, available, coef)
+
+
+def _score_pattern(run: Run, files: CaseFiles, loaded: Mapping[Modality, Volume], pattern: Pattern,
+                   tmp: Path) -> list[dict]:
+    """Complete one case with ``pattern`` dropped and score each synthesized modality: the model's stages, the mean
+    and copy baselines and, with the protocol, the segmentations of the completed cases."""
+    from brasyn_infer.evaluation.scoring import score_pattern
+
+    case_dir = tmp / "in" / files.case_id
+    case_dir.mkdir(parents=True, exist_ok=True)
+    for old in case_dir.iterdir():
+        old.unlink()
+    for mod, path in files.modalities.items():
+        if mod not in pattern:
+            (case_dir / modality_file(files.case_id, mod, files.convention)).symlink_to(path.resolve())
+    entries = discover(case_dir)  # the product's own checks of the reduced case
+    if entries[0].error is not None:
+        raise entries[0].error
+    return score_pattern(run, files, loaded, pattern, _tumor(files, run.options), _save_path)
+
+
+def _save_path(root: Path, case_id: str, pattern: Pattern, target: Modality, map_file: bool = False) -> Path:
+    """Where ``--save-volumes`` keeps an output: ``ROOT/<case>/<case>-<mod>.nii.gz`` with one missing (what the
+    training scripts read), ``ROOT/<case>/<pattern>/<case>-<mod>.nii.gz`` otherwise; the map beside it."""
+    folder = root / case_id if len(pattern) == 1 else root / case_id / label(pattern)
+    name = uncertainty_file(case_id, target, Convention.BRASYN) if map_file else modality_file(case_id, target, Convention.BRASYN)
+    return folder / name

@@ -1,19 +1,23 @@
-"""Synthesis quality metrics, the organizers' way (docs/design.md §8). Pure functions on ``(X, Y, Z)`` arrays.
+"""Synthesis quality metrics (docs/design.md §8). Pure functions on ``(X, Y, Z)`` arrays.
 
-SSIM: each volume is clipped to its own 0.5 and 99.5 percentiles (over the whole volume, lower
-bound at least 0) and scaled to [0, 1]; the SSIM map uses a Gaussian window of sigma 1.5 (11
-voxels wide) in 3D with population covariances (scikit-image). The organizers average the map over
-the whole volume; we also report its mean over the brain (truth > 0), the tumor (seg > 0) and
-healthy tissue (brain and not tumor). PSNR and MAE are computed over the brain on the [0, 1] images.
+Each volume is clipped to its own 0.5 and 99.5 percentiles (over the whole volume, lower bound at least 0) and
+scaled to [0, 1], as the organizers do. This product's SSIM figures take the SSIM map of the two **unmasked**
+images (a Gaussian window of sigma 1.5, 11 voxels wide, in 3D, population covariances: scikit-image) and average
+it inside a region: ``ssim`` the whole volume, ``ssim_brain`` the brain (truth > 0), ``ssim_tumor`` the tumor,
+``ssim_healthy`` the brain without the tumor. They are **not** the organizers' figures: those multiply both images
+by the mask first and average over the whole volume (``ssim_tumor_organizers``, ``ssim_non_tumor_organizers``,
+:mod:`brasyn_infer.evaluation.organizers`), which the zeroed background dominates. PSNR and MAE are computed over
+the brain on the [0, 1] images, as the BraTS inpainting package's ``psnr_01`` and MAE on the same voxels.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from brasyn_infer.evaluation.organizers import BORDER_FULL, organizers_ssim
 from brasyn_infer.synthesis.tone import P_HIGH, P_LOW, percentile_range
 
 SIGMA = 1.5
@@ -42,6 +46,8 @@ class Scaled:
     unit: np.ndarray
     lo: float
     hi: float
+    #: work kept with a truth volume for the next prediction scored against it (the organizers' SSIM moments)
+    cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, x: np.ndarray | Scaled) -> Scaled:
@@ -99,20 +105,28 @@ def mae(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     return float(np.mean(np.abs(pred[mask] - truth[mask]))) if mask.any() else math.nan
 
 
-def score(pred: np.ndarray | Scaled, truth: np.ndarray | Scaled, seg: np.ndarray | None = None) -> dict[str, float]:
+def score(pred: np.ndarray | Scaled, truth: np.ndarray | Scaled, seg: np.ndarray | None = None,
+          tumor: np.ndarray | None = None, border: str = BORDER_FULL) -> dict[str, float]:
     """All metrics for one synthesized volume against the real one: each in scanner units, or already
-    :class:`Scaled` (the same figures, without scaling it again)."""
+    :class:`Scaled` (the same figures, without scaling it again). ``tumor``: the tumor mask (default ``seg > 0``;
+    a caller that knows the labels' convention passes the whole tumor without a 2024 resection cavity); with one,
+    also the organizers' two figures (:mod:`brasyn_infer.evaluation.organizers`, ``border`` their torchmetrics
+    variant); without, those and the tumor's columns are NaN."""
     pred, truth = Scaled.of(pred), Scaled.of(truth)
     p, t = pred.unit, truth.unit
     brain = truth.raw > 0
     box = support_box(p, t, brain)  # the SSIM map only where it can differ from 1
     smap = ssim_map(p[box], t[box])
-    tumor = (seg > 0) & brain if seg is not None else None
+    mask = tumor if tumor is not None else (seg > 0 if seg is not None else None)
+    organizers = organizers_ssim(p, t, mask, border, truth.cache) if mask is not None else (math.nan, math.nan)
+    tumor = mask & brain if mask is not None else None
     return {
         "ssim": float((smap.sum(dtype=np.float64) + (p.size - smap.size)) / p.size),
         "ssim_brain": masked_mean(smap, brain[box]),
         "ssim_tumor": masked_mean(smap, tumor[box]) if tumor is not None else math.nan,
         "ssim_healthy": masked_mean(smap, (brain & ~tumor)[box]) if tumor is not None else math.nan,
+        "ssim_tumor_organizers": organizers[0],
+        "ssim_non_tumor_organizers": organizers[1],
         "psnr": psnr(p, t, brain),
         "mae": mae(p, t, brain),
     }

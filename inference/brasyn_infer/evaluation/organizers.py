@@ -54,19 +54,28 @@ def _smooth(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def ssim_map_torchmetrics(pred: np.ndarray, truth: np.ndarray, data_range: float) -> np.ndarray:
+def truth_moments(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The smoothed truth and smoothed truth squared (float32): the part of the map that depends on the truth alone,
+    shared by every method scored against it."""
+    t = truth.astype(np.float32)
+    return _smooth(t), _smooth(t * t)
+
+
+def ssim_map_torchmetrics(pred: np.ndarray, truth: np.ndarray, data_range: float,
+                          moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The SSIM map ``(X, Y, Z)`` float32 of two [0, 1] images, as torchmetrics computes it before averaging (in
-    float32 like the organizers' run; the caller sums it in float64)."""
+    float32 like the organizers' run; the caller sums it in float64). ``moments``: :func:`truth_moments` of
+    ``truth``, when already computed (not modified)."""
     c1, c2 = np.float32((K1 * data_range) ** 2), np.float32((K2 * data_range) ** 2)
     p, t = pred.astype(np.float32), truth.astype(np.float32)
-    mu_p, mu_t = _smooth(p), _smooth(t)
-    var_p, var_t, cov = _smooth(p * p), _smooth(t * t), _smooth(p * t)
+    mu_t, var_t = moments if moments is not None else truth_moments(t)
+    mu_p, var_p, cov = _smooth(p), _smooth(p * p), _smooth(p * t)
     mu_pt = mu_p * mu_t
     mu_p *= mu_p  # now mu_p ** 2
-    mu_t *= mu_t
+    mu_tt = mu_t * mu_t
     var_p -= mu_p
     np.maximum(var_p, 0, out=var_p)
-    var_t -= mu_t
+    var_t = var_t - mu_tt
     np.maximum(var_t, 0, out=var_t)
     cov -= mu_pt
     # ((2 mu_pt + c1) (2 cov + c2)) / ((mu_p^2 + mu_t^2 + c1) (var_p + var_t + c2))
@@ -77,7 +86,7 @@ def ssim_map_torchmetrics(pred: np.ndarray, truth: np.ndarray, data_range: float
     cov += c2
     numerator *= cov
     denominator = mu_p
-    denominator += mu_t
+    denominator += mu_tt
     denominator += c1
     var_p += var_t
     var_p += c2
@@ -101,9 +110,11 @@ def _support(a: np.ndarray, b: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def masked_ssim(pred: np.ndarray, truth: np.ndarray, keep: np.ndarray, border: str = BORDER_FULL) -> float:
+def masked_ssim(pred: np.ndarray, truth: np.ndarray, keep: np.ndarray, border: str = BORDER_FULL,
+                cache: dict | None = None) -> float:
     """``SSIM(pred * keep, truth * keep)`` averaged over the whole volume (``border`` full) or its interior 5 voxels
-    in from every face (``cropped``); ``pred`` and ``truth`` ``(X, Y, Z)`` on [0, 1], ``keep`` bool."""
+    in from every face (``cropped``); ``pred`` and ``truth`` ``(X, Y, Z)`` on [0, 1], ``keep`` bool. ``cache``: a
+    dict kept with the truth and mask, where the truth's share of the work is kept for the next prediction."""
     if border not in BORDERS:
         raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
     p = np.where(keep, pred, 0.0).astype(np.float32)
@@ -115,7 +126,14 @@ def masked_ssim(pred: np.ndarray, truth: np.ndarray, keep: np.ndarray, border: s
     box = _support(p, t)
     if box is None or data_range == 0:
         return 1.0  # both images constant 0: every window scores (c1 c2) / (c1 c2)
-    smap = ssim_map_torchmetrics(p[box], t[box], data_range)
+    moments = None
+    if cache is not None:
+        key = (box, float(t.sum(dtype=np.float64)), int(np.count_nonzero(keep)))  # the masked truth's fingerprint
+        if cache.get("key") != key:
+            cache.clear()
+            cache.update(key=key, moments=truth_moments(t[box]))
+        moments = cache["moments"]
+    smap = ssim_map_torchmetrics(p[box], t[box], data_range, moments)
     # the part of the box inside the averaged region, in the box's own coordinates
     inner = tuple(slice(max(r.start, b.start) - b.start, max(min(r.stop, b.stop), max(r.start, b.start)) - b.start)
                   for r, b in zip(region, box, strict=True))
@@ -123,8 +141,12 @@ def masked_ssim(pred: np.ndarray, truth: np.ndarray, keep: np.ndarray, border: s
     return float((inside.sum(dtype=np.float64) + (total - inside.size)) / total)
 
 
-def organizers_ssim(pred: np.ndarray, truth: np.ndarray, tumor: np.ndarray, border: str = BORDER_FULL
-                    ) -> tuple[float, float]:
+def organizers_ssim(pred: np.ndarray, truth: np.ndarray, tumor: np.ndarray, border: str = BORDER_FULL,
+                    cache: dict | None = None) -> tuple[float, float]:
     """``(SSIM_tumor, SSIM_non_tumor)`` of the organizers' scorer for ``pred`` and ``truth`` already scaled to [0, 1]
-    (their percentile clip), ``tumor`` the ``(X, Y, Z)`` bool tumor mask."""
-    return masked_ssim(pred, truth, tumor, border), masked_ssim(pred, truth, ~tumor, border)
+    (their percentile clip), ``tumor`` the ``(X, Y, Z)`` bool tumor mask. ``cache``: a dict that lives as long as
+    this truth and mask do (the truth's smoothed moments are reused for the next prediction)."""
+    if cache is None:
+        return masked_ssim(pred, truth, tumor, border), masked_ssim(pred, truth, ~tumor, border)
+    return (masked_ssim(pred, truth, tumor, border, cache.setdefault("tumor", {})),
+            masked_ssim(pred, truth, ~tumor, border, cache.setdefault("non_tumor", {})))

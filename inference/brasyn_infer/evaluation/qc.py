@@ -25,12 +25,18 @@ def _planes(volume: np.ndarray, center: tuple[int, int, int]) -> list[np.ndarray
     return [np.rot90(volume[:, :, z]), np.rot90(volume[:, y, :]), np.rot90(volume[x, :, :])]
 
 
+#: the outlines' colors: the expert segmentation, the one from the real sequences, the one from the completed case
+OUTLINE_COLORS = {"expert": "lime", "real": "cyan", "completed": "yellow"}
+
+
 def qc_png(path: Path, inputs: Mapping[Modality, np.ndarray], synthesized: np.ndarray | Scaled,
-           truth: np.ndarray | Scaled, seg: np.ndarray | None, title: str, uncertainty: np.ndarray | None = None) -> None:
+           truth: np.ndarray | Scaled, seg: np.ndarray | None, title: str, uncertainty: np.ndarray | None = None,
+           outlines: Mapping[str, np.ndarray | None] | None = None) -> None:
     """Three orthogonal slices: the inputs, the synthesized and the real volume (each on its own 0.5-99.5
     percentile scale, as the metrics compare them; either may be passed already :class:`Scaled`), their
     |difference| on those [0, 1] images, and the ``uncertainty`` map (output units) brought to the synthesized
-    volume's [0, 1] scale, on the difference's color scale; written atomically."""
+    volume's [0, 1] scale, on the difference's color scale; written atomically. ``outlines``: segmentations (name
+    -> class or label map, :data:`OUTLINE_COLORS`) whose whole tumor is outlined on the synthesized and real panels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,6 +60,11 @@ def qc_png(path: Path, inputs: Mapping[Modality, np.ndarray], synthesized: np.nd
             ax.imshow(plane, cmap="magma" if name in ("|difference|", "uncertainty") else "gray", vmin=0, vmax=vmax,
                       interpolation="nearest")
             ax.set_axis_off()
+            if name in ("synthesized", "real"):
+                for key, labels in (outlines or {}).items():
+                    if labels is not None and (labels > 0).any():
+                        ax.contour(_planes(labels > 0, center)[row].astype(np.float32), levels=[0.5],
+                                   colors=OUTLINE_COLORS.get(key, "white"), linewidths=0.6)
             if row == 0:
                 ax.set_title(name, color="white", fontsize=9)
     fig.suptitle(title, color="white", fontsize=10)

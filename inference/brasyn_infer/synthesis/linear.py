@@ -128,6 +128,18 @@ class StatsTable:
     def has(self, case_id: str, missing: Modality) -> bool:
         return missing in self.cases.get(case_id, {})
 
+    def loco_stats(self, case_id: str, missing: Modality, fit_on: set[str] | None = None) -> LinearStats | None:
+        """The summed statistics of every case but ``case_id`` (only those of ``fit_on`` when given); None when no
+        other case has statistics for ``missing``. A fit from fewer inputs solves a sub-block (:func:`solve_subset`)."""
+        if fit_on is not None:
+            chosen = [s[missing] for c, s in self.cases.items() if c in fit_on and c != case_id and missing in s]
+            return sum(chosen, LinearStats.zero()) if chosen else None
+        others = self.total.get(missing, LinearStats.zero())
+        own = self.cases.get(case_id, {}).get(missing)
+        if own is not None:
+            others = others - own
+        return others if others.n >= 4 else None
+
     def loco(self, case_id: str, missing: Modality, fit_on: set[str] | None = None) -> np.ndarray | None:
         """Coefficients fitted on every case but ``case_id`` (only those of ``fit_on`` when given); None when no
         other case has statistics for ``missing``."""

@@ -1,0 +1,78 @@
+"""Which modalities a dry run drops at once (a **pattern**), and the copy baseline's source for each missing one.
+
+A pattern is a tuple of one to three modalities in MODALITIES order, labelled ``t1c`` or ``t1c+t2f``. ``--drop``
+takes a comma list of patterns (``t1c``, ``t1c+t2f``) or a group: ``all`` (each modality in turn, one missing:
+the BraSyn setting), ``pairs`` (the six patterns of two missing), ``singles`` (the four patterns that leave one
+input), ``every`` (all fourteen).
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+from brasyn_infer.constants import MODALITIES, Modality
+from brasyn_infer.errors import UsageError
+
+Pattern = tuple[Modality, ...]
+
+#: the copy baseline (the clinical stopgap, and paper 004's comparison): the available sequence copied in place of a
+#: missing one, the first of this order that the case has (the most correlated contrast first: t1c <-> t1n,
+#: t2w <-> t2f, then the other pair's T2-weighted or T1-weighted one)
+COPY_ORDER: dict[Modality, tuple[Modality, ...]] = {
+    Modality.T1C: (Modality.T1N, Modality.T2W, Modality.T2F),
+    Modality.T1N: (Modality.T1C, Modality.T2W, Modality.T2F),
+    Modality.T2W: (Modality.T2F, Modality.T1N, Modality.T1C),
+    Modality.T2F: (Modality.T2W, Modality.T1N, Modality.T1C),
+}
+
+
+def ordered(modalities) -> Pattern:
+    """The modalities as a pattern: unique, in MODALITIES order."""
+    chosen = set(modalities)
+    return tuple(m for m in MODALITIES if m in chosen)
+
+
+def label(pattern: Pattern) -> str:
+    """``t1c`` or ``t1c+t2f``."""
+    return "+".join(m.value for m in pattern)
+
+
+def group(name: str) -> list[Pattern]:
+    """The patterns of a group name: ``all``, ``pairs``, ``singles`` or ``every``."""
+    if name == "all":
+        return [(m,) for m in MODALITIES]
+    if name == "pairs":
+        return [ordered(c) for c in combinations(MODALITIES, 2)]
+    if name == "singles":
+        return [ordered(c) for c in combinations(MODALITIES, 3)]
+    if name == "every":
+        return group("all") + group("pairs") + group("singles")
+    raise KeyError(name)
+
+
+def parse_drop(text: str) -> list[Pattern]:
+    """``--drop``: patterns and groups, comma-separated; UsageError naming the bad item."""
+    patterns: list[Pattern] = []
+    for item in (t.strip().lower() for t in text.split(",") if t.strip()):
+        try:
+            found = group(item)
+        except KeyError:
+            try:
+                mods = [Modality(part.strip()) for part in item.split("+")]
+            except ValueError as error:
+                raise UsageError(f"--drop {item!r}: {error}", fix="use t1c,t1n,t2f,t2w, patterns such as t1c+t2f, "
+                                 "or all, pairs, singles, every") from None
+            if len(set(mods)) != len(mods) or len(mods) > 3:
+                raise UsageError(f"--drop {item!r}: a pattern drops one to three different modalities",
+                                 fix="e.g. t1c+t2f")
+            found = [ordered(mods)]
+        patterns += [p for p in found if p not in patterns]
+    if not patterns:
+        raise UsageError(f"--drop {text!r} names no pattern", fix="e.g. --drop all")
+    return patterns
+
+
+def copy_source(target: Modality, available) -> Modality:
+    """The available modality the copy baseline puts in place of ``target`` (:data:`COPY_ORDER`)."""
+    have = set(available)
+    return next(m for m in COPY_ORDER[target] if m in have)

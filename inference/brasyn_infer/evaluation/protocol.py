@@ -1,0 +1,111 @@
+"""The downstream protocol of ``evaluate --segment`` (papers 003 and 004): segment each case completed by each
+method (the synthesized sequences, a copy of an available one, the linear fit) and with its real sequences, and
+score every segmentation against the expert one with the official BraTS metrics (:mod:`.seg_metrics`).
+
+The segmenter is the embedded one by default, any imported one (``--segmenter NAME``), or ``brats`` (the BraTS
+2023 glioma winner through the ``brats`` package: Docker and an NVIDIA GPU). Maps are class maps (0 background,
+1 NCR, 2 ED, 3 ET); the expert file's labels are read in the convention its names decide (BraTS 2018-2021 names:
+ET = 4) or, for BraSyn names, ``--labels`` (2023 by default; 2024 post-treatment: 4 is the resection cavity).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from brasyn_infer.constants import MODALITIES, Convention, Device, Modality
+from brasyn_infer.errors import BrasynError
+from brasyn_infer.evaluation.seg_metrics import brats_scores
+from brasyn_infer.io.cases import CaseFiles
+from brasyn_infer.io.nifti import load_volume, output_image, write_atomic
+from brasyn_infer.segmentation.labels import LabelConvention, classes_from_labels, convention_for_files
+
+BRATS_DOCKER = "brats"
+
+
+def label_convention(files: CaseFiles, labels: LabelConvention | None) -> LabelConvention:
+    """How the case's ``-seg`` file numbers its labels: its names decide for BraTS 2018-2021 names (2018), else
+    ``labels`` (``--labels``), else 2023."""
+    if files.convention is Convention.LEGACY:
+        return LabelConvention.BRATS2018
+    return labels or convention_for_files(files.convention)
+
+
+def expert_classes(files: CaseFiles, labels: LabelConvention | None) -> np.ndarray | None:
+    """The case's expert segmentation as classes, or None without one."""
+    if files.seg is None:
+        return None
+    return classes_from_labels(load_volume(files.seg).data, label_convention(files, labels))
+
+
+class DockerSegmenter:
+    """The ``brats`` package's BraTS 2023 adult-glioma segmenter, through temporary files."""
+
+    def __init__(self) -> None:
+        from brasyn_infer.evaluation.downstream import segmentation_unavailable
+
+        reason = segmentation_unavailable()
+        if reason:
+            raise BrasynError(f"--segmenter {BRATS_DOCKER}: {reason}", None,
+                              "use the embedded segmenter (leave --segmenter out)")
+
+    def describe(self) -> dict:
+        return {"name": BRATS_DOCKER, "sha256": None}
+
+    def segment(self, volumes: Mapping[Modality, np.ndarray], like=None) -> np.ndarray:
+        from brasyn_infer.evaluation.downstream import segment
+
+        with tempfile.TemporaryDirectory(prefix="brasyn-seg-") as tmp:
+            paths = {}
+            for m in MODALITIES:
+                paths[m] = Path(tmp) / f"case-{m.value}.nii.gz"
+                write_atomic(output_image(np.asarray(volumes[m], np.float32), like), paths[m])
+            out = segment(paths, Path(tmp) / "seg.nii.gz")
+            return classes_from_labels(load_volume(out).data, LabelConvention.BRATS2023)
+
+
+class Protocol:
+    """The segmenter, each case's reference and its real-sequence segmentation (one case at a time)."""
+
+    def __init__(self, spec: str | None, device: Device = Device.AUTO, labels: LabelConvention | None = None) -> None:
+        if spec == BRATS_DOCKER:
+            self.segmenter = DockerSegmenter()
+        else:
+            from brasyn_infer.runtime.segmenter import Segmenter
+
+            self.segmenter = Segmenter(spec, device)
+        self.labels = labels
+        self.case_id: str | None = None
+        self.reference: np.ndarray | None = None
+        self.real: np.ndarray | None = None
+        self.expert: np.ndarray | None = None
+        self._like = None
+
+    def describe(self) -> dict:
+        d = self.segmenter.describe()
+        return {"name": d["name"], "sha256": d.get("sha256"), "labels": self.labels.value if self.labels else None}
+
+    def _segment(self, volumes: Mapping[Modality, np.ndarray]) -> np.ndarray:
+        if isinstance(self.segmenter, DockerSegmenter):
+            return self.segmenter.segment(volumes, self._like)
+        return self.segmenter.segment(volumes)
+
+    def begin(self, files: CaseFiles, volumes: Mapping[Modality, np.ndarray], like=None, real: bool = True) -> None:
+        """A new case: its reference is the expert segmentation, else the segmentation of its four real sequences
+        (made when there is no expert one, or when ``real`` asks for the real-sequence row)."""
+        self._like = like
+        self.case_id = files.case_id
+        self.expert = expert_classes(files, self.labels)
+        self.real = self._segment(volumes) if real or self.expert is None else None
+        self.reference = self.expert if self.expert is not None else self.real
+
+    def score(self, volumes: Mapping[Modality, np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
+        """The completed case's class map and its scores against the reference."""
+        classes = self._segment(volumes)
+        return classes, brats_scores(classes, self.reference)
+
+    def real_scores(self) -> dict[str, float]:
+        return brats_scores(self.real, self.reference)

@@ -1,0 +1,94 @@
+"""One case and pattern of a dry run: complete the case as ``run`` does, score each synthesized modality (the model's
+stages, the ``mean`` and ``copy`` baselines), segment the completed cases (``evaluate --segment``), keep the volumes
+(``--save-volumes``) and draw the QC picture."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from brasyn_infer.constants import Modality
+from brasyn_infer.evaluation.baselines import baseline_output, predict_mean
+from brasyn_infer.evaluation.metrics import Scaled, score
+from brasyn_infer.evaluation.patterns import Pattern, copy_source, label
+from brasyn_infer.evaluation.qc import qc_png
+from brasyn_infer.evaluation.ranking import MapErrors, map_quality
+from brasyn_infer.io.cases import CaseFiles
+from brasyn_infer.io.nifti import Volume, output_image, write_atomic
+
+MODEL, REFINED, REAL = "model", "model+refiner", "real"
+
+
+def score_pattern(run, files: CaseFiles, loaded: Mapping[Modality, Volume], pattern: Pattern,
+                  tumor: np.ndarray | None, save_path: Callable[..., Path]) -> list[dict]:
+    """The rows of one case with ``pattern`` dropped (``run``: the dry run's :class:`~.dry_run.Run`)."""
+    synth, options = run.synth, run.options
+    inputs = {m: v.data for m, v in loaded.items() if m not in pattern}
+    engine = run.completer.for_pattern(pattern, files.folder)
+    border = options.ssim_border
+    rows: list[dict] = []
+    outputs: dict[Modality, dict[str, np.ndarray]] = {}
+    seconds: dict[Modality, dict[str, float]] = {}
+    for target in pattern:  # what `brasyn-infer run` calls for this case
+        outputs[target] = engine.synthesize_stages(inputs, target, absent=[m for m in pattern if m is not target])
+        seconds[target] = dict(engine.last_seconds)
+    like = loaded[pattern[0]].image
+    if options.save_volumes is not None:
+        for target, stages in outputs.items():
+            path = save_path(options.save_volumes, files.case_id, pattern, target)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(output_image(stages["generator"], like), path)
+            if "uncertainty" in stages:  # the map beside it, as `run --uncertainty` names it
+                write_atomic(output_image(stages["uncertainty"], like),
+                             save_path(options.save_volumes, files.case_id, pattern, target, map_file=True))
+    downstream: dict[str, dict] = {}
+    outlines: dict[str, np.ndarray] = {}
+    protocol = run.protocol
+    if protocol is not None:
+        completed = {stage: {**inputs, **{t: s.get(stage, s["generator"]) for t, s in outputs.items()}}
+                     for stage in ("generator", "refined") if all(stage in s for s in outputs.values())}
+        for stage, volumes in completed.items():
+            classes, downstream[MODEL if stage == "generator" else REFINED] = protocol.score(volumes)
+            if stage == "generator":
+                outlines = {"expert": protocol.expert, "real": protocol.real, "completed": classes}
+        if "copy" in options.baselines:
+            _, downstream["copy"] = protocol.score({**inputs, **{t: inputs[copy_source(t, inputs)] for t in pattern}})
+        downstream[REAL] = protocol.real_scores()
+    for target in pattern:
+        stages = outputs[target]
+        base = {"case": files.case_id, "pattern": label(pattern), "modality": target.value}
+        truth = Scaled.of(loaded[target].data)  # scaled once for every score, the map's errors and the picture
+        scaled = {stage: Scaled.of(stages[stage]) for stage in ("generator", "refined") if stage in stages}
+        quality = {}
+        if "uncertainty" in stages:  # how the map ranks the generator stage's real errors, over the brain
+            quality = map_quality(stages["uncertainty"], MapErrors.of(scaled["generator"], truth))
+        elapsed = seconds[target]
+        for method, stage, spent in ((MODEL, "generator", elapsed["generator"]),
+                                     (REFINED, "refined", elapsed["generator"] + elapsed.get("refined", 0.0))):
+            if stage in stages:
+                rows.append({**base, "method": method, **score(scaled[stage], truth, tumor=tumor, border=border),
+                             **downstream.get(method, {}), **(quality if stage == "generator" else {}),
+                             "seconds": spent})
+        if "mean" in options.baselines:
+            started = time.perf_counter()
+            y = baseline_output(synth.normalizer, inputs, target,
+                                partial(predict_mean, missing=target, absent=[m for m in pattern if m is not target]))
+            rows.append({**base, "method": "mean", **score(y, truth, tumor=tumor, border=border),
+                         "seconds": time.perf_counter() - started})
+        if "copy" in options.baselines:
+            started = time.perf_counter()
+            source = copy_source(target, inputs)
+            rows.append({**base, "method": "copy", **score(inputs[source], truth, tumor=tumor, border=border),
+                         **downstream.get("copy", {}), "seconds": time.perf_counter() - started})
+        if REAL in downstream:
+            rows.append({**base, "method": REAL, **downstream[REAL]})
+        if target is pattern[0]:
+            name = files.case_id + "-" + label(pattern).replace("+", "_")
+            qc_png(run.report_dir / f"{name}.png", inputs, scaled.get("refined", scaled["generator"]), truth,
+                   tumor, title=f"{files.case_id}: {label(pattern)} synthesized, {target.value} shown ({synth.label})",
+                   uncertainty=stages.get("uncertainty"), outlines=outlines)
+    return rows
