@@ -109,9 +109,11 @@ class UNet2D(nn.Module):
         return x
 
 
-def export_onnx(model: nn.Module, path, example: tuple[torch.Tensor, ...], names: list[str], dynamic_batch: bool = True) -> None:
-    """``torch.onnx.export`` as a participant would: named inputs, output ``y``, a dynamic batch axis."""
+def export_onnx(model: nn.Module, path, example: tuple[torch.Tensor, ...], names: list[str], dynamic_batch: bool = True,
+                outputs: list[str] | None = None) -> None:
+    """``torch.onnx.export`` as a participant would: named inputs, outputs (``y``), a dynamic batch axis."""
     model.eval()
-    axes = {name: {0: "batch"} for name in [*names, "y"]} if dynamic_batch else None
-    torch.onnx.export(model, example, str(path), input_names=names, output_names=["y"], dynamic_axes=axes,
+    outputs = outputs or ["y"]
+    axes = {name: {0: "batch"} for name in [*names, *outputs]} if dynamic_batch else None
+    torch.onnx.export(model, example, str(path), input_names=names, output_names=outputs, dynamic_axes=axes,
                       opset_version=17, dynamo=False)

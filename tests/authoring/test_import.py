@@ -226,3 +226,38 @@ def test_a_failed_import_in_place_keeps_the_users_model(tmp_path):
     result = invoke("import", folder / "mine.onnx", "--kind", "slice2d", "--out", tmp_path / "elsewhere", "--name", "x")
     assert "non-finite" in one_error_line(result)
     assert not any((tmp_path / "elsewhere").iterdir()) and (folder / "mine.onnx").read_bytes() == original
+
+
+def test_a_second_output_named_other_than_y_gives_the_map(tmp_path):
+    """Regression: a graph with outputs `out` and `log_scale` imported, then `run --uncertainty` and evaluate failed
+    with "the graph has no output y". The synthesis is the first output whatever its name; import runs the map."""
+    import torch
+
+    from tests.thirdparty import export_onnx
+
+    class TwoOutputs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(4, 2, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return torch.tanh(y[:, :1]), y[:, 1:] - 2.0
+
+    torch.manual_seed(0)
+    export_onnx(TwoOutputs().eval(), tmp_path / "two.onnx", (torch.randn(2, 4, 240, 240),), ["x"],
+                outputs=["out", "log_scale"])
+    result = invoke("import", tmp_path / "two.onnx", "--out", tmp_path / "w", "--name", "two", "--view", "axial")
+    assert result.exit_code == 0, result.output
+    inp, _ = parity_case(tmp_path)
+    run = invoke("run", inp, tmp_path / "out", "--weights", tmp_path / "w" / "two.json", "--uncertainty",
+                 tmp_path / "unc", "--quiet")
+    assert run.exit_code == 0, run.output
+    unc = nib.load(str(tmp_path / "unc" / "BraTS-GLI-00003-000-t1c-uncertainty.nii.gz")).get_fdata()
+    assert np.isfinite(unc).all() and unc.max() > 0
+    data = tmp_path / "data"
+    for i in range(2):
+        make_case(data, f"BraTS-GLI-0001{i}-000", missing="none", shape=(44, 52, 36))
+    report = invoke("evaluate", data, tmp_path / "report", "--weights", tmp_path / "w" / "two.json", "--drop", "t2w",
+                    "--baseline", "none", "--quiet")
+    assert report.exit_code == 0, report.output

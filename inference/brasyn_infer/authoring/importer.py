@@ -88,12 +88,16 @@ def import_model(
     write_manifest(manifest)
     started = time.perf_counter()
     try:
-        synth = Synthesizer(target_json, device=Device.CPU)
+        synth = Synthesizer(target_json, device=Device.CPU, uncertainty=manifest.has_log_scale)
         volumes = synthetic_case()
-        y = synth.synthesize({m: v for m, v in volumes.items() if m is not Modality.T2F}, Modality.T2F)
-        if y.shape != SMOKE_SHAPE or not np.isfinite(y).all():
-            raise ContractError(f"the model's volume has shape {y.shape} or non-finite values on a synthetic case",
-                                onnx_path, "check the exported graph's output")
+        stages = synth.synthesize_stages({m: v for m, v in volumes.items() if m is not Modality.T2F}, Modality.T2F)
+        for stage in ("generator", "uncertainty"):  # the map too, when the graph makes one
+            y = stages.get(stage)
+            if stage == "generator" or y is not None:
+                if y is None or y.shape != SMOKE_SHAPE or not np.isfinite(y).all():
+                    raise ContractError(f"the model's {'map' if stage == 'uncertainty' else 'volume'} has shape "
+                                        f"{None if y is None else y.shape} or non-finite values on a synthetic case",
+                                        onnx_path, "check the exported graph's outputs")
     except Exception as error:
         target_json.unlink(missing_ok=True)  # refused above when it existed: this command wrote it
         if not in_place:

@@ -86,7 +86,8 @@ class Synthesizer:
         if self.tta and self.three_d:
             raise WeightsError("--tta applies to 2D (slice2d) generators only", self.manifest.path, "run without --tta")
         if uncertainty and self.own_scale:
-            self.session.select_outputs(["y", LOG_SCALE])
+            # the synthesis is the graph's first output, whatever its name (docs/model-contract.md)
+            self.session.select_outputs([self.session.output_names[0], LOG_SCALE])
         elif uncertainty and not self.trust.uncertainty and spread_members < 2:
             raise WeightsError("these weights have no fitted uncertainty model (trust.uncertainty), and one view "
                                "without --tta gives no spread to measure", self.manifest.path,
