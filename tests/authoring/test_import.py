@@ -261,3 +261,16 @@ def test_a_second_output_named_other_than_y_gives_the_map(tmp_path):
     report = invoke("evaluate", data, tmp_path / "report", "--weights", tmp_path / "w" / "two.json", "--drop", "t2w",
                     "--baseline", "none", "--quiet")
     assert report.exit_code == 0, report.output
+
+
+def test_uncertainty_from_a_3d_model_names_the_real_fix(exported, tmp_path):
+    """Regression: the error advised --view or --tta, which do not apply to a window3d generator."""
+    result = invoke("import", exported["folder"] / "sit3d.onnx", "--kind", "window3d", "--normalization", "minmax",
+                    "--range", "0", "1", "--fill", "0", "--window", "32", "32", "32", "--out", tmp_path / "w",
+                    "--name", "sit")
+    assert result.exit_code == 0, result.output
+    inp, _ = parity_case(tmp_path)
+    run = invoke("run", inp, tmp_path / "out", "--weights", tmp_path / "w" / "sit.json", "--uncertainty",
+                 tmp_path / "unc", "--quiet")
+    line = one_error_line(run)
+    assert "3D" in line and "log_scale" in line and "--view" not in line and "--tta" not in line

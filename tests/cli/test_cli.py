@@ -384,3 +384,12 @@ def test_the_commands_are_the_ones_the_application_has():
                                                                  "evaluate", "summary"}
     for name in command_names():
         assert CliRunner().invoke(app, [name, "--help"]).exit_code == 0
+
+
+def test_info_describes_the_defaults_own_map_and_what_it_completes():
+    """Regression: info said "uncertainty model none" for the default, whose graph makes its own map."""
+    result = CliRunner().invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    assert "uncertainty model none" not in result.output
+    assert "uncertainty map: the graph's own log_scale output" in result.output
+    assert "completes:" in result.output

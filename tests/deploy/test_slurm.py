@@ -179,3 +179,39 @@ def test_stop_leaves_daemons_it_did_not_start_alone(tmp_path):
     finally:
         daemon.kill()
         daemon.wait()
+
+
+FAKE_DOCKER = """#!/bin/bash
+echo "$*" >> "$DOCKER_LOG"
+if [ "$1" = run ]; then exec sleep 30; fi
+"""
+
+
+def test_docker_script_names_each_attempt_uniquely_and_stops_its_container_on_cancel(tmp_path):
+    """Regression: the container was named brasyn-<job>-<task>, so a requeued task on the same node failed on the
+    name, and a cancelled job's client died while the daemon kept the container running outside the job's limits."""
+    import signal
+    import time
+
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "docker").write_text(FAKE_DOCKER)
+    (shims / "docker").chmod(0o755)
+    log = tmp_path / "docker.log"
+    (tmp_path / "in").mkdir()
+    names = []
+    for attempt in range(2):  # the same job, task and node, twice (a requeue)
+        env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "DOCKER_LOG": str(log), "GPUS": "",
+               "SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": "1", "SLURM_RESTART_COUNT": str(attempt)}
+        script = subprocess.Popen(["bash", str(REPO / "deploy" / "slurm" / "brasyn-array-docker.sbatch"),
+                                   str(tmp_path / "in"), str(tmp_path / "out")], env=env)
+        for _ in range(100):
+            if log.is_file() and log.read_text().count("run ") > attempt:
+                break
+            time.sleep(0.1)
+        script.send_signal(signal.SIGTERM)  # scancel
+        assert script.wait(timeout=30) == 143
+        run_line = [ln for ln in log.read_text().splitlines() if ln.startswith("run ")][attempt]
+        names.append(run_line.split("--name ")[1].split()[0])
+        assert f"stop --time 30 {names[-1]}" in log.read_text()
+    assert names[0] != names[1] and all(n.startswith("brasyn-7-1-") for n in names)

@@ -35,18 +35,15 @@ def test_folder_of_cases_and_single_case(tmp_path, case_factory):
     assert len(single) == 1 and single[0].case.case_id == "A-1"
 
 
-@pytest.mark.parametrize("remove,message", [(["t1c"], "2 modalities missing"), ([], "no modality is missing")])
-def test_wrong_number_missing(case_factory, remove, message):
+def test_one_to_three_missing_are_cases_none_missing_is_not(case_factory):
     folder = case_factory(missing="none")
-    for mod in remove:
-        next(folder.glob(f"*-{mod}.nii.gz")).unlink()
-    if not remove:
-        with pytest.raises(CaseError, match=message):
-            parse_case(folder)
-    else:
-        next(folder.glob("*-t2f.nii.gz")).unlink()
-        with pytest.raises(CaseError, match=message):
-            parse_case(folder)
+    with pytest.raises(CaseError, match="no modality is missing"):
+        parse_case(folder)
+    for removed, absent in (("t2f", "t2f"), ("t1c", "t1c+t2f"), ("t2w", "t1c+t2f+t2w")):
+        next(folder.glob(f"*-{removed}.nii.gz")).unlink()
+        case = parse_case(folder)
+        assert "+".join(m.value for m in case.absent) == absent and case.missing.value == absent.split("+")[0]
+        assert case.output_names() == [f"{case.case_id}-{m}.nii.gz" for m in absent.split("+")]
 
 
 def test_duplicate_modality(case_factory):
@@ -92,10 +89,11 @@ def test_discovery_property(tmp_path_factory, present, junk, case_id):
     for name in junk:
         (folder / name).write_bytes(b"")
     modalities = [r for r in ROLES[:4] if r in present]
-    if len(modalities) == 3:
+    if 1 <= len(modalities) <= 3:
         case = parse_case(folder)
         assert case.missing.value == next(r for r in ROLES[:4] if r not in present)
-        assert case.case_id == case_id and len(case.inputs) == 3
+        assert [m.value for m in case.absent] == [r for r in ROLES[:4] if r not in present]
+        assert case.case_id == case_id and len(case.inputs) == len(modalities)
         assert (case.seg is not None) == ("seg" in present)
     else:
         with pytest.raises(CaseError):

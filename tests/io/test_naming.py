@@ -60,3 +60,19 @@ def test_a_folder_that_mixes_the_conventions_is_one_error_naming_the_files(tmp_p
     write_nifti(both / "C2-t1c.nii.gz", brain_volume())
     entry = discover(both)[0]
     assert entry.error is not None and "C2_t1ce.nii.gz" in str(entry.error) and "C2-t1c.nii.gz" in str(entry.error)
+
+
+def test_brasyn_names_with_underscores_keep_their_separator(tmp_path):
+    """Regression: B_t1n/B_t2w/B_t2f gave B-t1c.nii.gz; the output follows the inputs' separator."""
+    from brasyn_infer.io.cases import parse_case
+
+    folder = tmp_path / "B"
+    folder.mkdir()
+    for mod in ("t1n", "t2w", "t2f"):
+        (folder / f"B_{mod}.nii.gz").write_bytes(b"")
+    case = parse_case(folder)
+    assert case.case_id == "B" and case.output_name() == "B_t1c.nii.gz"
+    assert case.uncertainty_name() == "B_t1c_uncertainty.nii.gz"
+    for mod in ("t1n", "t2w", "t2f"):
+        (folder / f"B_{mod}.nii.gz").rename(folder / f"B-{mod}.nii.gz")
+    assert parse_case(folder).output_name() == "B-t1c.nii.gz"

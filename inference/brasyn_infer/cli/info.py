@@ -44,11 +44,20 @@ def info(weights: WeightsOpt = None) -> None:
     if manifest.refiner:
         typer.echo(f"  refiner: {manifest.refiner['weights']} ({'on' if manifest.refiner.get('enabled') else 'off'} by default)")
     trust = manifest.trust
-    if trust:
-        blend = trust.get("blend") or {}
-        typer.echo("  trust: linear prior blend " + (", ".join(f"{m} alpha {a}" for m, a in blend.items()) or "off")
-                   + "; uncertainty model " + (", ".join(trust.get("features", [])) if trust.get("uncertainty") else "none")
-                   + f"; tta {'on' if trust.get('tta') else 'off'} by default")
+    if manifest.has_log_scale:  # the graph makes its own map (the default's)
+        blended = ", ".join(sorted((trust.get("blend") or {})))
+        calibrated = (", scaled by settings fitted on held-out cases" + (
+            f" (for {blended}, fitted on the output before the blend with the prior)" if blended else "")
+            if manifest.uncertainty else "")
+        umap = f"the graph's own log_scale output{calibrated}"
+    elif trust.get("uncertainty"):
+        umap = "fitted from " + ", ".join(trust.get("features", []))
+    else:
+        umap = "the fused views' spread (uncalibrated)" if len(manifest.default_views) > 1 else "none"
+    blend = trust.get("blend") or {}
+    typer.echo("  trust: linear prior blend " + (", ".join(f"{m} alpha {a}" for m, a in blend.items()) or "off")
+               + f"; uncertainty map: {umap}; tta {'on' if trust.get('tta') else 'off'} by default")
+    typer.echo(f"  completes: {manifest.supported}")
     for key, value in manifest.provenance.items():
         typer.echo(f"  provenance.{key}: {value}")
     if not ok:

@@ -30,6 +30,8 @@ class Case:
     convention: Convention = Convention.BRASYN
     #: every modality the case lacks (MODALITIES order); () means ``(missing,)``
     others_absent: tuple[Modality, ...] = ()
+    #: the inputs' separator between ID and suffix (None: the convention's); the outputs use it too
+    separator: str | None = None
 
     @property
     def absent(self) -> tuple[Modality, ...]:
@@ -38,19 +40,19 @@ class Case:
 
     def output_names(self) -> list[str]:
         """One prediction per absent modality, in the inputs' convention."""
-        return [modality_file(self.case_id, m, self.convention) for m in self.absent]
+        return [modality_file(self.case_id, m, self.convention, self.separator) for m in self.absent]
 
     def uncertainty_names(self) -> list[str]:
-        return [uncertainty_file(self.case_id, m, self.convention) for m in self.absent]
+        return [uncertainty_file(self.case_id, m, self.convention, self.separator) for m in self.absent]
 
     def output_name(self) -> str:
         """The prediction's file name in the inputs' convention: ``<ID>-t1c.nii.gz`` (the organizers' layout) or
         ``<ID>_t1ce.nii.gz``."""
-        return modality_file(self.case_id, self.missing, self.convention)
+        return modality_file(self.case_id, self.missing, self.convention, self.separator)
 
     def uncertainty_name(self) -> str:
         """``--uncertainty``'s file name: ``<ID>-<missing>-uncertainty.nii.gz`` (or with ``_``)."""
-        return uncertainty_file(self.case_id, self.missing, self.convention)
+        return uncertainty_file(self.case_id, self.missing, self.convention, self.separator)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class CaseFiles:
     seg: Path | None
     ignored: tuple[Path, ...]
     convention: Convention = Convention.BRASYN
+    #: the modality files' separator between ID and suffix (None: the convention's)
+    separator: str | None = None
 
     @property
     def absent(self) -> list[Modality]:
@@ -91,6 +95,7 @@ def scan_folder(folder: Path) -> CaseFiles:
         raise CaseError("no NIfTI files (.nii.gz or .nii) in this case folder", folder, NAMING_HELP)
     found: dict[Modality, Path] = {}
     conventions: dict[Convention, Path] = {}
+    separators: set[str] = set()
     seg: Path | None = None
     ignored: list[Path] = []
     prefixes: set[str] = set()
@@ -105,6 +110,7 @@ def scan_folder(folder: Path) -> CaseFiles:
             continue
         assert named.modality is not None and named.convention is not None
         conventions.setdefault(named.convention, path)
+        separators.add(named.separator)
         if named.modality in found:
             raise CaseError(f"two files for {named.modality.value}: {found[named.modality].name} and {path.name}",
                             folder, "keep one file per modality")
@@ -116,7 +122,10 @@ def scan_folder(folder: Path) -> CaseFiles:
     if not found:
         raise CaseError("no file named like a modality", folder, NAMING_HELP)
     case_id = prefixes.pop() if len(prefixes) == 1 and next(iter(prefixes), "") else folder.name
-    return CaseFiles(case_id, folder, found, seg, tuple(ignored), next(iter(conventions)))
+    convention = next(iter(conventions))
+    separator = separators.pop() if len(separators) == 1 else None
+    return CaseFiles(case_id, folder, found, seg, tuple(ignored), convention,
+                     None if separator == convention.separator else separator)
 
 
 def parse_case(folder: Path) -> Case:
@@ -128,7 +137,7 @@ def parse_case(folder: Path) -> Case:
         raise CaseError("no modality is missing (all of t1c, t1n, t2f, t2w are present)", folder,
                         "remove the modality to synthesize, or use `brasyn-infer evaluate` for dry runs")
     return Case(files.case_id, folder, dict(files.modalities), absent[0], files.seg, files.ignored, files.convention,
-                tuple(absent[1:]))
+                tuple(absent[1:]), files.separator)
 
 
 def complete_case(folder: Path) -> CaseFiles:

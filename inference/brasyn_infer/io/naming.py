@@ -20,7 +20,7 @@ _ROLES: dict[str, tuple[Modality | None, Convention | None]] = {
 # Longest suffixes first, so that "t1ce" is never read as "t1" and "t2f" never as "t2". BraSyn suffixes may
 # follow the ID with no separator (as the published code matches them); the short legacy ones need one.
 _PATTERN = re.compile(
-    r"^(?P<prefix>.*?)(?:(?P<sep>[-_.])(?P<legacy>t1ce|flair|t1|t2)|[-_.]?(?P<brasyn>t1c|t1n|t2f|t2w|seg))"
+    r"^(?P<prefix>.*?)(?:(?P<sep>[-_.])(?P<legacy>t1ce|flair|t1|t2)|(?P<bsep>[-_.]?)(?P<brasyn>t1c|t1n|t2f|t2w|seg))"
     r"\.nii(?:\.gz)?$", re.IGNORECASE)
 
 
@@ -32,6 +32,8 @@ class NamedFile:
     case_id: str
     modality: Modality | None
     convention: Convention | None
+    #: the character between the ID and the suffix (``-``, ``_``, ``.`` or none)
+    separator: str = "-"
 
     @property
     def is_seg(self) -> bool:
@@ -45,20 +47,24 @@ def parse_name(name: str) -> NamedFile | None:
         return None
     suffix = (match["legacy"] or match["brasyn"]).lower()
     modality, convention = _ROLES[suffix]
-    return NamedFile(match["prefix"], modality, convention)
+    separator = match["sep"] if match["legacy"] else match["bsep"]
+    return NamedFile(match["prefix"], modality, convention, separator or "")
 
 
-def modality_file(case_id: str, modality: Modality, convention: Convention) -> str:
-    """``<ID>-t1c.nii.gz`` (BraSyn) or ``<ID>_t1ce.nii.gz`` (BraTS 2018-2021)."""
-    return f"{case_id}{convention.separator}{convention.suffix(modality)}.nii.gz"
+def modality_file(case_id: str, modality: Modality, convention: Convention, separator: str | None = None) -> str:
+    """``<ID>-t1c.nii.gz`` (BraSyn) or ``<ID>_t1ce.nii.gz`` (BraTS 2018-2021); ``separator``: the inputs' own (e.g.
+    ``_`` for ``<ID>_t1n.nii.gz``), default the convention's."""
+    sep = convention.separator if separator is None else separator
+    return f"{case_id}{sep}{convention.suffix(modality)}.nii.gz"
 
 
-def uncertainty_file(case_id: str, modality: Modality, convention: Convention) -> str:
-    """``<ID>-t1c-uncertainty.nii.gz`` or ``<ID>_t1ce_uncertainty.nii.gz``."""
-    sep = convention.separator
-    return f"{case_id}{sep}{convention.suffix(modality)}{sep}{UNCERTAINTY_SUFFIX}.nii.gz"
+def uncertainty_file(case_id: str, modality: Modality, convention: Convention, separator: str | None = None) -> str:
+    """``<ID>-t1c-uncertainty.nii.gz`` or ``<ID>_t1ce_uncertainty.nii.gz`` (with the inputs' ``separator``)."""
+    sep = convention.separator if separator is None else separator
+    between = sep or convention.separator
+    return f"{case_id}{sep}{convention.suffix(modality)}{between}{UNCERTAINTY_SUFFIX}.nii.gz"
 
 
-def seg_file(case_id: str, convention: Convention) -> str:
-    """``<ID>-seg.nii.gz`` (BraSyn) or ``<ID>_seg.nii.gz`` (BraTS 2018-2021)."""
-    return f"{case_id}{convention.separator}{SEG_SUFFIX}.nii.gz"
+def seg_file(case_id: str, convention: Convention, separator: str | None = None) -> str:
+    """``<ID>-seg.nii.gz`` (BraSyn) or ``<ID>_seg.nii.gz`` (BraTS 2018-2021), with the inputs' ``separator``."""
+    return f"{case_id}{convention.separator if separator is None else separator}{SEG_SUFFIX}.nii.gz"

@@ -104,7 +104,7 @@ def segment_job(input_dir: Path, output_dir: Path, options: SegmentOptions,
             hooks.on_rule(options.shard.rule(len(entries)))
         entries = options.shard.select(entries, key=lambda e: e[0].name)
     check_output_dir(output_dir, input_dir)
-    names = [seg_file(item.case_id, item.convention) for _, item in entries if isinstance(item, CaseFiles)]
+    names = [seg_file(item.case_id, item.convention, item.separator) for _, item in entries if isinstance(item, CaseFiles)]
     for stale in remove_stale_temps(output_dir, names):
         log.warning("removed a partial file left by an interrupted run: %s", stale.name)
     segmenter = Segmenter(options.segmenter, options.device)
@@ -117,7 +117,7 @@ def segment_job(input_dir: Path, output_dir: Path, options: SegmentOptions,
         if isinstance(item, CaseError):
             result = SegmentResult(folder.name, None, item, 0.0)
         else:
-            target = output_dir / seg_file(item.case_id, item.convention)
+            target = output_dir / seg_file(item.case_id, item.convention, item.separator)
             try:
                 if options.resume and output_is_complete(target, _shape(item)):
                     result = SegmentResult(item.case_id, target, None, 0.0, skipped=True)

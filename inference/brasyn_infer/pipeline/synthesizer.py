@@ -88,6 +88,11 @@ class Synthesizer:
         if uncertainty and self.own_scale:
             # the synthesis is the graph's first output, whatever its name (docs/model-contract.md)
             self.session.select_outputs([self.session.output_names[0], LOG_SCALE])
+        elif uncertainty and self.three_d and not self.trust.uncertainty:
+            raise WeightsError("this 3D (window3d) generator makes no uncertainty map: it has no log_scale output "
+                               "and no fitted uncertainty model (trust.uncertainty)", self.manifest.path,
+                               "run without --uncertainty, or export the model with a second output log_scale "
+                               "(docs/model-contract.md)")
         elif uncertainty and not self.trust.uncertainty and spread_members < 2:
             raise WeightsError("these weights have no fitted uncertainty model (trust.uncertainty), and one view "
                                "without --tta gives no spread to measure", self.manifest.path,
