@@ -125,7 +125,7 @@ def masked_ssim(pred: np.ndarray, truth: np.ndarray, keep: np.ndarray, border: s
     total = math.prod(s.stop - s.start for s in region)
     box = _support(p, t)
     if box is None or data_range == 0:
-        return 1.0  # both images constant 0: every window scores (c1 c2) / (c1 c2)
+        return math.nan  # both masked images constant (an empty mask): torchmetrics' 0 / 0, as the organizers get
     moments = None
     if cache is not None:
         key = (box, float(t.sum(dtype=np.float64)), int(np.count_nonzero(keep)))  # the masked truth's fingerprint
