@@ -107,3 +107,42 @@ def weights_with(weights: Path, folder: Path, **blocks) -> Path:
     path = folder / weights.name
     path.write_text(json.dumps(manifest))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_any_weights(tmp_path_factory) -> Path:
+    """A random-init dim-8 residual HFGAN with a pattern prior (``patterns: any``): completes cases lacking one to
+    three modalities; fast, real ONNX, not trained."""
+    if not HAS_TORCH:
+        pytest.skip("torch is not installed (install the [torch] extra)")
+    import torch
+
+    from brasyn_infer.authoring.models.export import export
+    from brasyn_infer.authoring.models.hfgan import HFGANConfig
+    from brasyn_infer.authoring.models.residual import PriorResidualHFGAN
+    from brasyn_infer.constants import View
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("any-weights")
+    table = np.random.default_rng(0).uniform(-0.3, 0.3, (4, 16, 5)).astype(np.float32)
+    reference = {"t1c": 1000.0, "t1n": 1000.0, "t2f": 1000.0, "t2w": 1000.0}
+    net = PriorResidualHFGAN(HFGANConfig(dim=8, num_outputs=2), table, patterns=True)
+    manifest = export(net, out, "tiny-any",
+                      normalization={"scheme": "percentile", "percentile": 99.5, "reference_scale": reference},
+                      default_view=View.AXIAL, provenance={"note": "random init, tests only"})
+    return manifest.path
+
+
+@pytest.fixture(scope="session")
+def tiny_segmenter(tmp_path_factory) -> Path:
+    """A random-init 2.5D U-Net (widths 4, 8) exported as a segmenter: real ONNX, not trained."""
+    if not HAS_TORCH:
+        pytest.skip("torch is not installed (install the [torch] extra)")
+    import torch
+
+    from brasyn_infer.authoring.models.segmenter_export import export_segmenter
+    from brasyn_infer.authoring.models.unet import UNet2D, UNetConfig
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("segmenter")
+    return export_segmenter(UNet2D(UNetConfig(in_channels=12, widths=(4, 8))), out, "tiny-seg", context=1)
