@@ -172,7 +172,9 @@ train-refiner: $(BIN)/.installed-dev
 ## two (60%) or three (40%) inputs dropped, one torch thread: the validation model (ANY_VALIDATION held out: the
 ## generator's validation cases and BraTS2021_00006, so that the segmenter's held-out cases are held out from both)
 ## then the final one on all 29 cases, the same recipe. About 40 minutes each on one core beside other work; each
-## resumes from runs/any/<run>/state.pt. ship-any: the final model -> weights/default-any.{onnx,json,safetensors}.
+## resumes from runs/any/<run>/state.pt. ship-any: the final model -> weights/default-any.{onnx,json,safetensors}
+## (the checkpoint in fp16), run on the sagittal view alone (ANY_VIEWS: a case with three missing costs three
+## syntheses, so one view each keeps it near a one-missing case with the default's three views).
 ANY_CASES ?= $(SHARED)/data/cases $(SHARED)/data/brats2018 $(SHARED)/data/brats2021
 ANY_VALIDATION = $(VALIDATION) BraTS2021_00006
 ANY_RECIPE = $(COMMON) --missing-counts 0 0.6 0.4 --steps 1800 --whole-from 0.85 --lr 4e-4 --warmup 100
@@ -189,9 +191,11 @@ train-any-final: $(BIN)/.installed-dev
 	$(BIN)/python -m training.train --cases $(ANY_CASES) $(ANY_RECIPE) --threads $(THREADS) \
 		--run-dir $(ANY_RUNS)/final --out $(ANY_RUNS)/final --name default-any --no-export --resume \
 		>> $(ANY_RUNS)/final/train.log 2>&1
+ANY_VIEWS = --views sagittal
 ship-any: $(BIN)/.installed-dev
-	$(BIN)/python -m training.export_checkpoint $(ANY_RUNS)/final/default-any.safetensors --out weights --name default-any
-	cp $(ANY_RUNS)/final/default-any.safetensors weights/default-any.safetensors
+	$(BIN)/python -m training.export_checkpoint $(ANY_RUNS)/final/default-any.safetensors --out weights \
+		--name default-any $(ANY_VIEWS)
+	$(BIN)/python -m training.fp16_checkpoint $(ANY_RUNS)/final/default-any.safetensors weights/default-any.safetensors
 
 ## train-seg: the embedded tumor segmenter (training/train_segmenter.py, a 2.5D U-Net), one torch thread: the validation
 ## model (SEG_VALIDATION held out and scored at the end) then the shipped one (every case with an expert segmentation),

@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from brasyn_infer.constants import Modality
+from brasyn_infer.constants import Modality, View
 
 from .train import add_refiner_options, export_checkpoint, refiner_block
 
@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="copy this manifest's uncertainty block (fitted by training.validate)")
     p.add_argument("--blend", action="append", default=[], metavar="MODALITY=ALPHA",
                    help="blend this modality's output with the linear prior (0 to 1; 1: the generator alone)")
+    p.add_argument("--views", nargs="+", default=None, choices=[v.value for v in View],
+                   help="the views the manifest runs by default (default: those the model was trained on); e.g. "
+                   "one view for a model whose cases cost one synthesis per missing modality")
     add_refiner_options(p)
     args = p.parse_args(argv)
     blend = {}
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         if not block:
             raise SystemExit(f"{args.uncertainty_from} has no uncertainty block: run python -m training.validate first")
     export_checkpoint(args.checkpoint, args.out, args.name, refiner_block(args.refiner, args.refine_by_default), block,
-                      blend)
+                      blend, views=args.views)
 
 
 if __name__ == "__main__":

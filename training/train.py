@@ -339,14 +339,16 @@ def blend_block(prior: dict[str, list[float]], blend: dict[str, float]) -> dict:
 
 
 def export_checkpoint(ckpt: Path, out: Path, name: str, refiner: dict | None = None,
-                      uncertainty: dict | None = None, blend: dict[str, float] | None = None) -> Path:
+                      uncertainty: dict | None = None, blend: dict[str, float] | None = None,
+                      views: list[str] | None = None) -> Path:
     """Export a checkpoint written by :func:`save_checkpoint` to ``out/<name>.onnx`` + manifest; returns the manifest.
 
     ``refiner``: the manifest's refiner block (:func:`refiner_block`); ``uncertainty``: the map's block, fitted on
     the validation cases (``training.validate``); ``blend``: ``{modality: alpha}``, chosen on the validation cases
-    (``training.posthoc_study``), blends those modalities' output with the linear prior (:func:`blend_block`)."""
+    (``training.posthoc_study``), blends those modalities' output with the linear prior (:func:`blend_block`);
+    ``views``: the manifest's default views (default: the training's)."""
     net, info = load_trained(ckpt)
-    views = [View(v) for v in info["views"]]
+    views = [View(v) for v in (views or info["views"])]
     manifest = export(net, out, name, normalization=info["normalization"], default_view=views[0],
                       provenance={"trained_by": "training/train.py (this repository)", "checkpoint": ckpt.name},
                       training=info["training"], views=tuple(views) if len(views) > 1 else (), refiner=refiner,

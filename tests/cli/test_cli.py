@@ -8,7 +8,6 @@ bad file and the fix, still write the good case, and leave nothing else in the o
 from __future__ import annotations
 
 import gzip
-import subprocess
 import sys
 from pathlib import Path
 
@@ -301,7 +300,6 @@ def test_info_shows_weights_and_providers(tiny_weights):
 
 
 def test_main_implies_run(monkeypatch, tmp_path, tiny_weights):
-    import sys
 
     from brasyn_infer import cli
 
@@ -323,11 +321,11 @@ def test_unexpected_error_in_one_case_does_not_stop_the_run(tmp_path, tiny_weigh
     original = Synthesizer.synthesize_stages
     calls = []
 
-    def flaky(self, volumes, missing, on_batch=None):
+    def flaky(self, volumes, missing, on_batch=None, **kwargs):
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("onnxruntime: simulated kernel failure")
-        return original(self, volumes, missing, on_batch)
+        return original(self, volumes, missing, on_batch, **kwargs)
 
     monkeypatch.setattr(Synthesizer, "synthesize_stages", flaky)
     result = run_cli(root, tmp_path / "out", tiny_weights)
@@ -353,7 +351,6 @@ def test_views_fuse_and_refine_options(tmp_path, tiny_weights, tiny_refiner):
 def test_unexpected_error_outside_a_case_is_one_line(monkeypatch, tmp_path, capsys):
     """A bug outside any case (here: discovery) ends the run with one line and exit 1, not a traceback;
     BRASYN_DEBUG=1 shows the traceback."""
-    import sys
 
     from brasyn_infer import cli
     from brasyn_infer.pipeline import job

@@ -67,11 +67,11 @@ def evaluate(
     from brasyn_infer.evaluation.dry_run import DryRunOptions, Hooks, dry_run
     from brasyn_infer.evaluation.organizers import BORDERS
     from brasyn_infer.evaluation.patterns import parse_drop
-    from brasyn_infer.segmentation.labels import LabelConvention
     from brasyn_infer.evaluation.report import markdown_table, summarize
     from brasyn_infer.io.cases import list_case_folders
     from brasyn_infer.pipeline.run import check_output_dir
     from brasyn_infer.pipeline.synthesizer import Synthesizer
+    from brasyn_infer.segmentation.labels import LabelConvention
 
     chosen = shard_or_exit(shard)
     with one_line_errors():

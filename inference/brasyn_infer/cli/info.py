@@ -45,7 +45,7 @@ def info(weights: WeightsOpt = None) -> None:
         typer.echo(f"  refiner: {manifest.refiner['weights']} ({'on' if manifest.refiner.get('enabled') else 'off'} by default)")
     trust = manifest.trust
     if manifest.has_log_scale:  # the graph makes its own map (the default's)
-        blended = ", ".join(sorted((trust.get("blend") or {})))
+        blended = ", ".join(sorted(trust.get("blend") or {}))
         calibrated = (", scaled by settings fitted on held-out cases" + (
             f" (for {blended}, fitted on the output before the blend with the prior)" if blended else "")
             if manifest.uncertainty else "")

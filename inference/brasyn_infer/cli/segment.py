@@ -8,8 +8,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from brasyn_infer.cli.app import DeviceOpt, QuietOpt, ShardOpt, WeightsOpt, app, fail_line, log, one_line_errors, \
-    setup_logging, shard_or_exit
+from brasyn_infer.cli.app import (
+    DeviceOpt,
+    QuietOpt,
+    ShardOpt,
+    WeightsOpt,
+    app,
+    fail_line,
+    log,
+    one_line_errors,
+    setup_logging,
+    shard_or_exit,
+)
 from brasyn_infer.constants import Device
 from brasyn_infer.segmentation.labels import LabelConvention
 

@@ -21,7 +21,6 @@ the other cases are scored, and the linear fits leave it out.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -37,7 +36,7 @@ from brasyn_infer.evaluation.baselines import baseline_output
 from brasyn_infer.evaluation.identity import claim_report_dir, run_identity
 from brasyn_infer.evaluation.merge import merge_shard_reports
 from brasyn_infer.evaluation.metrics import score
-from brasyn_infer.evaluation.patterns import Pattern, copy_source, label, ordered, parse_drop
+from brasyn_infer.evaluation.patterns import Pattern, label, ordered, parse_drop
 from brasyn_infer.evaluation.report import ERROR, append_row, read_rows, row_key, weights_label, write_reports
 from brasyn_infer.evaluation.stats_cache import StatsCache
 from brasyn_infer.io.cases import CaseFiles, complete_case, discover, list_case_folders

@@ -54,22 +54,26 @@ def parse_drop(text: str) -> list[Pattern]:
     """``--drop``: patterns and groups, comma-separated; UsageError naming the bad item."""
     patterns: list[Pattern] = []
     for item in (t.strip().lower() for t in text.split(",") if t.strip()):
-        try:
-            found = group(item)
-        except KeyError:
-            try:
-                mods = [Modality(part.strip()) for part in item.split("+")]
-            except ValueError as error:
-                raise UsageError(f"--drop {item!r}: {error}", fix="use t1c,t1n,t2f,t2w, patterns such as t1c+t2f, "
-                                 "or all, pairs, singles, every") from None
-            if len(set(mods)) != len(mods) or len(mods) > 3:
-                raise UsageError(f"--drop {item!r}: a pattern drops one to three different modalities",
-                                 fix="e.g. t1c+t2f")
-            found = [ordered(mods)]
+        found = group(item) if item in GROUPS else [_pattern(item)]
         patterns += [p for p in found if p not in patterns]
     if not patterns:
         raise UsageError(f"--drop {text!r} names no pattern", fix="e.g. --drop all")
     return patterns
+
+
+GROUPS = ("all", "pairs", "singles", "every")
+
+
+def _pattern(item: str) -> Pattern:
+    """One ``--drop`` item that is no group: ``t1c`` or ``t1c+t2f``."""
+    try:
+        mods = [Modality(part.strip()) for part in item.split("+")]
+    except ValueError as error:
+        raise UsageError(f"--drop {item!r}: {error}", fix="use t1c,t1n,t2f,t2w, patterns such as t1c+t2f, "
+                         "or all, pairs, singles, every") from None
+    if len(set(mods)) != len(mods) or len(mods) > 3:
+        raise UsageError(f"--drop {item!r}: a pattern drops one to three different modalities", fix="e.g. t1c+t2f")
+    return ordered(mods)
 
 
 def copy_source(target: Modality, available) -> Modality:

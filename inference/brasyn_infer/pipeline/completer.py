@@ -16,8 +16,8 @@ import numpy as np
 
 from brasyn_infer.constants import MODALITIES, Modality
 from brasyn_infer.errors import CaseError
-from brasyn_infer.runtime.manifest import PATTERNS_ANY
 from brasyn_infer.pipeline.synthesizer import Synthesizer
+from brasyn_infer.runtime.manifest import PATTERNS_ANY
 
 log = logging.getLogger(__name__)
 

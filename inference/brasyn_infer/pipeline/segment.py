@@ -20,8 +20,8 @@ from brasyn_infer.constants import MODALITIES, Device, Modality
 from brasyn_infer.errors import BrasynError, CaseError
 from brasyn_infer.io.atomic import remove_stale_temps
 from brasyn_infer.io.cases import CaseFiles, list_case_folders, scan_folder
-from brasyn_infer.io.nifti import output_image, read_inputs, write_atomic
 from brasyn_infer.io.naming import seg_file
+from brasyn_infer.io.nifti import output_image, read_inputs, write_atomic
 from brasyn_infer.orchestration.shards import Shard
 from brasyn_infer.pipeline.run import check_output_dir, output_is_complete
 from brasyn_infer.runtime.segmenter import Segmenter
