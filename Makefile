@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg train-any train-any-val train-any-final ship-any clean docker-build docker-run mlcube-run
+.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg train-any train-any-val train-any-final ship-any validate-seg validate-any clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -196,6 +196,27 @@ ship-any: $(BIN)/.installed-dev
 	$(BIN)/python -m training.export_checkpoint $(ANY_RUNS)/final/default-any.safetensors --out weights \
 		--name default-any $(ANY_VIEWS)
 	$(BIN)/python -m training.fp16_checkpoint $(ANY_RUNS)/final/default-any.safetensors weights/default-any.safetensors
+
+## validate-seg: the downstream protocol on the segmenter's held-out cases (SEG_VALIDATION, one missing, each modality
+## in turn): segmented by the validation segmenter with the real sequences, the default's synthesis, a copy and the
+## linear fit (fitted leave-one-case-out on the 29 cases) -> $(SEG_RUNS)/downstream/report.md. The default's
+## network saw these cases in training (its validation model is not kept): the synthesized row is optimistic.
+## validate-any: the companion's validation model (one view) on ANY_VALIDATION, two missing (all six pairs) and one
+## left (four patterns), against the linear fit for each pattern (fitted on its training cases) and the copy ->
+## $(ANY_RUNS)/validation/report.md.
+VALDATA = $(TRAIN_RUNS)/validation/all-data
+$(VALDATA):
+	mkdir -p $(VALDATA)
+	for root in $(ANY_CASES); do for case in $$root/*/; do ln -sfn $$(realpath $$case) $(VALDATA)/; done; done
+validate-seg: $(BIN)/.installed-dev $(VALDATA)
+	$(BIN)/brasyn-infer evaluate $(VALDATA) $(SEG_RUNS)/downstream --only $(subst $(space),$(comma),$(SEG_VALIDATION)) \
+		--drop all --baseline linear,copy --segment --segmenter $(SEG_RUNS)/val/segmenter-val.json --no-uncertainty --quiet
+validate-any: $(BIN)/.installed-dev $(VALDATA)
+	$(BIN)/python -m training.export_checkpoint $(ANY_RUNS)/val/val-any.safetensors --out $(ANY_RUNS)/val \
+		--name val-any-1v $(ANY_VIEWS)
+	$(BIN)/brasyn-infer evaluate $(VALDATA) $(ANY_RUNS)/validation --only $(subst $(space),$(comma),$(ANY_VALIDATION)) \
+		--weights $(ANY_RUNS)/val/val-any-1v.json --fit-on training --drop pairs,singles --baseline linear,copy \
+		--no-uncertainty --quiet
 
 ## train-seg: the embedded tumor segmenter (training/train_segmenter.py, a 2.5D U-Net), one torch thread: the validation
 ## model (SEG_VALIDATION held out and scored at the end) then the shipped one (every case with an expert segmentation),
