@@ -378,7 +378,7 @@ def test_the_commands_are_the_ones_the_application_has():
     from brasyn_infer.cli import command_names
 
     assert command_names() == set(get_command(app).commands) == {"run", "check", "info", "export", "import",
-                                                                 "evaluate", "summary"}
+                                                                 "evaluate", "summary", "segment"}
     for name in command_names():
         assert CliRunner().invoke(app, [name, "--help"]).exit_code == 0
 
