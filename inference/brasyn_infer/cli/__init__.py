@@ -1,7 +1,7 @@
 """The ``brasyn-infer`` command line (typer), one module per command.
 
-``brasyn-infer INPUT OUTPUT [options]`` runs synthesis (the ``run`` command, implied); ``check``, ``info``,
-``export``, ``import``, ``evaluate`` and ``summary merge`` are subcommands. Exit codes: 0 success, 1 some case
+``brasyn-infer INPUT OUTPUT [options]`` runs synthesis (the ``run`` command, implied); ``segment``, ``check``,
+``info``, ``export``, ``import``, ``evaluate`` and ``summary merge`` are subcommands. Exit codes: 0 success, 1 some case
 or step failed (each failure printed as one line), 2 usage error.
 """
 
