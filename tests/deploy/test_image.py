@@ -375,3 +375,18 @@ def test_h_imported_3d_model_in_a_derived_image(image, cases, tmp_path):
         assert_matches_host(out, host, expected_names(cases))
     finally:
         docker("rmi", "-f", derived)
+
+
+def test_i_segment_entry_form_completes_and_segments(image, cases, tmp_path):
+    """`IMAGE segment /input /output --complete`: the example case (t2f missing) completed and segmented as a
+    stranger uid, labels in the inputs' convention, nothing but the segmentation in /output."""
+    out = writable_dir(tmp_path / "segs")
+    result = run_image(image, "--user", STRANGER, "-v", f"{cases}:/input:ro", "-v", f"{out}:/output:rw", image,
+                       "segment", "/input", "/output", "--complete")
+    assert result.returncode == 0, result.stderr
+    assert_clean(result.stderr)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{p.name}-seg.nii.gz" for p in cases.iterdir() if p.is_dir())
+    segs = [np.asarray(nib.load(str(out / name)).dataobj) for name in names]
+    assert all(s.dtype == np.uint8 and set(np.unique(s)) <= {0, 1, 2, 3} for s in segs)
+    assert any((s > 0).any() for s in segs)
