@@ -173,7 +173,8 @@ train-refiner: $(BIN)/.installed-dev
 ## generator's validation cases and BraTS2021_00006, so that the segmenter's held-out cases are held out from both)
 ## then the final one on all 29 cases, the same recipe. About 40 minutes each on one core beside other work; each
 ## resumes from runs/any/<run>/state.pt. ship-any: the final model -> weights/default-any.{onnx,json,safetensors}
-## (the checkpoint in fp16), run on the sagittal view alone (ANY_VIEWS: a case with three missing costs three
+## (the checkpoint in fp16; ANY_SHIP=runs/any/val/val-any.safetensors ships the validation model, as the current
+## default-any is: the final run did not fit the session that trained it), run on the sagittal view alone (ANY_VIEWS: a case with three missing costs three
 ## syntheses, so one view each keeps it near a one-missing case with the default's three views).
 ANY_CASES ?= $(SHARED)/data/cases $(SHARED)/data/brats2018 $(SHARED)/data/brats2021
 ANY_VALIDATION = $(VALIDATION) BraTS2021_00006
@@ -192,10 +193,10 @@ train-any-final: $(BIN)/.installed-dev
 		--run-dir $(ANY_RUNS)/final --out $(ANY_RUNS)/final --name default-any --no-export --resume \
 		>> $(ANY_RUNS)/final/train.log 2>&1
 ANY_VIEWS = --views sagittal
+ANY_SHIP ?= $(ANY_RUNS)/final/default-any.safetensors
 ship-any: $(BIN)/.installed-dev
-	$(BIN)/python -m training.export_checkpoint $(ANY_RUNS)/final/default-any.safetensors --out weights \
-		--name default-any $(ANY_VIEWS)
-	$(BIN)/python -m training.fp16_checkpoint $(ANY_RUNS)/final/default-any.safetensors weights/default-any.safetensors
+	$(BIN)/python -m training.export_checkpoint $(ANY_SHIP) --out weights --name default-any $(ANY_VIEWS)
+	$(BIN)/python -m training.fp16_checkpoint $(ANY_SHIP) weights/default-any.safetensors
 
 ## validate-seg: the downstream protocol on the segmenter's held-out cases (SEG_VALIDATION, one missing, each modality
 ## in turn): segmented by the validation segmenter with the real sequences, the default's synthesis, a copy and the
@@ -215,8 +216,9 @@ validate-any: $(BIN)/.installed-dev $(VALDATA)
 	$(BIN)/python -m training.export_checkpoint $(ANY_RUNS)/val/val-any.safetensors --out $(ANY_RUNS)/val \
 		--name val-any-1v $(ANY_VIEWS)
 	$(BIN)/brasyn-infer evaluate $(VALDATA) $(ANY_RUNS)/validation --only $(subst $(space),$(comma),$(ANY_VALIDATION)) \
-		--weights $(ANY_RUNS)/val/val-any-1v.json --fit-on training --drop pairs,singles --baseline linear,copy \
+		--weights $(ANY_RUNS)/val/val-any-1v.json --fit-on training --drop $(ANY_DROP) --baseline linear,copy \
 		--no-uncertainty --quiet
+ANY_DROP ?= pairs,singles
 
 ## train-seg: the embedded tumor segmenter (training/train_segmenter.py, a 2.5D U-Net), one torch thread: the validation
 ## model (SEG_VALIDATION held out and scored at the end) then the shipped one (every case with an expert segmentation),

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     tmp = args.target.with_name(f".{args.target.name}.{os.getpid()}.tmp")
     save_file(state, str(tmp), metadata=meta)
     os.replace(tmp, args.target)
+    args.target.chmod(0o644)
     print(f"wrote {args.target} ({args.target.stat().st_size / 1e6:.1f} MB, float16; {len(state)} tensors)")
 
 

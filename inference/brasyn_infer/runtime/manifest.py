@@ -181,6 +181,9 @@ def load_manifest(spec: str | Path | None = None) -> Manifest:
     if data.get("architecture") == "refiner3d":
         raise WeightsError("this is a refiner's manifest, not a generator's", path,
                            "pass it with --refiner, and a generator with --weights")
+    if data.get("architecture") == "segmenter":
+        raise WeightsError("this is a segmenter's manifest, not a generator's", path,
+                           "pass it with --segmenter (brasyn-infer segment, evaluate --segment)")
     missing = [k for k in ("name", "architecture", "config", "normalization", "default_view", "onnx", "sha256") if k not in data]
     if missing:
         raise WeightsError(f"manifest lacks {', '.join(missing)}", path, "re-export the weights with brasyn-infer export")
