@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -41,6 +40,7 @@ from brasyn_infer.synthesis.linear import LinearStats, fit, pattern_table, prior
 
 from .data import SliceSampler, find_case_folders, load_complete_case
 from .losses import residual_loss
+from .runstate import load_state, save_state
 
 PERCENTILE = 99.5
 #: arguments that define the recipe: a resumed run must have the same
@@ -151,29 +151,13 @@ def recipe(args: argparse.Namespace) -> dict:
             for k, v in vars(args).items() if k in RECIPE_KEYS and not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
 
 
-def save_state(path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, step: int, args: argparse.Namespace,
-               history: list[dict], seconds: float) -> None:
-    """The resumable state, written to a temp file and renamed (a kill never leaves half a state)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "recipe": recipe(args),
-                "history": history, "seconds": seconds}, tmp)
-    os.replace(tmp, path)
-
-
 def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
     args.run_dir.mkdir(parents=True, exist_ok=True)
     state_path = args.run_dir / "state.pt"
-    state = None
-    if args.resume and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state["recipe"] != recipe(args):
-            changed = sorted(k for k in set(state["recipe"]) | set(recipe(args))
-                             if state["recipe"].get(k) != recipe(args).get(k))
-            raise SystemExit(f"{state_path}: saved with another recipe ({', '.join(changed)} differ); "
-                             "use another --run-dir, or the same arguments")
+    state = load_state(state_path, args.resume, recipe(args))
     folders = find_case_folders(args.cases)
     unknown = set(args.holdout) - {p.name for p in folders}
     if unknown:
@@ -244,7 +228,7 @@ def train(args: argparse.Namespace) -> dict:
                 history.append(entry)
                 print(json.dumps(entry), flush=True)
             if step % args.save_every == 0 or step == args.steps:
-                save_state(state_path, net, opt, step, args, history, time.perf_counter() - start)
+                save_state(state_path, net, opt, step, recipe(args), history, time.perf_counter() - start)
 
     record = {
         "command": "python -m training.train " + " ".join(sys.argv[1:]),

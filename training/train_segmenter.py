@@ -42,6 +42,7 @@ from brasyn_infer.segmentation.labels import CLASS_REGIONS, REGIONS, classes_fro
 from brasyn_infer.segmentation.preprocess import axial_stack, brain_box, crop, zscore
 
 from .data import find_case_folders
+from .runstate import load_state, save_state
 
 RECIPE_KEYS = ("cases", "holdout", "exclude", "widths", "context", "crop", "batch", "lr", "steps", "warmup", "tumor",
                "dice_weight", "seed", "init")
@@ -205,14 +206,6 @@ def score_case(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return out
 
 
-def save_state(path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, step: int, args: argparse.Namespace,
-               history: list[dict], seconds: float) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "recipe": recipe(args),
-                "history": history, "seconds": seconds}, tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(net: UNet2D, path: Path, info: dict) -> Path:
     from safetensors.torch import save_file
 
@@ -247,14 +240,7 @@ def train(args: argparse.Namespace) -> dict:
         raise SystemExit(f"--crop {args.crop} must be a multiple of {cfg.multiple}")
     args.run_dir.mkdir(parents=True, exist_ok=True)
     state_path = args.run_dir / "state.pt"
-    state = None
-    if args.resume and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state["recipe"] != recipe(args):
-            changed = sorted(k for k in set(state["recipe"]) | set(recipe(args))
-                             if state["recipe"].get(k) != recipe(args).get(k))
-            raise SystemExit(f"{state_path}: saved with another recipe ({', '.join(changed)} differ); "
-                             "use another --run-dir, or the same arguments")
+    state = load_state(state_path, args.resume, recipe(args))
     folders = [p for p in find_case_folders(args.cases) if p.name not in args.exclude]
     unknown = set(args.holdout) - {p.name for p in folders}
     if unknown:
@@ -309,7 +295,7 @@ def train(args: argparse.Namespace) -> dict:
                 history.append(entry)
                 print(json.dumps(entry), flush=True)
             if step % args.save_every == 0 or step == args.steps:
-                save_state(state_path, net, opt, step, args, history, time.perf_counter() - start_time)
+                save_state(state_path, net, opt, step, recipe(args), history, time.perf_counter() - start_time)
     train_seconds = time.perf_counter() - start_time
 
     scores = {}

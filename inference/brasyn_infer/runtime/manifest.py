@@ -241,15 +241,17 @@ def load_manifest(spec: str | Path | None = None) -> Manifest:
     return manifest
 
 
+def check_sha256(path: Path, expected: str) -> None:
+    """Refuse a file whose sha256 differs from the one its manifest records."""
+    actual = sha256_of(path)
+    if actual != expected:
+        raise WeightsError(f"sha256 mismatch (manifest {expected[:12]}..., file {actual[:12]}...)", path,
+                           "the file is corrupt or was replaced: restore it, or re-export the weights")
+
+
 def verify(manifest: Manifest) -> None:
     """Refuse an ONNX file whose sha256 differs from the manifest's."""
-    actual = sha256_of(manifest.onnx_path)
-    if actual != manifest.sha256:
-        raise WeightsError(
-            f"sha256 mismatch (manifest {manifest.sha256[:12]}..., file {actual[:12]}...)",
-            manifest.onnx_path,
-            "the file is corrupt or was replaced: restore it, or re-export the weights",
-        )
+    check_sha256(manifest.onnx_path, manifest.sha256)
 
 
 def write_manifest(manifest: Manifest) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from brasyn_infer.errors import WeightsError
 from brasyn_infer.io.atomic import write_json_atomic
-from brasyn_infer.runtime.manifest import MANIFEST_VERSION, sha256_of, weights_dirs
+from brasyn_infer.runtime.manifest import MANIFEST_VERSION, check_sha256, weights_dirs
 from brasyn_infer.synthesis.windows import BlendMode
 
 ARCHITECTURE = "refiner3d"
@@ -72,8 +72,5 @@ def load_refiner_manifest(spec: str | Path, beside: Path | None = None) -> Refin
         raise WeightsError("refiner window must be 3 sizes and overlap in [0, 1)", path, "fix the manifest")
     if not manifest.onnx_path.is_file():
         raise WeightsError("the refiner's ONNX file is missing", manifest.onnx_path, "restore it beside the manifest")
-    actual = sha256_of(manifest.onnx_path)
-    if actual != manifest.sha256:
-        raise WeightsError(f"sha256 mismatch (manifest {manifest.sha256[:12]}..., file {actual[:12]}...)",
-                           manifest.onnx_path, "the file is corrupt or was replaced: restore it, or re-export")
+    check_sha256(manifest.onnx_path, manifest.sha256)
     return manifest

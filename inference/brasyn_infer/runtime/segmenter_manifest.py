@@ -22,7 +22,7 @@ from typing import Any
 from brasyn_infer.constants import MODALITIES, Modality
 from brasyn_infer.errors import WeightsError
 from brasyn_infer.io.atomic import write_json_atomic
-from brasyn_infer.runtime.manifest import MANIFEST_VERSION, sha256_of, weights_dirs
+from brasyn_infer.runtime.manifest import MANIFEST_VERSION, check_sha256, weights_dirs
 
 ARCHITECTURE = "segmenter"
 KINDS = ("slice2d", "volume3d")
@@ -122,8 +122,5 @@ def load_segmenter_manifest(spec: str | Path | None = None, verify: bool = True)
     if not manifest.onnx_path.is_file():
         raise WeightsError("the segmenter's ONNX file is missing", manifest.onnx_path, "restore it beside the manifest")
     if verify:
-        actual = sha256_of(manifest.onnx_path)
-        if actual != manifest.sha256:
-            raise WeightsError(f"sha256 mismatch (manifest {manifest.sha256[:12]}..., file {actual[:12]}...)",
-                               manifest.onnx_path, "the file is corrupt or was replaced: restore it, or re-export")
+        check_sha256(manifest.onnx_path, manifest.sha256)
     return manifest

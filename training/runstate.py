@@ -1,0 +1,31 @@
+"""A training run's resumable state (``RUN_DIR/state.pt``): written atomically, read back only for the same recipe.
+Shared by the generator's and the segmenter's trainers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+
+def load_state(path: Path, resume: bool, recipe: dict) -> dict | None:
+    """The state saved at ``path`` when ``resume`` and it exists; SystemExit naming what differs when it was saved
+    with another recipe; None otherwise."""
+    if not (resume and path.is_file()):
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["recipe"] != recipe:
+        changed = sorted(k for k in set(state["recipe"]) | set(recipe) if state["recipe"].get(k) != recipe.get(k))
+        raise SystemExit(f"{path}: saved with another recipe ({', '.join(changed)} differ); "
+                         "use another --run-dir, or the same arguments")
+    return state
+
+
+def save_state(path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, step: int, recipe: dict,
+               history: list[dict], seconds: float) -> None:
+    """The resumable state, written to a temp file and renamed (a kill never leaves half a state)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "recipe": recipe,
+                "history": history, "seconds": seconds}, tmp)
+    os.replace(tmp, path)
