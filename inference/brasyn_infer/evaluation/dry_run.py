@@ -38,6 +38,7 @@ from brasyn_infer.evaluation.merge import merge_shard_reports
 from brasyn_infer.evaluation.metrics import score
 from brasyn_infer.evaluation.patterns import Pattern, label, ordered, parse_drop
 from brasyn_infer.evaluation.report import ERROR, append_row, read_rows, row_key, weights_label, write_reports
+from brasyn_infer.evaluation.scoring import score_pattern
 from brasyn_infer.evaluation.stats_cache import StatsCache
 from brasyn_infer.io.cases import CaseFiles, complete_case, discover, list_case_folders
 from brasyn_infer.io.checks import check_case
@@ -351,8 +352,6 @@ def _score_pattern(run: Run, files: CaseFiles, loaded: Mapping[Modality, Volume]
                    tmp: Path) -> list[dict]:
     """Complete one case with ``pattern`` dropped and score each synthesized modality: the model's stages, the mean
     and copy baselines and, with the protocol, the segmentations of the completed cases."""
-    from brasyn_infer.evaluation.scoring import score_pattern
-
     case_dir = tmp / "in" / files.case_id
     case_dir.mkdir(parents=True, exist_ok=True)
     for old in case_dir.iterdir():
