@@ -3,6 +3,7 @@ Shared by the generator's and the segmenter's trainers."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -29,3 +30,12 @@ def save_state(path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, ste
     torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "recipe": recipe,
                 "history": history, "seconds": seconds}, tmp)
     os.replace(tmp, path)
+
+
+def warmup_cosine(lr: float, warmup: int, steps: int, step: int, floor: float) -> float:
+    """The learning rate at ``step`` (from 0): linear warm-up over ``warmup`` steps, then a cosine to ``floor`` x
+    ``lr`` at ``steps``, held there after."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return lr * max(floor, 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -40,7 +39,7 @@ from brasyn_infer.synthesis.linear import LinearStats, fit, pattern_table, prior
 
 from .data import SliceSampler, find_case_folders, load_complete_case
 from .losses import residual_loss
-from .runstate import load_state, save_state
+from .runstate import load_state, save_state, warmup_cosine
 
 PERCENTILE = 99.5
 #: arguments that define the recipe: a resumed run must have the same
@@ -118,10 +117,7 @@ def missing_probabilities(t1c: float) -> tuple[float, ...]:
 
 def learning_rate(args: argparse.Namespace, step: int) -> float:
     """Linear warm-up, then cosine to 2% of ``--lr`` at ``--steps``."""
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    progress = (step - args.warmup) / max(1, args.steps - args.warmup)
-    return args.lr * max(0.02, 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+    return warmup_cosine(args.lr, args.warmup, args.steps, step, 0.02)
 
 
 def whole_batch(args: argparse.Namespace) -> int:

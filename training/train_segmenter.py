@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -42,7 +41,7 @@ from brasyn_infer.segmentation.labels import CLASS_REGIONS, REGIONS, classes_fro
 from brasyn_infer.segmentation.preprocess import axial_stack, brain_box, crop, zscore
 
 from .data import find_case_folders
-from .runstate import load_state, save_state
+from .runstate import load_state, save_state, warmup_cosine
 
 RECIPE_KEYS = ("cases", "holdout", "exclude", "widths", "context", "crop", "batch", "lr", "steps", "warmup", "tumor",
                "dice_weight", "seed", "init")
@@ -116,6 +115,7 @@ class CropSampler:
         s = self.side
         for _ in range(size):
             pool = self.lesion if (self.lesion and rng.random() < self.tumor) else self.brain
+            pool = pool or self.lesion  # every slice holds tumor: no other pool to draw from
             ci, z = pool[rng.integers(len(pool))]
             case = self.cases[ci]
             x = axial_stack(case.x4, np.array([z]), self.context)[0]
@@ -162,10 +162,8 @@ def region_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 
 def learning_rate(args: argparse.Namespace, step: int) -> float:
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    progress = (step - args.warmup) / max(1, args.steps - args.warmup)
-    return args.lr * max(0.01, 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+    """Linear warm-up, then cosine to 1% of ``--lr`` at ``--steps``."""
+    return warmup_cosine(args.lr, args.warmup, args.steps, step, 0.01)
 
 
 def recipe(args: argparse.Namespace) -> dict:
