@@ -23,6 +23,17 @@ def load_state(path: Path, resume: bool, recipe: dict) -> dict | None:
     return state
 
 
+def restore(state: dict | None, net: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[int, list[dict], float]:
+    """Load a :func:`load_state` state into ``net`` and ``opt``; returns its step, history and seconds (a fresh run's
+    ``0, [], 0.0`` without one), saying where it resumes."""
+    if state is None:
+        return 0, [], 0.0
+    net.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    print(f"resumed at step {state['step']} ({state['seconds'] / 60:.1f} min of training so far)", flush=True)
+    return state["step"], state["history"], state["seconds"]
+
+
 def save_state(path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, step: int, recipe: dict,
                history: list[dict], seconds: float) -> None:
     """The resumable state, written to a temp file and renamed (a kill never leaves half a state)."""

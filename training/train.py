@@ -39,7 +39,7 @@ from brasyn_infer.synthesis.linear import LinearStats, fit, pattern_table, prior
 
 from .data import SliceSampler, find_case_folders, load_complete_case
 from .losses import residual_loss
-from .runstate import load_state, save_state, warmup_cosine
+from .runstate import load_state, restore, save_state, warmup_cosine
 
 PERCENTILE = 99.5
 #: arguments that define the recipe: a resumed run must have the same
@@ -186,12 +186,7 @@ def train(args: argparse.Namespace) -> dict:
     if args.init is not None and state is None:
         init_from(net, args.init)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    step, history, spent = 0, [], 0.0
-    if state is not None:
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, history, spent = state["step"], state["history"], state["seconds"]
-        print(f"resumed at step {step} ({spent / 60:.1f} min of training so far)", flush=True)
+    step, history, spent = restore(state, net, opt)
     whole_step = int(args.whole_from * args.steps)
     start = time.perf_counter() - spent
     running: dict[str, float] = {}

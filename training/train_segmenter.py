@@ -41,7 +41,7 @@ from brasyn_infer.segmentation.labels import CLASS_REGIONS, REGIONS, classes_fro
 from brasyn_infer.segmentation.preprocess import axial_stack, brain_box, crop, zscore
 
 from .data import find_case_folders
-from .runstate import load_state, save_state, warmup_cosine
+from .runstate import load_state, restore, save_state, warmup_cosine
 
 RECIPE_KEYS = ("cases", "holdout", "exclude", "widths", "context", "crop", "batch", "lr", "steps", "warmup", "tumor",
                "dice_weight", "seed", "init")
@@ -260,12 +260,7 @@ def train(args: argparse.Namespace) -> dict:
         start, _ = load_checkpoint(args.init)
         net.load_state_dict(start.state_dict())
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    step, history, spent = 0, [], 0.0
-    if state is not None:
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, history, spent = state["step"], state["history"], state["seconds"]
-        print(f"resumed at step {step} ({spent / 60:.1f} min so far)", flush=True)
+    step, history, spent = restore(state, net, opt)
     start_time = time.perf_counter() - spent
     running: dict[str, float] = {}
     with ThreadPoolExecutor(max_workers=1) as prefetch:

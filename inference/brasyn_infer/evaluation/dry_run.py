@@ -40,7 +40,7 @@ from brasyn_infer.evaluation.patterns import Pattern, label, ordered, parse_drop
 from brasyn_infer.evaluation.report import ERROR, append_row, read_rows, row_key, weights_label, write_reports
 from brasyn_infer.evaluation.scoring import score_pattern
 from brasyn_infer.evaluation.stats_cache import StatsCache
-from brasyn_infer.io.cases import CaseFiles, complete_case, discover, list_case_folders
+from brasyn_infer.io.cases import CaseFiles, complete_case, discover, duplicate_ids, list_case_folders
 from brasyn_infer.io.checks import check_case
 from brasyn_infer.io.naming import modality_file, uncertainty_file
 from brasyn_infer.io.nifti import Volume, read_inputs
@@ -117,17 +117,9 @@ def find_complete_cases(data: Path) -> list[DryRunCase]:
             out.append(DryRunCase(folder, complete_case(folder)))
         except CaseError as error:
             out.append(DryRunCase(folder, None, error))
-    ids: dict[str, list[Path]] = {}
-    for c in out:
-        if c.files is not None:
-            ids.setdefault(c.files.case_id, []).append(c.folder)
-    for i, c in enumerate(out):
-        if c.files is not None and len(ids[c.files.case_id]) > 1:
-            others = ", ".join(str(f) for f in ids[c.files.case_id] if f != c.folder)
-            out[i] = DryRunCase(c.folder, None, CaseError(
-                f"case ID {c.files.case_id} is also the ID of {others}: their scores would be mixed", c.folder,
-                "rename one case's files, or evaluate them separately"))
-    return out
+    errors = duplicate_ids([(c.folder, c.files.case_id) for c in out if c.files is not None],
+                           "their scores would be mixed", "rename one case's files, or evaluate them separately")
+    return [DryRunCase(c.folder, None, errors[c.folder]) if c.folder in errors else c for c in out]
 
 
 def check_save_volumes(save: Path | None, data: Path, report_dir: Path) -> None:
@@ -222,8 +214,10 @@ def dry_run(data: Path, report_dir: Path, synth: Synthesizer, options: DryRunOpt
                         hooks.on_warning(warning)
                 if need_stats:
                     stats.store(files.case_id, _case_stats(synth, loaded, targets))
+                seg = _seg(files) if todo else None  # read once per case: the tumor mask and the protocol's reference
+                tumor = _tumor(files, options, seg)
                 if todo and protocol is not None:
-                    protocol.begin(files, {m: v.data for m, v in loaded.items()}, loaded[MODALITIES[0]].image)
+                    protocol.begin(files, {m: v.data for m, v in loaded.items()}, loaded[MODALITIES[0]].image, seg=seg)
             except Exception as error:  # noqa: BLE001 - an unreadable case is one error row, the run goes on
                 failure = _as_error(error, files)
                 errors.append(failure)
@@ -235,7 +229,7 @@ def dry_run(data: Path, report_dir: Path, synth: Synthesizer, options: DryRunOpt
             for pattern in options.drops:
                 if pattern in todo:
                     try:
-                        run.append(_score_pattern(run, files, loaded, pattern, Path(tmp)))
+                        run.append(_score_pattern(run, files, loaded, pattern, Path(tmp), tumor))
                     except BrasynError as error:
                         errors.append(error)
                         run.error_row(files.case_id, error, label(pattern))
@@ -273,15 +267,19 @@ def _case_stats(synth: Synthesizer, loaded: Mapping[Modality, Volume], targets: 
     return {m: case_stats(x4, m, synth.normalizer.fill) for m in targets}
 
 
-def _tumor(files: CaseFiles, options: DryRunOptions) -> np.ndarray | None:
-    """The whole tumor of the case's segmentation in its labels' convention (a 2024 resection cavity is not tumor)."""
-    from brasyn_infer.evaluation.protocol import label_convention
+def _seg(files: CaseFiles) -> np.ndarray | None:
+    """The labels of the case's segmentation file, or None without one."""
     from brasyn_infer.io.nifti import load_volume
+
+    return load_volume(files.seg).data if files.seg is not None else None
+
+
+def _tumor(files: CaseFiles, options: DryRunOptions, seg: np.ndarray | None) -> np.ndarray | None:
+    """The whole tumor of the case's labels ``seg`` in their convention (a 2024 resection cavity is not tumor)."""
+    from brasyn_infer.evaluation.protocol import label_convention
     from brasyn_infer.segmentation.labels import tumor_mask
 
-    if files.seg is None:
-        return None
-    return tumor_mask(load_volume(files.seg).data, label_convention(files, options.labels))
+    return tumor_mask(seg, label_convention(files, options.labels)) if seg is not None else None
 
 
 def _linear_phase(run: Run, cases: list[CaseFiles], scored: list[CaseFiles], stats: StatsCache,
@@ -311,9 +309,11 @@ def _linear_phase(run: Run, cases: list[CaseFiles], scored: list[CaseFiles], sta
             continue
         todo = [p for p in options.drops if any((files.case_id, label(p), m.value, "linear") not in run.done for m in p)]
         loaded = read_inputs(files.modalities) if todo else {}
-        tumor = _tumor(files, options) if todo else None
+        seg = _seg(files) if todo else None
+        tumor = _tumor(files, options, seg)
         if todo and run.protocol is not None:
-            run.protocol.begin(files, {m: v.data for m, v in loaded.items()}, loaded[MODALITIES[0]].image, real=False)
+            run.protocol.begin(files, {m: v.data for m, v in loaded.items()}, loaded[MODALITIES[0]].image, real=False,
+                               seg=seg)
         for pattern in todo:
             run.append(_score_linear(run, files, loaded, pattern, stats, fit_on - {files.case_id}, tumor))
             hooks.step(f"{files.case_id} -{label(pattern)}")
@@ -349,7 +349,7 @@ def _predict_subset(x4: np.ndarray, target: Modality, available: list[Modality],
 
 
 def _score_pattern(run: Run, files: CaseFiles, loaded: Mapping[Modality, Volume], pattern: Pattern,
-                   tmp: Path) -> list[dict]:
+                   tmp: Path, tumor: np.ndarray | None) -> list[dict]:
     """Complete one case with ``pattern`` dropped and score each synthesized modality: the model's stages, the mean
     and copy baselines and, with the protocol, the segmentations of the completed cases."""
     case_dir = tmp / "in" / files.case_id
@@ -362,7 +362,7 @@ def _score_pattern(run: Run, files: CaseFiles, loaded: Mapping[Modality, Volume]
     entries = discover(case_dir)  # the product's own checks of the reduced case
     if entries[0].error is not None:
         raise entries[0].error
-    return score_pattern(run, files, loaded, pattern, _tumor(files, run.options), _save_path)
+    return score_pattern(run, files, loaded, pattern, tumor, _save_path)
 
 
 def _save_path(root: Path, case_id: str, pattern: Pattern, target: Modality, map_file: bool = False) -> Path:

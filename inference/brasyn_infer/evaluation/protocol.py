@@ -34,11 +34,11 @@ def label_convention(files: CaseFiles, labels: LabelConvention | None) -> LabelC
     return labels or convention_for_files(files.convention)
 
 
-def expert_classes(files: CaseFiles, labels: LabelConvention | None) -> np.ndarray | None:
-    """The case's expert segmentation as classes, or None without one."""
+def expert_classes(files: CaseFiles, labels: LabelConvention | None, seg: np.ndarray | None = None) -> np.ndarray | None:
+    """The case's expert segmentation as classes, or None without one; ``seg``: its labels, when already read."""
     if files.seg is None:
         return None
-    return classes_from_labels(load_volume(files.seg).data, label_convention(files, labels))
+    return classes_from_labels(load_volume(files.seg).data if seg is None else seg, label_convention(files, labels))
 
 
 class DockerSegmenter:
@@ -93,12 +93,14 @@ class Protocol:
             return self.segmenter.segment(volumes, self._like)
         return self.segmenter.segment(volumes)
 
-    def begin(self, files: CaseFiles, volumes: Mapping[Modality, np.ndarray], like=None, real: bool = True) -> None:
-        """A new case: its reference is the expert segmentation, else the segmentation of its four real sequences
-        (made when there is no expert one, or when ``real`` asks for the real-sequence row)."""
+    def begin(self, files: CaseFiles, volumes: Mapping[Modality, np.ndarray], like=None, real: bool = True,
+              seg: np.ndarray | None = None) -> None:
+        """A new case: its reference is the expert segmentation (``seg``: its labels, when already read), else the
+        segmentation of its four real sequences (made when there is no expert one, or when ``real`` asks for the
+        real-sequence row)."""
         self._like = like
         self.case_id = files.case_id
-        self.expert = expert_classes(files, self.labels)
+        self.expert = expert_classes(files, self.labels, seg)
         self.real = self._segment(volumes) if real or self.expert is None else None
         self.reference = self.expert if self.expert is not None else self.real
 

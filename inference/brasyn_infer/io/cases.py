@@ -3,6 +3,7 @@ which modality is missing."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,20 +188,24 @@ def discover(root: Path) -> list[CaseEntry]:
     return refuse_duplicates(entries)
 
 
-def refuse_duplicates(entries: list[CaseEntry]) -> list[CaseEntry]:
-    """Entries whose case ID another folder also holds become errors naming both folders (their outputs would
-    share one name: one would overwrite the other); the rest are kept as they are, in order."""
+def duplicate_ids(found: Sequence[tuple[Path, str]], clash: str = "their outputs would overwrite each other",
+                  fix: str = "rename one case's files (e.g. add the time point to the ID), or run them separately",
+                  ) -> dict[Path, CaseError]:
+    """For ``(folder, case ID)`` pairs, the error of every folder whose case ID another folder also holds, naming
+    the others (``clash``: what sharing the ID would do); folders with a unique ID are not in the result."""
     folders: dict[str, list[Path]] = {}
-    for entry in entries:
-        if entry.case is not None:
-            folders.setdefault(entry.case_id, []).append(entry.folder)
-    out = []
-    for entry in entries:
-        same = folders.get(entry.case_id, [])
-        if entry.case is not None and len(same) > 1:
-            others = ", ".join(str(f) for f in same if f != entry.folder)
-            entry = CaseEntry(entry.case_id, entry.folder, error=CaseError(
-                f"case ID {entry.case_id} is also the ID of {others}: their outputs would overwrite each other",
-                entry.folder, "rename one case's files (e.g. add the time point to the ID), or run them separately"))
-        out.append(entry)
-    return out
+    for folder, case_id in found:
+        folders.setdefault(case_id, []).append(folder)
+    errors = {}
+    for folder, case_id in found:
+        if len(folders[case_id]) > 1:
+            others = ", ".join(str(f) for f in folders[case_id] if f != folder)
+            errors[folder] = CaseError(f"case ID {case_id} is also the ID of {others}: {clash}", folder, fix)
+    return errors
+
+
+def refuse_duplicates(entries: list[CaseEntry]) -> list[CaseEntry]:
+    """Entries whose case ID another folder also holds become errors naming both folders (:func:`duplicate_ids`);
+    the rest are kept as they are, in order."""
+    errors = duplicate_ids([(e.folder, e.case_id) for e in entries if e.case is not None])
+    return [CaseEntry(e.case_id, e.folder, error=errors[e.folder]) if e.folder in errors else e for e in entries]

@@ -19,7 +19,7 @@ import numpy as np
 from brasyn_infer.constants import MODALITIES, Device, Modality
 from brasyn_infer.errors import BrasynError, CaseError
 from brasyn_infer.io.atomic import remove_stale_temps
-from brasyn_infer.io.cases import CaseFiles, list_case_folders, scan_folder
+from brasyn_infer.io.cases import CaseFiles, duplicate_ids, list_case_folders, scan_folder
 from brasyn_infer.io.naming import seg_file
 from brasyn_infer.io.nifti import output_image, read_inputs, write_atomic
 from brasyn_infer.orchestration.shards import Shard
@@ -80,18 +80,8 @@ def scan_cases(input_dir: Path) -> list[tuple[Path, CaseFiles | CaseError]]:
             found.append((folder, scan_folder(folder)))
         except CaseError as error:
             found.append((folder, error))
-    ids: dict[str, list[Path]] = {}
-    for folder, item in found:
-        if isinstance(item, CaseFiles):
-            ids.setdefault(item.case_id, []).append(folder)
-    out: list[tuple[Path, CaseFiles | CaseError]] = []
-    for folder, item in found:
-        if isinstance(item, CaseFiles) and len(ids[item.case_id]) > 1:
-            others = ", ".join(str(f) for f in ids[item.case_id] if f != folder)
-            item = CaseError(f"case ID {item.case_id} is also the ID of {others}: their outputs would overwrite each "
-                             "other", folder, "rename one case's files, or run them separately")
-        out.append((folder, item))
-    return out
+    errors = duplicate_ids([(folder, item.case_id) for folder, item in found if isinstance(item, CaseFiles)])
+    return [(folder, errors.get(folder, item)) for folder, item in found]
 
 
 def segment_job(input_dir: Path, output_dir: Path, options: SegmentOptions,
