@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg train-any train-any-val train-any-final ship-any validate-seg validate-any clean docker-build docker-run mlcube-run
+.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -194,9 +194,11 @@ train-any-final: $(BIN)/.installed-dev
 		>> $(ANY_RUNS)/final/train.log 2>&1
 ANY_VIEWS = --views sagittal
 ANY_SHIP ?= $(ANY_RUNS)/final/default-any.safetensors
+ANY_BLEND ?= $(ANY_RUNS)/val/copy-blend.json
 ship-any: $(BIN)/.installed-dev
 	$(BIN)/python -m training.export_checkpoint $(ANY_SHIP) --out weights --name default-any $(ANY_VIEWS)
 	$(BIN)/python -m training.fp16_checkpoint $(ANY_SHIP) weights/default-any.safetensors
+	$(BIN)/python -m training.fit_copy_blend --apply $(ANY_BLEND) --write weights/default-any.json
 
 ## validate-seg: the downstream protocol on the segmenter's held-out cases (SEG_VALIDATION, one missing, each modality
 ## in turn): segmented by the validation segmenter with the real sequences, the default's synthesis, a copy and the
@@ -204,7 +206,11 @@ ship-any: $(BIN)/.installed-dev
 ## network saw these cases in training (its validation model is not kept): the synthesized row is optimistic.
 ## validate-any: the companion's validation model (one view) on ANY_VALIDATION, two missing (all six pairs) and one
 ## left (four patterns), against the linear fit for each pattern (fitted on its training cases) and the copy ->
-## $(ANY_RUNS)/validation/report.md.
+## $(ANY_RUNS)/validation/report.md, its outputs kept in $(ANY_RUNS)/volumes. fit-any-blend: from those outputs, the
+## blend toward the stand-in per pattern and sequence (training/fit_copy_blend.py; scored in sample and leaving each
+## case out) -> $(ANY_BLEND), and $(ANY_RUNS)/val/val-any-1v-blend.json (the validation model with it); ship-any
+## puts the block into weights/default-any.json. validate-any-blend: evaluate that manifest on ANY_VALIDATION ->
+## $(ANY_RUNS)/validation-blend/report.md (ANY_DROP, ANY_BLEND_ONLY: the cases).
 VALDATA = $(TRAIN_RUNS)/validation/all-data
 $(VALDATA):
 	mkdir -p $(VALDATA)
@@ -217,8 +223,16 @@ validate-any: $(BIN)/.installed-dev $(VALDATA)
 		--name val-any-1v $(ANY_VIEWS)
 	$(BIN)/brasyn-infer evaluate $(VALDATA) $(ANY_RUNS)/validation --only $(subst $(space),$(comma),$(ANY_VALIDATION)) \
 		--weights $(ANY_RUNS)/val/val-any-1v.json --fit-on training --drop $(ANY_DROP) --baseline linear,copy \
-		--no-uncertainty --quiet
+		--no-uncertainty --quiet --save-volumes $(ANY_RUNS)/volumes
 ANY_DROP ?= pairs,singles
+fit-any-blend: $(BIN)/.installed-dev
+	$(BIN)/python -m training.fit_copy_blend --cases $(ANY_CASES) --volumes $(ANY_RUNS)/volumes \
+		--weights $(ANY_RUNS)/val/val-any-1v.json --report $(ANY_BLEND) --write $(ANY_RUNS)/val/val-any-1v-blend.json
+ANY_BLEND_ONLY ?= $(ANY_VALIDATION)
+validate-any-blend: $(BIN)/.installed-dev $(VALDATA)
+	$(BIN)/brasyn-infer evaluate $(VALDATA) $(ANY_RUNS)/validation-blend --only $(subst $(space),$(comma),$(ANY_BLEND_ONLY)) \
+		--weights $(ANY_RUNS)/val/val-any-1v-blend.json --fit-on training --drop $(ANY_DROP) --baseline linear,copy \
+		--no-uncertainty --quiet
 
 ## train-seg: the embedded tumor segmenter (training/train_segmenter.py, a 2.5D U-Net), one torch thread: the validation
 ## model (SEG_VALIDATION held out and scored at the end) then the shipped one (every case with an expert segmentation),

@@ -20,6 +20,16 @@ class Modality(str, Enum):
 
 MODALITIES: tuple[Modality, ...] = (Modality.T1C, Modality.T1N, Modality.T2F, Modality.T2W)
 
+#: the stand-in for a missing sequence (the copy baseline, the clinical stopgap and paper 004's comparison; the
+#: companion's blend toward it, ``synthesis.stand_in``): the first of this order that the case has, the most
+#: correlated contrast first (t1c <-> t1n, t2w <-> t2f), then the other pair's T2-weighted or T1-weighted one
+COPY_ORDER: dict[Modality, tuple[Modality, ...]] = {
+    Modality.T1C: (Modality.T1N, Modality.T2W, Modality.T2F),
+    Modality.T1N: (Modality.T1C, Modality.T2W, Modality.T2F),
+    Modality.T2W: (Modality.T2F, Modality.T1N, Modality.T1C),
+    Modality.T2F: (Modality.T2W, Modality.T1N, Modality.T1C),
+}
+
 
 class Convention(str, Enum):
     """How a case's files are named (both use ``<ID>`` then a separator and a suffix, ``.nii.gz`` or ``.nii``)."""

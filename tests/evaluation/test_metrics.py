@@ -12,6 +12,7 @@ from brasyn_infer.evaluation.metrics import (
     percentile_scale,
     psnr,
     score,
+    ssim_brain,
     ssim_map,
     support_box,
 )
@@ -142,3 +143,10 @@ def test_the_tumor_is_the_same_in_both_label_conventions():
     seg3 = np.where(seg4 == 4, 3, seg4)
     a, b = score(pred, truth, seg4), score(pred, truth, seg3)
     assert a["ssim_tumor"] == b["ssim_tumor"] and a["ssim_healthy"] == b["ssim_healthy"] and not np.isnan(a["ssim_tumor"])
+
+
+def test_ssim_brain_alone_is_scores_figure():
+    truth = brain_volume((30, 34, 22), 900, seed=1)
+    pred = truth * 0.8 + np.random.default_rng(2).normal(0, 60, truth.shape) * (truth > 0)
+    assert ssim_brain(pred, truth) == score(pred, truth)["ssim_brain"]
+    assert ssim_brain(truth, truth) == pytest.approx(1.0) and ssim_brain(pred, truth) < 0.99

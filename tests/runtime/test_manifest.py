@@ -64,3 +64,17 @@ def test_brasyn_weights_environment_names_the_default(tmp_path, tiny_weights, mo
     assert resolve_manifest_path(None) == tiny_weights
     monkeypatch.delenv("BRASYN_WEIGHTS")
     assert resolve_manifest_path(None).name == "default.json"
+
+
+def test_a_copy_blend_block_is_checked_and_kept(weights_copy):
+    data = json.loads(weights_copy.read_text())
+    weights_copy.write_text(json.dumps({**data, "copy_blend": {"t1c+t2w": {"t1c": 0.4}}}))
+    with pytest.raises(WeightsError, match="patterns.*any.*only"):  # a one-missing model is never blended
+        load_manifest(weights_copy)
+    weights_copy.write_text(json.dumps({**data, "patterns": "any", "copy_blend": {"t1c+t2w": {"t1c": 1.4}}}))
+    with pytest.raises(WeightsError, match=r"not a weight in \[0, 1\]"):
+        load_manifest(weights_copy)
+    weights_copy.write_text(json.dumps({**data, "patterns": "any", "copy_blend": {"t1c+t2w": {"t1c": 0.4}}}))
+    manifest = load_manifest(weights_copy)
+    assert manifest.copy_blend == {"t1c+t2w": {"t1c": 0.4}}
+    assert manifest.to_json()["copy_blend"] == {"t1c+t2w": {"t1c": 0.4}}

@@ -58,6 +58,10 @@ def info(weights: WeightsOpt = None) -> None:
     typer.echo("  trust: linear prior blend " + (", ".join(f"{m} alpha {a}" for m, a in blend.items()) or "off")
                + f"; uncertainty map: {umap}; tta {'on' if trust.get('tta') else 'off'} by default")
     typer.echo(f"  completes: {manifest.supported}")
+    if manifest.copy_blend:
+        typer.echo("  blend toward the stand-in (several missing): " + "; ".join(
+            f"{pattern} missing: " + ", ".join(f"{m} {w:g}" for m, w in weights.items())
+            for pattern, weights in manifest.copy_blend.items() if weights))
     for key, value in manifest.provenance.items():
         typer.echo(f"  provenance.{key}: {value}")
     if not ok:

@@ -105,6 +105,16 @@ def mae(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     return float(np.mean(np.abs(pred[mask] - truth[mask]))) if mask.any() else math.nan
 
 
+def ssim_brain(pred: np.ndarray | Scaled, truth: np.ndarray | Scaled) -> float:
+    """:func:`score`'s ``ssim_brain`` alone (the SSIM map's mean over the brain, truth > 0): what the companion's
+    blend toward the stand-in is fitted on (``training/fit_copy_blend.py``)."""
+    pred, truth = Scaled.of(pred), Scaled.of(truth)
+    p, t = pred.unit, truth.unit
+    brain = truth.raw > 0
+    box = support_box(p, t, brain)
+    return masked_mean(ssim_map(p[box], t[box]), brain[box])
+
+
 def score(pred: np.ndarray | Scaled, truth: np.ndarray | Scaled, seg: np.ndarray | None = None,
           tumor: np.ndarray | None = None, border: str = BORDER_FULL) -> dict[str, float]:
     """All metrics for one synthesized volume against the real one: each in scanner units, or already

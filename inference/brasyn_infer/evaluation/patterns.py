@@ -1,4 +1,5 @@
-"""Which modalities a dry run drops at once (a **pattern**), and the copy baseline's source for each missing one.
+"""Which modalities a dry run drops at once (a **pattern**). The copy baseline's source for each missing one is
+:func:`brasyn_infer.synthesis.stand_in.copy_source`.
 
 A pattern is a tuple of one to three modalities in MODALITIES order, labelled ``t1c`` or ``t1c+t2f``. ``--drop``
 takes a comma list of patterns (``t1c``, ``t1c+t2f``) or a group: ``all`` (each modality in turn, one missing:
@@ -12,18 +13,9 @@ from itertools import combinations
 
 from brasyn_infer.constants import MODALITIES, Modality
 from brasyn_infer.errors import UsageError
+from brasyn_infer.synthesis.stand_in import pattern_label
 
 Pattern = tuple[Modality, ...]
-
-#: the copy baseline (the clinical stopgap, and paper 004's comparison): the available sequence copied in place of a
-#: missing one, the first of this order that the case has (the most correlated contrast first: t1c <-> t1n,
-#: t2w <-> t2f, then the other pair's T2-weighted or T1-weighted one)
-COPY_ORDER: dict[Modality, tuple[Modality, ...]] = {
-    Modality.T1C: (Modality.T1N, Modality.T2W, Modality.T2F),
-    Modality.T1N: (Modality.T1C, Modality.T2W, Modality.T2F),
-    Modality.T2W: (Modality.T2F, Modality.T1N, Modality.T1C),
-    Modality.T2F: (Modality.T2W, Modality.T1N, Modality.T1C),
-}
 
 
 def ordered(modalities) -> Pattern:
@@ -34,7 +26,7 @@ def ordered(modalities) -> Pattern:
 
 def label(pattern: Pattern) -> str:
     """``t1c`` or ``t1c+t2f``."""
-    return "+".join(m.value for m in pattern)
+    return pattern_label(pattern)
 
 
 def group(name: str) -> list[Pattern]:
@@ -74,9 +66,3 @@ def _pattern(item: str) -> Pattern:
     if len(set(mods)) != len(mods) or len(mods) > 3:
         raise UsageError(f"--drop {item!r}: a pattern drops one to three different modalities", fix="e.g. t1c+t2f")
     return ordered(mods)
-
-
-def copy_source(target: Modality, available) -> Modality:
-    """The available modality the copy baseline puts in place of ``target`` (:data:`COPY_ORDER`)."""
-    have = set(available)
-    return next(m for m in COPY_ORDER[target] if m in have)

@@ -14,11 +14,12 @@ import numpy as np
 from brasyn_infer.constants import Modality
 from brasyn_infer.evaluation.baselines import baseline_output, predict_mean
 from brasyn_infer.evaluation.metrics import Scaled, score
-from brasyn_infer.evaluation.patterns import Pattern, copy_source, label
+from brasyn_infer.evaluation.patterns import Pattern, label
 from brasyn_infer.evaluation.qc import qc_png
 from brasyn_infer.evaluation.ranking import MapErrors, map_quality
 from brasyn_infer.io.cases import CaseFiles
 from brasyn_infer.io.nifti import Volume, output_image, write_atomic
+from brasyn_infer.synthesis.stand_in import copy_source
 
 MODEL, REFINED, REAL = "model", "model+refiner", "real"
 

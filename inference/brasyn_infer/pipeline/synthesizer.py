@@ -21,6 +21,7 @@ from brasyn_infer.runtime.sessions import GeneratorSession, RefinerSession, trt_
 from brasyn_infer.synthesis.generate import generate_views, generate_volume, generate_windows, slice_count, window_total
 from brasyn_infer.synthesis.normalize import Normalizer, background_mask
 from brasyn_infer.synthesis.refine import refine_volume, window_count
+from brasyn_infer.synthesis.stand_in import blend_toward, copy_source, copy_weight
 from brasyn_infer.synthesis.tone import Tone
 from brasyn_infer.synthesis.trust import Trust, blend, features, laplace_scale, linear_prior
 from brasyn_infer.synthesis.uncertainty import ScaleMap, scale_map
@@ -44,7 +45,8 @@ class Synthesizer:
         """``refine``: run the 3D Refiner after the generator (None: the manifest's default);
         ``refiner``: the refiner's NAME or manifest path instead of the one the manifest names (implies refine);
         ``tta``: flip test-time augmentation (None: the manifest's ``trust.tta``, else off); ``prior``: blend
-        with the manifest's linear prior where it has one (``trust.blend``); ``uncertainty``: also produce the
+        with the manifest's linear prior where it has one (``trust.blend``), and, with several missing, toward the
+        stand-in where the manifest says (``copy_blend``); ``uncertainty``: also produce the
         voxel-wise uncertainty map (stage ``"uncertainty"``; None: when the weights make one possible); ``tone``:
         take the output through the manifest's tone curve where it has one (``tone``, :mod:`brasyn_infer.synthesis.tone`)."""
         #: the runtime knobs, for :meth:`sibling`
@@ -155,7 +157,9 @@ class Synthesizer:
         """Like :meth:`synthesize`, keeping each stage: ``{"generator": ..., "refined": ...}``
         (``refined`` only with a refiner); each stage's seconds go to ``self.last_seconds``. ``absent``: the
         modalities the case lacks besides ``missing`` (weights with ``patterns: any`` only); the blend with the
-        three-input prior, the tone curve and the refiner apply to one missing only."""
+        three-input prior, the tone curve and the refiner apply to one missing only, the blend toward the stand-in
+        (the manifest's ``copy_blend``, :mod:`brasyn_infer.synthesis.stand_in`; off with ``prior=False``) to
+        several missing only. The uncertainty map is the generator's, before that blend."""
         absent = tuple(m for m in absent if m is not missing)
         if absent and self.manifest.patterns != PATTERNS_ANY:
             raise WeightsError(f"these weights complete {self.manifest.supported}", self.manifest.path,
@@ -180,6 +184,10 @@ class Synthesizer:
         prior = None
         if not absent and missing in trust.linear and ((self.prior and missing in trust.blend) or self.uncertainty):
             prior = linear_prior(x4, missing, trust.linear[missing])
+        toward = copy_weight(self.manifest.copy_blend, missing, absent) if absent and self.prior else 0.0
+        stand_in = None
+        if toward > 0:  # the stand-in's normalized channel, restored below as the synthesis is
+            stand_in = x4[copy_source(missing, [m for m in volumes if m not in absent and m is not missing]).index].copy()
         del x4
         generated = y
         if prior is not None and self.prior and missing in trust.blend:
@@ -189,6 +197,8 @@ class Synthesizer:
             stages["uncertainty"] = self._uncertainty(members or [generated], y, prior, background, missing, scales,
                                                       own_map)
         restored = norm.restore(y, background, missing, scales)
+        if stand_in is not None:
+            restored = blend_toward(restored, norm.restore(stand_in, background, missing, scales), toward)
         stages["generator"] = restored if absent else self.tone.apply(restored, missing)
         self.last_seconds = {"generator": time.perf_counter() - started}
         if self.refiner is not None and absent:

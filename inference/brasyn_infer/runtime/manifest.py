@@ -12,6 +12,7 @@ from typing import Any
 from brasyn_infer.constants import DEFAULT_WEIGHTS, DEFAULT_WEIGHTS_ENV, WEIGHTS_ENV, View
 from brasyn_infer.errors import WeightsError
 from brasyn_infer.io.atomic import write_json_atomic
+from brasyn_infer.synthesis.stand_in import check_copy_blend
 
 MANIFEST_VERSION = 1
 #: The two kinds of generator graph (docs/model-contract.md).
@@ -67,6 +68,9 @@ class Manifest:
     #: weights NAME (beside this manifest or in the weights folders) or manifest path that completes the patterns
     #: this one does not (``patterns: any``); None: those cases are refused
     companion: str | None = None
+    #: ``patterns: any`` only: per pattern of missing modalities and synthesized one, the weight of the blend toward
+    #: its stand-in (``synthesis.stand_in``), e.g. ``{"t1c+t2w": {"t1c": 0.4}}``; {} for none
+    copy_blend: dict[str, Any] = field(default_factory=dict)
 
     @property
     def supported(self) -> str:
@@ -110,6 +114,7 @@ class Manifest:
             **({"tone": self.tone} if self.tone else {}),
             **({"patterns": self.patterns} if self.patterns != PATTERNS_ONE else {}),
             **({"companion": self.companion} if self.companion else {}),
+            **({"copy_blend": self.copy_blend} if self.copy_blend else {}),
         }
 
     @property
@@ -233,9 +238,17 @@ def load_manifest(spec: str | Path | None = None) -> Manifest:
         tone=data.get("tone", {}),
         patterns=data.get("patterns", PATTERNS_ONE),
         companion=data.get("companion"),
+        copy_blend=data.get("copy_blend", {}),
     )
     if manifest.patterns not in PATTERNS:
         raise WeightsError(f"unknown patterns {manifest.patterns!r}", path, f"use one of {', '.join(PATTERNS)}")
+    if manifest.copy_blend:
+        problem = check_copy_blend(manifest.copy_blend)
+        if problem:
+            raise WeightsError(problem, path, "fix the block, or refit it with training/fit_copy_blend.py")
+        if manifest.patterns != PATTERNS_ANY:
+            raise WeightsError("copy_blend applies to weights for any pattern (\"patterns\": \"any\") only", path,
+                               "remove the block, or set \"patterns\": \"any\"")
     if not manifest.onnx_path.is_file():
         raise WeightsError("the manifest's ONNX file is missing", manifest.onnx_path, "restore it beside the manifest")
     return manifest
