@@ -227,7 +227,7 @@ validate-any: $(BIN)/.installed-dev $(VALDATA)
 ANY_DROP ?= pairs,singles
 fit-any-blend: $(BIN)/.installed-dev
 	$(BIN)/python -m training.fit_copy_blend --cases $(ANY_CASES) --volumes $(ANY_RUNS)/volumes \
-		--weights $(ANY_RUNS)/val/val-any-1v.json --report $(ANY_BLEND) --write $(ANY_RUNS)/val/val-any-1v-blend.json
+		--weights $(ANY_RUNS)/val/val-any-1v.json --report $(ANY_BLEND) --write $(ANY_RUNS)/val/val-any-1v-blend.json --jobs 2
 ANY_BLEND_ONLY ?= $(ANY_VALIDATION)
 validate-any-blend: $(BIN)/.installed-dev $(VALDATA)
 	$(BIN)/brasyn-infer evaluate $(VALDATA) $(ANY_RUNS)/validation-blend --only $(subst $(space),$(comma),$(ANY_BLEND_ONLY)) \

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -119,26 +120,37 @@ def saved_patterns(volumes: Path) -> list[tuple[str, str, Modality, Path]]:
     return found
 
 
-def score_saved(volumes: Path, roots: list[Path], normalizer: Normalizer,
-                grid: Sequence[float] = GRID) -> list[Scores]:
-    """:class:`Scores` of every saved output, each case's real volumes read once."""
+def score_saved(volumes: Path, roots: list[Path], normalizer: Normalizer, grid: Sequence[float] = GRID,
+                jobs: int = 1) -> list[Scores]:
+    """:class:`Scores` of every saved output, each case's real volumes read once; ``jobs`` cases at a time."""
     folders = {f.name: f for f in find_case_folders(roots)}
-    scores: list[Scores] = []
-    loaded: dict[str, dict[Modality, np.ndarray]] = {}
+    by_case: dict[str, list[tuple[str, Modality, Path]]] = {}
     for case_id, pattern, target, path in saved_patterns(volumes):
         if case_id not in folders:
             raise SystemExit(f"{volumes / case_id}: no case folder {case_id} under --cases")
-        if case_id not in loaded:
-            loaded.clear()
-            loaded[case_id] = {m: load_volume(p).data for m, p in complete_case(folders[case_id]).modalities.items()}
-        real = loaded[case_id]
+        by_case.setdefault(case_id, []).append((pattern, target, path))
+    work = [(case_id, folders[case_id], outputs, normalizer, tuple(grid)) for case_id, outputs in by_case.items()]
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            done = list(pool.map(_score_case, work))
+    else:
+        done = [_score_case(item) for item in work]
+    return [s for scores in done for s in scores]
+
+
+def _score_case(item: tuple[str, Path, list[tuple[str, Modality, Path]], Normalizer, tuple[float, ...]]) -> list[Scores]:
+    """One case's :class:`Scores` (a worker of :func:`score_saved`)."""
+    case_id, folder, outputs, normalizer, grid = item
+    real = {m: load_volume(p).data for m, p in complete_case(folder).modalities.items()}
+    scores = []
+    for pattern, target, path in outputs:
         dropped = [Modality(p) for p in pattern.split("+")]
         if pattern_label(dropped) != pattern or target not in dropped:
             raise SystemExit(f"{path}: {pattern!r} is no pattern that synthesizes {target.value}")
         inputs = {m: v for m, v in real.items() if m not in dropped}
         stand_in = stand_in_volume(normalizer, inputs, target, [m for m in dropped if m is not target])
         ssim = score_grid(load_volume(path).data, stand_in, real[target], grid)
-        scores.append(Scores(case_id, pattern, target, tuple(grid), ssim))
+        scores.append(Scores(case_id, pattern, target, grid, ssim))
         print(f"copy blend: {case_id} {pattern} {target.value}: " + " ".join(f"{v:.3f}" for v in ssim), flush=True)
     return scores
 
@@ -179,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--volumes", type=Path, help="held-out outputs: evaluate --drop pairs,singles --save-volumes DIR")
     p.add_argument("--weights", type=Path, help="the manifest the outputs were made with (its normalization)")
     p.add_argument("--report", type=Path, help="write the scores, the fitted block and the summary here (JSON)")
+    p.add_argument("--jobs", type=int, default=1, help="cases scored at a time (processes)")
     p.add_argument("--apply", type=Path, help="take the block from this report instead of fitting")
     p.add_argument("--write", type=Path, nargs="*", default=[],
                    help="manifests the block is written into (a new one beside --weights is made from it)")
@@ -190,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.cases and args.volumes and args.weights):
         p.error("fitting needs --cases, --volumes and --weights (or --apply REPORT)")
     manifest = load_manifest(args.weights)
-    scores = score_saved(args.volumes, args.cases, Normalizer.from_manifest(manifest.normalization))
+    scores = score_saved(args.volumes, args.cases, Normalizer.from_manifest(manifest.normalization), jobs=args.jobs)
     block, rows = fit(scores)
     print(table(rows))
     if args.report:

@@ -79,7 +79,7 @@ def test_saved_outputs_are_scored_as_evaluate_scores_them_and_the_block_is_writt
     weights = weights_with(tiny_any_weights, tmp_path / "w")
     fitted = weights.parent / "any-blend.json"
     main(["--cases", str(data), "--volumes", str(volumes), "--weights", str(weights),
-          "--report", str(tmp_path / "blend.json"), "--write", str(fitted)])
+          "--report", str(tmp_path / "blend.json"), "--write", str(fitted), "--jobs", "2"])
     kept = json.loads((tmp_path / "blend.json").read_text())
     assert len(kept["scores"]) == 4 and kept["grid"][0] == 0.0 and kept["grid"][-1] == 1.0
     for s in kept["scores"]:
