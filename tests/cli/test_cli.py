@@ -390,3 +390,14 @@ def test_info_describes_the_defaults_own_map_and_what_it_completes():
     assert "uncertainty model none" not in result.output
     assert "uncertainty map: the graph's own log_scale output" in result.output
     assert "completes:" in result.output
+
+
+def test_info_lists_a_pattern_models_blend_toward_the_stand_in(tmp_path, tiny_any_weights):
+    from tests.conftest import weights_with
+
+    plain = CliRunner().invoke(app, ["info", "--weights", str(tiny_any_weights)])
+    assert plain.exit_code == 0 and "stand-in" not in plain.output
+    weights = weights_with(tiny_any_weights, tmp_path / "w", copy_blend={"t1c+t2w": {"t1c": 0.3, "t2w": 0.1}})
+    result = CliRunner().invoke(app, ["info", "--weights", str(weights)])
+    assert result.exit_code == 0, result.output
+    assert "blend toward the stand-in (several missing): t1c+t2w missing: t1c 0.3, t2w 0.1" in result.output
