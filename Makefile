@@ -171,10 +171,10 @@ train-refiner: $(BIN)/.installed-dev
 ## HFGAN residual model with a linear prior per pattern and target in its graph, trained from scratch on samples with
 ## two (60%) or three (40%) inputs dropped, one torch thread: the validation model (ANY_VALIDATION held out: the
 ## generator's validation cases and BraTS2021_00006, so that the segmenter's held-out cases are held out from both)
-## then the final one on all 29 cases, the same recipe. About 40 minutes each on one core beside other work; each
+## then the final one on all 29 cases, the same recipe. About 60 minutes each on one core beside other work; each
 ## resumes from runs/any/<run>/state.pt. ship-any: the final model -> weights/default-any.{onnx,json,safetensors}
-## (the checkpoint in fp16; ANY_SHIP=runs/any/val/val-any.safetensors ships the validation model, as the current
-## default-any is: the final run did not fit the session that trained it), run on the sagittal view alone (ANY_VIEWS: a case with three missing costs three
+## (the checkpoint in fp16; ANY_SHIP: another checkpoint) with the blend toward the stand-in of ANY_BLEND
+## (fit-any-blend), run on the sagittal view alone (ANY_VIEWS: a case with three missing costs three
 ## syntheses, so one view each keeps it near a one-missing case with the default's three views).
 ANY_CASES ?= $(SHARED)/data/cases $(SHARED)/data/brats2018 $(SHARED)/data/brats2021
 ANY_VALIDATION = $(VALIDATION) BraTS2021_00006
@@ -206,7 +206,8 @@ ship-any: $(BIN)/.installed-dev
 ## network saw these cases in training (its validation model is not kept): the synthesized row is optimistic.
 ## validate-any: the companion's validation model (one view) on ANY_VALIDATION, two missing (all six pairs) and one
 ## left (four patterns), against the linear fit for each pattern (fitted on its training cases) and the copy ->
-## $(ANY_RUNS)/validation/report.md, its outputs kept in $(ANY_RUNS)/volumes. fit-any-blend: from those outputs, the
+## $(ANY_RUNS)/validation/report.md, its outputs kept in $(ANY_RUNS)/volumes (ANY_VAL: the checkpoint, e.g. the
+## fp16 copy weights/validation/val-any.safetensors). fit-any-blend: from those outputs, the
 ## blend toward the stand-in per pattern and sequence (training/fit_copy_blend.py; scored in sample and leaving each
 ## case out) -> $(ANY_BLEND), and $(ANY_RUNS)/val/val-any-1v-blend.json (the validation model with it); ship-any
 ## puts the block into weights/default-any.json. validate-any-blend: evaluate that manifest on ANY_VALIDATION ->
@@ -218,8 +219,9 @@ $(VALDATA):
 validate-seg: $(BIN)/.installed-dev $(VALDATA)
 	$(BIN)/brasyn-infer evaluate $(VALDATA) $(SEG_RUNS)/downstream --only $(subst $(space),$(comma),$(SEG_VALIDATION)) \
 		--drop all --baseline linear,copy --segment --segmenter $(SEG_RUNS)/val/segmenter-val.json --no-uncertainty --quiet
+ANY_VAL ?= $(ANY_RUNS)/val/val-any.safetensors
 validate-any: $(BIN)/.installed-dev $(VALDATA)
-	$(BIN)/python -m training.export_checkpoint $(ANY_RUNS)/val/val-any.safetensors --out $(ANY_RUNS)/val \
+	$(BIN)/python -m training.export_checkpoint $(ANY_VAL) --out $(ANY_RUNS)/val \
 		--name val-any-1v $(ANY_VIEWS)
 	$(BIN)/brasyn-infer evaluate $(VALDATA) $(ANY_RUNS)/validation --only $(subst $(space),$(comma),$(ANY_VALIDATION)) \
 		--weights $(ANY_RUNS)/val/val-any-1v.json --fit-on training --drop $(ANY_DROP) --baseline linear,copy \

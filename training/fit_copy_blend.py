@@ -11,9 +11,10 @@
 the stand-in (:mod:`brasyn_infer.synthesis.stand_in`) is made from the case's real inputs exactly as the pipeline
 makes it, and the blend ``(1 - w) * output + w * stand_in`` is scored (brain SSIM on the organizers' [0, 1] images,
 :func:`brasyn_infer.evaluation.metrics.ssim_brain`) for each ``w`` of a grid. Per pattern and synthesized
-sequence the weight with the best mean over the cases is kept (ties: the smaller weight), and the report also gives,
-per case, the score at the weight fitted on the OTHER cases (leave one case out): the honest estimate of what the
-blend does on unseen cases, since the same cases choose and score the in-sample weight.
+sequence the weight with the best mean over the cases is found (ties: the smaller weight), and the report also
+gives, per case, the score at the weight chosen on the OTHER cases (leave one case out): the honest estimate of what
+the blend does on unseen cases, since the same cases choose and score the in-sample weight. The weight is kept only
+where that estimate beats the synthesis alone; else 0 (one case pulled it up).
 
 The weights are the validation model's; the shipped companion (the final model, trained on every case) takes them
 too (``make ship-any``), as the default's tone curve and uncertainty settings are fitted: on held-out outputs of
@@ -84,22 +85,28 @@ def best_weight(scores: Sequence[Scores], leave_out: str | None = None) -> float
 
 def fit(scores: Sequence[Scores]) -> tuple[dict[str, dict[str, float]], list[dict]]:
     """The ``copy_blend`` block (weights > 0 only) and a summary row per pattern and target: the mean SSIM of the
-    synthesis alone (w = 0), the stand-in alone (w = 1), the fitted weight in sample, and leave one case out."""
+    synthesis alone (w = 0), the stand-in alone (w = 1), the best weight in sample (``best``), and that choice
+    made leaving each case out (``leave_one_out``). A weight is kept only where leaving each case out also beats
+    the synthesis alone: where one case alone pulls the best weight above 0, the others do not gain from it, and
+    the weight is 0 (``weight``; ``fitted``: the mean SSIM at it)."""
     block: dict[str, dict[str, float]] = {}
     rows = []
     keys = sorted({(s.pattern, s.target) for s in scores}, key=lambda k: (len(k[0]), k[0], k[1].index))
     for pattern, target in keys:
         mine = [s for s in scores if s.pattern == pattern and s.target is target]
         grid = mine[0].grid
-        w = best_weight(mine)
+        best = best_weight(mine)
+        alone = float(np.mean([s.ssim[0] for s in mine]))
+        loco = [s.ssim[grid.index(best_weight(mine, s.case_id))] for s in mine] if len(mine) > 1 else []
+        held = float(np.mean(loco)) if loco else None
+        w = best if best > 0 and (held is None or held > alone) else 0.0
         if w > 0:
             block.setdefault(pattern, {})[target.value] = w
-        loco = [s.ssim[grid.index(best_weight(mine, s.case_id))] for s in mine] if len(mine) > 1 else []
-        rows.append({"pattern": pattern, "target": target.value, "n": len(mine), "weight": w,
-                     "synthesis": float(np.mean([s.ssim[0] for s in mine])),
-                     "stand_in": float(np.mean([s.ssim[-1] for s in mine])),
+        rows.append({"pattern": pattern, "target": target.value, "n": len(mine), "weight": w, "best": best,
+                     "synthesis": alone, "stand_in": float(np.mean([s.ssim[-1] for s in mine])),
                      "fitted": float(np.mean([s.ssim[grid.index(w)] for s in mine])),
-                     "leave_one_out": float(np.mean(loco)) if loco else None,
+                     "best_in_sample": float(np.mean([s.ssim[grid.index(best)] for s in mine])),
+                     "leave_one_out": held,
                      "leave_one_out_weights": [best_weight(mine, s.case_id) for s in mine] if loco else []})
     return block, rows
 
@@ -157,12 +164,12 @@ def _score_case(item: tuple[str, Path, list[tuple[str, Modality, Path]], Normali
 
 def table(rows: Sequence[dict]) -> str:
     """The summary rows as a Markdown table."""
-    lines = ["| missing | synthesized | n | synthesis (w=0) | stand-in (w=1) | w | fitted | leave one case out |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| missing | synthesized | n | synthesis (w=0) | stand-in (w=1) | best w | in sample | leave one case out "
+             "| kept w | at kept w |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         loco = f"{r['leave_one_out']:.4f}" if r["leave_one_out"] is not None else "-"
         lines.append(f"| {r['pattern']} | {r['target']} | {r['n']} | {r['synthesis']:.4f} | {r['stand_in']:.4f} | "
-                     f"{r['weight']:g} | {r['fitted']:.4f} | {loco} |")
+                     f"{r['best']:g} | {r['best_in_sample']:.4f} | {loco} | {r['weight']:g} | {r['fitted']:.4f} |")
     return "\n".join(lines)
 
 
@@ -192,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weights", type=Path, help="the manifest the outputs were made with (its normalization)")
     p.add_argument("--report", type=Path, help="write the scores, the fitted block and the summary here (JSON)")
     p.add_argument("--jobs", type=int, default=1, help="cases scored at a time (processes)")
+    p.add_argument("--refit", type=Path, help="fit again from the scores this report kept (no scoring)")
     p.add_argument("--apply", type=Path, help="take the block from this report instead of fitting")
     p.add_argument("--write", type=Path, nargs="*", default=[],
                    help="manifests the block is written into (a new one beside --weights is made from it)")
@@ -200,10 +208,15 @@ def main(argv: list[str] | None = None) -> None:
         block = json.loads(args.apply.read_text())["copy_blend"]
         write_block(block, args.write)
         return
-    if not (args.cases and args.volumes and args.weights):
-        p.error("fitting needs --cases, --volumes and --weights (or --apply REPORT)")
+    if not (args.weights and (args.refit or (args.cases and args.volumes))):
+        p.error("fitting needs --weights and --cases and --volumes, or --refit REPORT (or --apply REPORT)")
     manifest = load_manifest(args.weights)
-    scores = score_saved(args.volumes, args.cases, Normalizer.from_manifest(manifest.normalization), jobs=args.jobs)
+    if args.refit:
+        kept = json.loads(args.refit.read_text())
+        scores = [Scores(s["case"], s["pattern"], Modality(s["target"]), tuple(kept["grid"]), tuple(s["ssim_brain"]))
+                  for s in kept["scores"]]
+    else:
+        scores = score_saved(args.volumes, args.cases, Normalizer.from_manifest(manifest.normalization), jobs=args.jobs)
     block, rows = fit(scores)
     print(table(rows))
     if args.report:

@@ -15,7 +15,7 @@ def test_default_manifest_hash_matches_file():
 
 
 def test_size_limits():
-    files = [p for p in BUNDLED_WEIGHTS_DIR.iterdir() if p.is_file()]
+    files = [p for p in BUNDLED_WEIGHTS_DIR.rglob("*") if p.is_file()]  # weights/validation/ too
     assert all(p.stat().st_size < 50e6 for p in files)
     assert sum(p.stat().st_size for p in files) < 100e6
 

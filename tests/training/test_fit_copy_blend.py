@@ -57,11 +57,18 @@ def test_the_weight_with_the_best_mean_is_kept_and_each_case_is_scored_by_the_ot
     assert best_weight(scores[:3]) == 0.5  # means 0.5, 0.567, 0.533
     assert best_weight(scores[:3], leave_out="C") == 0.5 and best_weight(scores[:3], leave_out="A") == 1.0
     block, rows = fit(scores)
-    assert block == {"t1c+t2w": {"t1c": 0.5}}  # t2w keeps the synthesis alone: not in the block
+    # leaving each case out, the best weight scores (0.4 + 0.3 + 0.4) / 3 < 0.5, the synthesis alone: not kept
+    assert block == {}
     t1c = next(r for r in rows if r["target"] == "t1c")
     assert t1c["leave_one_out_weights"] == [1.0, 1.0, 0.5]
     assert t1c["leave_one_out"] == pytest.approx((0.4 + 0.3 + 0.4) / 3)
-    assert t1c["fitted"] == pytest.approx(1.7 / 3) and t1c["synthesis"] == 0.5 and t1c["stand_in"] == pytest.approx(1.6 / 3)
+    assert t1c["best"] == 0.5 and t1c["best_in_sample"] == pytest.approx(1.7 / 3)
+    assert t1c["weight"] == 0 and t1c["fitted"] == 0.5 and t1c["stand_in"] == pytest.approx(1.6 / 3)
+    # a fourth case like A and B: now the others agree on 0.5 and the weight holds out of sample
+    block, rows = fit([*scores, Scores("D", "t1c+t2w", T1C, grid, (0.5, 0.65, 0.35))])
+    assert block == {"t1c+t2w": {"t1c": 0.5}}
+    t1c = next(r for r in rows if r["target"] == "t1c")
+    assert t1c["leave_one_out"] > t1c["synthesis"] and t1c["fitted"] == t1c["best_in_sample"]
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="the tiny pattern model is exported with torch")
@@ -89,6 +96,8 @@ def test_saved_outputs_are_scored_as_evaluate_scores_them_and_the_block_is_writt
     made = load_manifest(fitted)
     assert made.copy_blend == kept["copy_blend"] and made.onnx == load_manifest(weights).onnx
     assert load_manifest(weights).copy_blend == {}  # the fitted weights' own manifest is left alone
+    main(["--weights", str(weights), "--refit", str(tmp_path / "blend.json"), "--report", str(tmp_path / "again.json")])
+    assert json.loads((tmp_path / "again.json").read_text())["summary"] == kept["summary"]  # the same fit, no scoring
     other = weights.parent / "other.json"
     other.write_text(weights.read_text())
     main(["--apply", str(tmp_path / "blend.json"), "--write", str(other)])
