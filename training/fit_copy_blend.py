@@ -39,7 +39,7 @@ from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.nifti import load_volume
 from brasyn_infer.runtime.manifest import PATTERNS_ANY, load_manifest, write_manifest
 from brasyn_infer.synthesis.normalize import Normalizer, background_mask
-from brasyn_infer.synthesis.stand_in import blend_toward, copy_source, pattern_label
+from brasyn_infer.synthesis.stand_in import blend_toward, pattern_label, stand_in_volume
 
 from .data import find_case_folders
 
@@ -58,14 +58,13 @@ class Scores:
     ssim: tuple[float, ...]
 
 
-def stand_in_volume(normalizer: Normalizer, inputs: Mapping[Modality, np.ndarray], target: Modality,
-                    absent: Sequence[Modality]) -> np.ndarray:
-    """The stand-in for ``target`` as the pipeline makes it (``Synthesizer.synthesize_stages``): the copy source's
-    normalized channel restored to ``target``'s scale, background 0. ``inputs``: the case's available ``(X, Y, Z)``
-    volumes; ``absent``: the other missing ones."""
+def stand_in_of(normalizer: Normalizer, inputs: Mapping[Modality, np.ndarray], target: Modality,
+                absent: Sequence[Modality]) -> np.ndarray:
+    """The stand-in for ``target`` as the pipeline makes it (``Synthesizer.synthesize_stages``: the same input,
+    background and :func:`~brasyn_infer.synthesis.stand_in.stand_in_volume`). ``inputs``: the case's available
+    ``(X, Y, Z)`` volumes; ``absent``: the other missing ones."""
     x4, scales = normalizer.stack(inputs, target)
-    background = background_mask(x4, target, normalizer.fill, absent)
-    return normalizer.restore(x4[copy_source(target, inputs).index].copy(), background, target, scales)
+    return stand_in_volume(normalizer, x4, background_mask(x4, target, normalizer.fill, absent), target, inputs, scales)
 
 
 def score_grid(output: np.ndarray, stand_in: np.ndarray, truth: np.ndarray | Scaled,
@@ -97,7 +96,8 @@ def fit(scores: Sequence[Scores]) -> tuple[dict[str, dict[str, float]], list[dic
         grid = mine[0].grid
         best = best_weight(mine)
         alone = float(np.mean([s.ssim[0] for s in mine]))
-        loco = [s.ssim[grid.index(best_weight(mine, s.case_id))] for s in mine] if len(mine) > 1 else []
+        others = [best_weight(mine, s.case_id) for s in mine] if len(mine) > 1 else []
+        loco = [s.ssim[grid.index(w)] for s, w in zip(mine, others, strict=True)]
         held = float(np.mean(loco)) if loco else None
         w = best if best > 0 and (held is None or held > alone) else 0.0
         if w > 0:
@@ -107,7 +107,7 @@ def fit(scores: Sequence[Scores]) -> tuple[dict[str, dict[str, float]], list[dic
                      "fitted": float(np.mean([s.ssim[grid.index(w)] for s in mine])),
                      "best_in_sample": float(np.mean([s.ssim[grid.index(best)] for s in mine])),
                      "leave_one_out": held,
-                     "leave_one_out_weights": [best_weight(mine, s.case_id) for s in mine] if loco else []})
+                     "leave_one_out_weights": others})
     return block, rows
 
 
@@ -155,7 +155,7 @@ def _score_case(item: tuple[str, Path, list[tuple[str, Modality, Path]], Normali
         if pattern_label(dropped) != pattern or target not in dropped:
             raise SystemExit(f"{path}: {pattern!r} is no pattern that synthesizes {target.value}")
         inputs = {m: v for m, v in real.items() if m not in dropped}
-        stand_in = stand_in_volume(normalizer, inputs, target, [m for m in dropped if m is not target])
+        stand_in = stand_in_of(normalizer, inputs, target, [m for m in dropped if m is not target])
         ssim = score_grid(load_volume(path).data, stand_in, real[target], grid)
         scores.append(Scores(case_id, pattern, target, grid, ssim))
         print(f"copy blend: {case_id} {pattern} {target.value}: " + " ".join(f"{v:.3f}" for v in ssim), flush=True)
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     print(table(rows))
     if args.report:
         write_json_atomic(args.report, {
-            "weights": {"name": manifest.name, "sha256": manifest.sha256}, "grid": list(GRID), "copy_blend": block,
+            "weights": {"name": manifest.name, "sha256": manifest.sha256}, "grid": list(scores[0].grid), "copy_blend": block,
             "summary": rows, "scores": [{"case": s.case_id, "pattern": s.pattern, "target": s.target.value,
                                          "ssim_brain": list(s.ssim)} for s in scores]})
     write_block(block, args.write, like=args.weights)

@@ -16,7 +16,7 @@ from brasyn_infer.pipeline.synthesizer import Synthesizer
 from brasyn_infer.runtime.manifest import load_manifest
 from brasyn_infer.synthesis.stand_in import blend_toward
 from tests.conftest import HAS_TORCH, make_case, weights_with
-from training.fit_copy_blend import Scores, best_weight, fit, main, stand_in_volume
+from training.fit_copy_blend import Scores, best_weight, fit, main, stand_in_of
 
 T1C, T1N, T2F, T2W = Modality.T1C, Modality.T1N, Modality.T2F, Modality.T2W
 
@@ -33,7 +33,7 @@ def test_the_pipeline_blends_exactly_as_the_fit_scores(tmp_path, tiny_any_weight
     blended = Synthesizer(weights_with(tiny_any_weights, tmp_path / "w", copy_blend={"t1c+t2w": {"t1c": 0.3}}))
     off = Synthesizer(blended.manifest.path, prior=False)
     out = plain.synthesize_stages(inputs, T1C, absent=[T2W])["generator"]
-    stand = stand_in_volume(plain.normalizer, inputs, T1C, [T2W])
+    stand = stand_in_of(plain.normalizer, inputs, T1C, [T2W])
     got = blended.synthesize_stages(inputs, T1C, absent=[T2W])["generator"]
     assert np.allclose(got, blend_toward(out, stand, 0.3), rtol=0, atol=1e-4 * float(out.max()))
     assert not np.allclose(got, out) and (got[out == 0] == 0).all()

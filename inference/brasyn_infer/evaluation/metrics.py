@@ -107,12 +107,9 @@ def mae(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
 
 def ssim_brain(pred: np.ndarray | Scaled, truth: np.ndarray | Scaled) -> float:
     """:func:`score`'s ``ssim_brain`` alone (the SSIM map's mean over the brain, truth > 0): what the companion's
-    blend toward the stand-in is fitted on (``training/fit_copy_blend.py``)."""
-    pred, truth = Scaled.of(pred), Scaled.of(truth)
-    p, t = pred.unit, truth.unit
-    brain = truth.raw > 0
-    box = support_box(p, t, brain)
-    return masked_mean(ssim_map(p[box], t[box]), brain[box])
+    blend toward the stand-in is fitted on (``training/fit_copy_blend.py``). Without a tumor mask :func:`score`
+    computes the SSIM map once and only PSNR and MAE besides, a few percent of the map's time."""
+    return score(pred, truth)["ssim_brain"]
 
 
 def score(pred: np.ndarray | Scaled, truth: np.ndarray | Scaled, seg: np.ndarray | None = None,

@@ -21,7 +21,7 @@ from brasyn_infer.runtime.sessions import GeneratorSession, RefinerSession, trt_
 from brasyn_infer.synthesis.generate import generate_views, generate_volume, generate_windows, slice_count, window_total
 from brasyn_infer.synthesis.normalize import Normalizer, background_mask
 from brasyn_infer.synthesis.refine import refine_volume, window_count
-from brasyn_infer.synthesis.stand_in import blend_toward, copy_source, copy_weight
+from brasyn_infer.synthesis.stand_in import blend_toward, copy_weight, stand_in_volume
 from brasyn_infer.synthesis.tone import Tone
 from brasyn_infer.synthesis.trust import Trust, blend, features, laplace_scale, linear_prior
 from brasyn_infer.synthesis.uncertainty import ScaleMap, scale_map
@@ -185,9 +185,8 @@ class Synthesizer:
         if not absent and missing in trust.linear and ((self.prior and missing in trust.blend) or self.uncertainty):
             prior = linear_prior(x4, missing, trust.linear[missing])
         toward = copy_weight(self.manifest.copy_blend, missing, absent) if absent and self.prior else 0.0
-        stand_in = None
-        if toward > 0:  # the stand-in's normalized channel, restored below as the synthesis is
-            stand_in = x4[copy_source(missing, [m for m in volumes if m not in absent and m is not missing]).index].copy()
+        stand_in = stand_in_volume(norm, x4, background, missing, [m for m in volumes if m not in absent], scales
+                                   ) if toward > 0 else None
         del x4
         generated = y
         if prior is not None and self.prior and missing in trust.blend:
@@ -198,7 +197,7 @@ class Synthesizer:
                                                       own_map)
         restored = norm.restore(y, background, missing, scales)
         if stand_in is not None:
-            restored = blend_toward(restored, norm.restore(stand_in, background, missing, scales), toward)
+            restored = blend_toward(restored, stand_in, toward)
         stages["generator"] = restored if absent else self.tone.apply(restored, missing)
         self.last_seconds = {"generator": time.perf_counter() - started}
         if self.refiner is not None and absent:

@@ -20,12 +20,21 @@ from typing import Any
 import numpy as np
 
 from brasyn_infer.constants import COPY_ORDER, MODALITIES, Modality
+from brasyn_infer.synthesis.normalize import Normalizer
 
 
 def copy_source(target: Modality, available: Iterable[Modality]) -> Modality:
     """The available modality that stands in for ``target``: the first of ``COPY_ORDER[target]`` the case has."""
     have = set(available)
     return next(m for m in COPY_ORDER[target] if m in have)
+
+
+def stand_in_volume(normalizer: Normalizer, x4: np.ndarray, background: np.ndarray, target: Modality,
+                    available: Iterable[Modality], scales: Mapping[Modality, Any]) -> np.ndarray:
+    """The stand-in for ``target``, ``(X, Y, Z)`` float32: the copy source's channel of the normalized input ``x4``
+    ``(4, X, Y, Z)`` restored to ``target``'s scale as the synthesis is (``normalizer.restore`` with the same
+    ``background`` and ``scales``: >= 0, background 0). ``x4`` is not modified."""
+    return normalizer.restore(x4[copy_source(target, available).index].copy(), background, target, scales)
 
 
 def pattern_label(modalities: Iterable[Modality]) -> str:
