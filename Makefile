@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
+.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -261,6 +261,32 @@ train-seg-final: $(BIN)/.installed-dev
 		>> $(SEG_RUNS)/final/train.log 2>&1
 ship-seg: $(BIN)/.installed-dev
 	$(BIN)/python -m training.export_segmenter $(SEG_RUNS)/final/segmenter.safetensors --out weights --name segmenter
+
+## train-seg-any: the missing-sequence segmenter (weights/segmenter-any): the same U-Net and data as train-seg, with
+## four availability planes as input and each crop keeping one of the 15 availability patterns (--any-pattern), 3,000
+## steps; the validation model (SEG_VALIDATION held out and scored for all 15 patterns) and the shipped one side by
+## side, one torch thread each (about 45 minutes). ship-seg-any: the final model -> weights/segmenter-any.{onnx,json};
+## the validation model's checkpoint in fp16 -> weights/validation/segmenter-any-val.safetensors.
+SEG_ANY_RECIPE = --exclude TCGA-DU-7294 --widths 16 32 64 128 192 --context 1 --crop 128 --batch 8 --lr 2e-3 \
+	--steps 3000 --tumor 0.8 --seed 0 --any-pattern
+SEG_ANY_RUNS ?= runs/seg-any
+train-seg-any: $(BIN)/.installed-dev
+	$(MAKE) -j2 train-seg-any-val train-seg-any-final
+train-seg-any-val: $(BIN)/.installed-dev
+	mkdir -p $(SEG_ANY_RUNS)/val
+	$(BIN)/python -m training.train_segmenter --cases $(SEG_CASES) --holdout $(SEG_VALIDATION) $(SEG_ANY_RECIPE) \
+		--threads $(THREADS) --run-dir $(SEG_ANY_RUNS)/val --out $(SEG_ANY_RUNS)/val --name segmenter-any-val --resume \
+		>> $(SEG_ANY_RUNS)/val/train.log 2>&1
+train-seg-any-final: $(BIN)/.installed-dev
+	mkdir -p $(SEG_ANY_RUNS)/final
+	$(BIN)/python -m training.train_segmenter --cases $(SEG_CASES) $(SEG_ANY_RECIPE) --threads $(THREADS) \
+		--run-dir $(SEG_ANY_RUNS)/final --out $(SEG_ANY_RUNS)/final --name segmenter-any --no-export --resume \
+		>> $(SEG_ANY_RUNS)/final/train.log 2>&1
+ship-seg-any: $(BIN)/.installed-dev
+	$(BIN)/python -m training.export_segmenter $(SEG_ANY_RUNS)/final/segmenter-any.safetensors --out weights \
+		--name segmenter-any
+	$(BIN)/python -m training.fp16_checkpoint $(SEG_ANY_RUNS)/val/segmenter-any-val.safetensors \
+		weights/validation/segmenter-any-val.safetensors
 
 clean:
 	rm -rf $(VENV) output .pytest_cache

@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     net, info = load_checkpoint(args.checkpoint)
     path = export_segmenter(net, args.out, args.name, context=int(info["context"]), training=info["training"],
+                            availability=bool(info.get("availability", False)),
                             provenance={"trained_by": "training/train_segmenter.py (this repository)",
                                         "checkpoint": args.checkpoint.name})
     print(f"exported {path}")

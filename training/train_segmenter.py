@@ -10,6 +10,11 @@ that hold tumor). Inputs are the product's own preprocessing (``brasyn_infer.seg
 modality z-scored over its nonzero voxels, the slice with ``--context`` neighbours on each side. Augmentation: flips
 in the plane, each modality's intensity scaled and shifted.
 
+``--any-pattern`` trains the missing-sequence segmenter (``weights/segmenter-any``): each crop keeps one of the 15
+availability patterns, drawn uniformly (the modality dropout of RFNet and M3AE, ``missing-segmentation.md``); the
+missing modalities' channels are 0 and four constant planes say which are present
+(:func:`~brasyn_infer.segmentation.preprocess.with_availability`). Its held-out cases are scored for every pattern.
+
 Only cases with an expert segmentation are used; a case whose labels are an algorithm's is left out by name
 (``--exclude``). Each batch is seeded by the step, so ``--resume`` (from ``RUN_DIR/state.pt``) draws the batches an
 uninterrupted run would. At the end the held-out cases (``--holdout``) are segmented whole with the inference code
@@ -38,13 +43,13 @@ from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.segmentation.infer import segment_volume
 from brasyn_infer.segmentation.labels import CLASS_REGIONS, REGIONS, classes_from_labels, convention_for_files
-from brasyn_infer.segmentation.preprocess import axial_stack, brain_box, crop, zscore
+from brasyn_infer.segmentation.preprocess import axial_stack, brain_box, crop, with_availability, zscore
 
 from .data import find_case_folders
 from .runstate import load_state, restore, save_state, warmup_cosine
 
 RECIPE_KEYS = ("cases", "holdout", "exclude", "widths", "context", "crop", "batch", "lr", "steps", "warmup", "tumor",
-               "dice_weight", "seed", "init")
+               "dice_weight", "seed", "init", "any_pattern")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,6 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tumor", type=float, default=0.8, help="share of crops from slices that hold tumor")
     p.add_argument("--dice-weight", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--any-pattern", action="store_true",
+                   help="the missing-sequence segmenter: each crop keeps one of the 15 availability patterns")
     p.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
                    help="start from a checkpoint this script wrote (same widths and context)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
@@ -99,8 +106,10 @@ def load_case(folder: Path, multiple: int) -> tuple[SegCase, np.ndarray, np.ndar
 class CropSampler:
     """Random ``crop x crop`` 2.5D crops of axial slices: from a slice with tumor with probability ``tumor``."""
 
-    def __init__(self, cases: list[SegCase], crop_side: int, context: int, tumor: float, seed: int) -> None:
+    def __init__(self, cases: list[SegCase], crop_side: int, context: int, tumor: float, seed: int,
+                 any_pattern: bool = False) -> None:
         self.cases, self.side, self.context, self.tumor, self.seed = cases, crop_side, context, tumor, seed
+        self.any_pattern = any_pattern
         self.brain, self.lesion = [], []
         for ci, c in enumerate(cases):
             occupied = (c.x4 != 0).any(axis=(0, 1, 2))
@@ -109,7 +118,8 @@ class CropSampler:
             self.lesion += [(ci, int(z)) for z in np.flatnonzero(has_tumor)]
 
     def batch(self, step: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """``x`` ``(B, 4 (2k+1), S, S)`` float32 and ``y`` ``(B, S, S)`` int64 (the same for the same seed and step)."""
+        """``x`` ``(B, 4 (2k+1), S, S)`` float32 (``+ 4`` availability planes with ``any_pattern``) and ``y``
+        ``(B, S, S)`` int64 (the same for the same seed and step)."""
         rng = np.random.default_rng([self.seed, step])
         xs, ys = [], []
         s = self.side
@@ -142,9 +152,22 @@ class CropSampler:
             reps = x.shape[0] // len(MODALITIES)
             inside = x != 0
             x = np.where(inside, x * np.tile(gain, reps)[:, None, None] + np.tile(shift, reps)[:, None, None], 0)
+            if self.any_pattern:
+                x = with_availability(x[None], pattern_flags(int(rng.integers(1, 16))))[0]
             xs.append(np.ascontiguousarray(x, dtype=np.float32))
             ys.append(np.ascontiguousarray(y, dtype=np.int64))
         return np.stack(xs), np.stack(ys)
+
+
+def pattern_flags(code: int) -> tuple[bool, ...]:
+    """The availability flags (MODALITIES order) of pattern ``code`` 1..15: bit i set = modality i present."""
+    return tuple(bool(code >> i & 1) for i in range(len(MODALITIES)))
+
+
+def pattern_name(flags: tuple[bool, ...]) -> str:
+    """``t1c+t2w`` for the modalities present (``all`` when all four are)."""
+    present = [m.value for m, f in zip(MODALITIES, flags, strict=True) if f]
+    return "all" if len(present) == len(MODALITIES) else "+".join(present)
 
 
 def region_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -233,7 +256,8 @@ def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = UNetConfig(in_channels=len(MODALITIES) * (2 * args.context + 1), widths=tuple(args.widths))
+    extra = len(MODALITIES) if args.any_pattern else 0
+    cfg = UNetConfig(in_channels=len(MODALITIES) * (2 * args.context + 1) + extra, widths=tuple(args.widths))
     if args.crop % cfg.multiple:
         raise SystemExit(f"--crop {args.crop} must be a multiple of {cfg.multiple}")
     args.run_dir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +274,7 @@ def train(args: argparse.Namespace) -> dict:
     train_cases = [c for name, (c, _, _) in loaded if name not in args.holdout]
     hold = [(c.case_id, raw, classes) for name, (c, raw, classes) in loaded if name in args.holdout]
     del loaded
-    sampler = CropSampler(train_cases, args.crop, args.context, args.tumor, args.seed)
+    sampler = CropSampler(train_cases, args.crop, args.context, args.tumor, args.seed, args.any_pattern)
     print(f"loaded {len(train_cases)} training cases ({len(sampler.lesion)} slices with tumor, {len(sampler.brain)} "
           f"without) and {len(hold)} held out in {time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -293,15 +317,22 @@ def train(args: argparse.Namespace) -> dict:
 
     scores = {}
     forward = torch_forward(net)
+    patterns = [pattern_flags(code) for code in range(15, 0, -1)] if args.any_pattern else [None]
     for case_id, raw, classes in hold:
-        t = time.perf_counter()
-        pred = segment_volume(raw, forward, args.context, cfg.multiple)
-        scores[case_id] = {k: round(v, 4) for k, v in score_case(pred, classes).items()}
-        print(json.dumps({"holdout": case_id, "seconds": round(time.perf_counter() - t, 1), **scores[case_id]}),
-              flush=True)
-    if scores:
-        mean = {k: round(float(np.mean([s[k] for s in scores.values()])), 4) for k in next(iter(scores.values()))}
-        print(json.dumps({"holdout_mean": mean}), flush=True)
+        for flags in patterns:
+            t = time.perf_counter()
+            x4 = raw if flags is None else raw * np.asarray(flags, dtype=np.float32)[:, None, None, None]
+            pred = segment_volume(x4, forward, args.context, cfg.multiple, available=flags)
+            key = case_id if flags is None else f"{case_id}|{pattern_name(flags)}"
+            scores[key] = {k: round(v, 4) for k, v in score_case(pred, classes).items()}
+            print(json.dumps({"holdout": key, "seconds": round(time.perf_counter() - t, 1), **scores[key]}),
+                  flush=True)
+    for flags in patterns:
+        rows = [s for k, s in scores.items() if flags is None or k.endswith(f"|{pattern_name(flags)}")]
+        if rows:
+            mean = {k: round(float(np.mean([s[k] for s in rows])), 4) for k in rows[0]}
+            print(json.dumps({"holdout_mean": mean, **({} if flags is None else {"pattern": pattern_name(flags)})}),
+                  flush=True)
     record = {
         "command": "python -m training.train_segmenter " + " ".join(sys.argv[1:]),
         "data": {"train": [c.case_id for c in train_cases], "holdout": [h[0] for h in hold],
@@ -311,7 +342,7 @@ def train(args: argparse.Namespace) -> dict:
                    f"torch {torch.__version__}",
         "holdout_scores": scores, "final": history[-1] if history else {}, "history": history,
     }
-    info = {"context": args.context, "training": record}
+    info = {"context": args.context, "availability": args.any_pattern, "training": record}
     ckpt = save_checkpoint(net, args.run_dir / f"{args.name}.safetensors", info)
     (args.run_dir / "record.json").write_text(json.dumps(record, indent=1))
     print(f"checkpoint {ckpt}", flush=True)
@@ -319,6 +350,7 @@ def train(args: argparse.Namespace) -> dict:
         from brasyn_infer.authoring.models.segmenter_export import export_segmenter
 
         manifest = export_segmenter(net, args.out, args.name, context=args.context, training=record,
+                                    availability=args.any_pattern,
                                     provenance={"trained_by": "training/train_segmenter.py (this repository)",
                                                 "checkpoint": ckpt.name})
         print(f"exported {manifest}", flush=True)

@@ -8,6 +8,9 @@ sha256-verified on load (docs/model-contract.md, "Segmenters").
 - ``normalization``: ``{"scheme": "zscore", "clip": 5}`` (each modality over its nonzero voxels) or
   ``{"scheme": "none"}`` (scanner units).
 - ``multiple``: the box's sides are rounded up to this (the network's downsampling).
+- ``availability``: ``true`` for a missing-sequence segmenter (``slice2d``): it takes any subset of the modalities,
+  the missing ones' channels 0, and four more input channels, constant planes in ``channels``' order, 1 where the
+  modality is present and 0 where it is missing. ``false`` (the default): all four modalities are needed.
 - ``output``: ``"logits"`` or ``"probabilities"`` ``(B, K, ...)``, and ``classes``: the class (0 background, 1 NCR,
   2 ED, 3 ET) of each of the K output channels.
 """
@@ -44,6 +47,7 @@ class SegmenterManifest:
     sha256: str
     path: Path
     context: int = 0
+    availability: bool = False
     config: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -53,13 +57,21 @@ class SegmenterManifest:
         return self.path.parent / self.onnx
 
     @property
+    def in_channels(self) -> int | None:
+        """The graph's input channels this manifest implies (``slice2d``: 4 (2 context + 1), + 4 with
+        ``availability``; ``volume3d``: 4)."""
+        if self.kind == "volume3d":
+            return len(MODALITIES)
+        return len(MODALITIES) * (2 * self.context + 1) + (len(MODALITIES) if self.availability else 0)
+
+    @property
     def order(self) -> list[int]:
         """The MODALITIES index of each of the four channels of one slice block (``channels``' order)."""
         return [m.index for m in self.channels]
 
     def to_json(self) -> dict[str, Any]:
         return {"format_version": MANIFEST_VERSION, "name": self.name, "architecture": ARCHITECTURE,
-                "kind": self.kind, "context": self.context, "channels": [m.value for m in self.channels],
+                "kind": self.kind, "context": self.context, "availability": self.availability, "channels": [m.value for m in self.channels],
                 "normalization": self.normalization, "multiple": self.multiple, "output": self.output,
                 "classes": list(self.classes), "onnx": self.onnx, "sha256": self.sha256, "config": self.config,
                 "provenance": self.provenance, "training": self.training}
@@ -81,6 +93,8 @@ def check_segmenter(m: SegmenterManifest) -> None:
         problems.append(f"output must be one of {', '.join(OUTPUTS)}")
     if not m.classes or any(c not in (0, 1, 2, 3) for c in m.classes):
         problems.append("classes: one class (0 background, 1 NCR, 2 ED, 3 ET) per output channel")
+    if m.availability and m.kind != "slice2d":
+        problems.append("availability needs kind slice2d")
     if m.multiple < 1 or m.context < 0 or (m.kind == "volume3d" and m.context):
         problems.append("multiple must be >= 1 and context >= 0 (0 for volume3d)")
     if problems:
@@ -111,7 +125,7 @@ def load_segmenter_manifest(spec: str | Path | None = None, verify: bool = True)
             name=data["name"], kind=data["kind"], channels=tuple(Modality(c) for c in data["channels"]),
             normalization=dict(data["normalization"]), multiple=int(data["multiple"]), output=data["output"],
             classes=tuple(int(c) for c in data["classes"]), onnx=data["onnx"], sha256=data["sha256"], path=path,
-            context=int(data.get("context", 0)), config=data.get("config", {}),
+            context=int(data.get("context", 0)), availability=bool(data.get("availability", False)), config=data.get("config", {}),
             provenance=data.get("provenance", {}), training=data.get("training", {}))
     except WeightsError:
         raise

@@ -8,11 +8,11 @@ loads them), normalizes them (:func:`~brasyn_infer.segmentation.preprocess.zscor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from brasyn_infer.segmentation.preprocess import axial_stack, brain_box, crop, uncrop, zscore
+from brasyn_infer.segmentation.preprocess import axial_stack, brain_box, crop, uncrop, with_availability, zscore
 
 #: ``(B, C, H, W)`` float32 -> ``(B, classes, H, W)`` logits or probabilities
 Forward = Callable[[np.ndarray], np.ndarray]
@@ -26,14 +26,16 @@ def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
 
 
 def segment_volume(x4: np.ndarray, forward: Forward, context: int, multiple: int, batch: int = 16,
-                   flip: bool = False, normalized: bool = False, logits: bool = True) -> np.ndarray:
+                   flip: bool = False, normalized: bool = False, logits: bool = True,
+                   available: Sequence[bool] | None = None) -> np.ndarray:
     """``(X, Y, Z)`` uint8 classes of a case ``x4`` ``(4, X, Y, Z)``.
 
     ``context``: neighbours on each side of a slice (2.5D input of ``4 (2 context + 1)`` channels); ``multiple``: the
     box's sides are rounded up to it; ``batch``: slices per ``forward`` call; ``flip``: also run the slices mirrored
     along X and average the probabilities (test-time augmentation, twice the work); ``normalized``: ``x4`` is
     already z-scored (or the segmenter takes scanner units); ``logits``: ``forward`` returns logits (else
-    probabilities)."""
+    probabilities); ``available``: four flags (MODALITIES order) for a missing-sequence segmenter, whose input is
+    :func:`~brasyn_infer.segmentation.preprocess.with_availability` of each batch (the missing channels 0)."""
     prob = softmax if logits else (lambda a: a)
     shape = tuple(int(n) for n in x4.shape[1:])
     z = x4.astype(np.float32) if normalized else zscore(x4)
@@ -45,6 +47,8 @@ def segment_volume(x4: np.ndarray, forward: Forward, context: int, multiple: int
     for start in range(0, len(occupied), batch):
         idx = occupied[start:start + batch]
         stack = axial_stack(boxed, idx, context)
+        if available is not None:
+            stack = with_availability(stack, available)
         probs = prob(np.asarray(forward(stack), dtype=np.float32))
         if flip:
             probs = 0.5 * (probs + prob(np.asarray(forward(stack[:, :, ::-1].copy()), dtype=np.float32))[:, :, ::-1])

@@ -6,10 +6,13 @@
   in X and Y, so a U-Net of that many poolings sees whole tokens; Z is kept whole.
 - :func:`axial_stack`: the slices of a ``(4, x, y, Z)`` box as a batch of 2.5D inputs ``(Z, 4 (2k+1), x, y)``:
   each slice with its ``k`` neighbours on either side along Z (clamped at the ends), channels neighbour-major.
+- :func:`with_availability`: a missing-sequence segmenter's input: the missing modalities' channels zeroed and one
+  constant plane per modality appended (1 present, 0 missing).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,4 +97,18 @@ def axial_stack(x4: np.ndarray, slices: np.ndarray, context: int) -> np.ndarray:
     for i, z in enumerate(slices):
         for j, n in enumerate(neighbours(int(z), depth, context)):
             out[i, j * x4.shape[0]:(j + 1) * x4.shape[0]] = x4[..., n]
+    return out
+
+
+def with_availability(stack: np.ndarray, available: Sequence[bool]) -> np.ndarray:
+    """``(B, 4 (2k+1) + 4, H, W)`` float32: a :func:`axial_stack` batch ``(B, 4 (2k+1), H, W)`` with the channels of
+    each modality that ``available`` (four flags, in the stack's modality order) marks missing set to 0 in every
+    neighbour block, and the four flags appended as constant planes (1.0 present, 0.0 missing), in the same order."""
+    flags = np.asarray(available, dtype=np.float32)
+    if flags.shape != (4,):
+        raise ValueError(f"available: four flags, got {flags.shape}")
+    blocks = stack.shape[1] // 4
+    out = np.empty((stack.shape[0], stack.shape[1] + 4, *stack.shape[2:]), dtype=np.float32)
+    out[:, :stack.shape[1]] = stack * np.tile(flags, blocks)[None, :, None, None]
+    out[:, stack.shape[1]:] = flags[None, :, None, None]
     return out

@@ -22,7 +22,7 @@ PARITY_ATOL = 1e-3
 
 
 def export_segmenter(net: UNet2D, out: Path, name: str, context: int, training: dict | None = None,
-                     provenance: dict | None = None) -> Path:
+                     provenance: dict | None = None, availability: bool = False) -> Path:
     """``out/<name>.onnx`` (dynamic batch, height and width) and ``out/<name>.json``; returns the manifest's path."""
     import onnxruntime as ort
 
@@ -47,7 +47,8 @@ def export_segmenter(net: UNet2D, out: Path, name: str, context: int, training: 
         manifest = SegmenterManifest(
             name=name, kind="slice2d", channels=MODALITIES, normalization={"scheme": "zscore", "clip": CLIP},
             multiple=net.cfg.multiple, output="logits", classes=(0, 1, 2, 3), onnx=f"{name}.onnx",
-            sha256=sha256_of(onnx_tmp), path=out / f"{name}.json", context=context, config=net.cfg.to_dict(),
+            sha256=sha256_of(onnx_tmp), path=out / f"{name}.json", context=context, availability=availability,
+            config=net.cfg.to_dict(),
             provenance={**(provenance or {}), "export": {"torch": torch.__version__, "opset": OPSET,
                                                         "parity_max_abs_diff": diff}},
             training=training or {})
