@@ -146,3 +146,26 @@ def tiny_segmenter(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("segmenter")
     return export_segmenter(UNet2D(UNetConfig(in_channels=12, widths=(4, 8))), out, "tiny-seg", context=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_direct_segmenter(tmp_path_factory) -> Path:
+    """A random-init missing-sequence segmenter (12 + 4 availability channels) with a ``routes`` block that sends
+    t1c-missing cases to ``complete`` and every other pattern to ``direct`` (the default)."""
+    if not HAS_TORCH:
+        pytest.skip("torch is not installed (install the [torch] extra)")
+    import json
+
+    import torch
+
+    from brasyn_infer.authoring.models.segmenter_export import export_segmenter
+    from brasyn_infer.authoring.models.unet import UNet2D, UNetConfig
+
+    torch.manual_seed(1)
+    out = tmp_path_factory.mktemp("direct-segmenter")
+    path = export_segmenter(UNet2D(UNetConfig(in_channels=16, widths=(4, 8))), out, "tiny-any", context=1,
+                            availability=True)
+    data = json.loads(path.read_text())
+    data["routes"] = {"t1c": {"route": "complete", "scores": {"note": "test"}}}
+    path.write_text(json.dumps(data))
+    return path

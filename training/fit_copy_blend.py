@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from brasyn_infer.constants import MODALITIES, Modality
+from brasyn_infer.errors import CaseError
 from brasyn_infer.evaluation.metrics import Scaled, ssim_brain
 from brasyn_infer.io.atomic import write_json_atomic
-from brasyn_infer.io.cases import complete_case
+from brasyn_infer.io.cases import complete_case, scan_folder
 from brasyn_infer.io.nifti import load_volume
 from brasyn_infer.runtime.manifest import PATTERNS_ANY, load_manifest, write_manifest
 from brasyn_infer.synthesis.normalize import Normalizer, background_mask
@@ -127,14 +128,26 @@ def saved_patterns(volumes: Path) -> list[tuple[str, str, Modality, Path]]:
     return found
 
 
+def cases_by_id(folders: Sequence[Path]) -> dict[str, Path]:
+    """Case folders keyed by their case ID (the files' prefix, as ``--save-volumes`` names the outputs), not by the
+    folder's name; a folder that is no case is left out."""
+    found = {}
+    for folder in folders:
+        try:
+            found[scan_folder(folder).case_id] = folder
+        except CaseError:
+            continue
+    return found
+
+
 def score_saved(volumes: Path, roots: list[Path], normalizer: Normalizer, grid: Sequence[float] = GRID,
                 jobs: int = 1) -> list[Scores]:
     """:class:`Scores` of every saved output, each case's real volumes read once; ``jobs`` cases at a time."""
-    folders = {f.name: f for f in find_case_folders(roots)}
+    folders = cases_by_id(find_case_folders(roots))
     by_case: dict[str, list[tuple[str, Modality, Path]]] = {}
     for case_id, pattern, target, path in saved_patterns(volumes):
         if case_id not in folders:
-            raise SystemExit(f"{volumes / case_id}: no case folder {case_id} under --cases")
+            raise SystemExit(f"{volumes / case_id}: no case with ID {case_id} under --cases")
         by_case.setdefault(case_id, []).append((pattern, target, path))
     work = [(case_id, folders[case_id], outputs, normalizer, tuple(grid)) for case_id, outputs in by_case.items()]
     if jobs > 1:

@@ -29,3 +29,17 @@ def test_empty_regions_follow_the_package():
     got = brats_scores(np.zeros_like(ref), ref)
     assert got["dice_wt"] == 0.0 and got["hd95_wt"] == HD95_CAP  # missed: 373, as its parser reports inf
     assert math.isnan(got["dice_et"])  # absent from both: left out of means
+
+
+def test_hd95_is_in_mm_from_the_voxel_spacing():
+    """Regression (issue 43, 3): the same case with 1 mm and 2 mm headers gave the same HD95 (voxels, labelled mm)."""
+    ref = np.zeros((40, 40, 30), np.uint8)
+    ref[10:20, 10:20, 10:20] = 3
+    pred = np.zeros_like(ref)
+    pred[14:24, 10:20, 10:20] = 3
+    one, two = brats_scores(pred, ref), brats_scores(pred, ref, (2.0, 2.0, 2.0))
+    anisotropic = brats_scores(pred, ref, (1.0, 3.0, 3.0))  # the shift is along X: 1 mm voxels there
+    for key in ("hd95_et", "lw_hd95_et", "hd95_wt"):
+        assert two[key] == pytest.approx(2 * one[key]) and one[key] > 0, key
+    assert anisotropic["hd95_et"] == pytest.approx(one["hd95_et"])
+    assert two["dice_et"] == one["dice_et"]

@@ -49,6 +49,7 @@ def import_model(
     default_view: View = View.AXIAL,
     views: tuple[View, ...] = (),
     provenance: Mapping[str, Any] | None = None,
+    force: bool = False,
 ) -> tuple[Manifest, float]:
     """Check, copy, describe and smoke-run ``onnx_path``; returns the manifest and the smoke run's seconds."""
     from brasyn_infer.pipeline.synthesizer import Synthesizer
@@ -61,9 +62,9 @@ def import_model(
     spec = check_graph(inputs, outputs, kind, window, onnx_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     target_onnx, target_json = out_dir / f"{name}.onnx", out_dir / f"{name}.json"
-    if target_json.exists() or (target_onnx.exists() and target_onnx.resolve() != onnx_path.resolve()):
-        raise ContractError(f"{target_json.name} or {target_onnx.name} already exists", out_dir,
-                            "choose another --name, or remove the old files")
+    if not force and (target_json.exists() or (target_onnx.exists() and target_onnx.resolve() != onnx_path.resolve())):
+        raise ContractError(f"weights named {name!r} are already there ({target_json.name} or {target_onnx.name})",
+                            out_dir, "choose another --name or --out, or pass --force to overwrite them")
     windows: dict[str, Any] = {}
     if kind == WINDOW3D:
         windows = {"window": list(spec.window), "overlap": overlap, "blend": blend, "placement": placement}

@@ -23,7 +23,8 @@ from brasyn_infer.runtime.segmenter_manifest import SegmenterManifest, check_seg
 def import_segmenter(onnx_path: Path, out_dir: Path, name: str, kind: str, channels: Sequence[Modality],
                      normalization: Mapping[str, Any], classes: Sequence[int], output: str = "logits",
                      context: int = 0, multiple: int = 16,
-                     provenance: Mapping[str, Any] | None = None) -> tuple[SegmenterManifest, float]:
+                     provenance: Mapping[str, Any] | None = None,
+                     force: bool = False) -> tuple[SegmenterManifest, float]:
     """Check, copy, describe and smoke-run a segmenter graph; returns its manifest and the smoke run's seconds."""
     from brasyn_infer.runtime.segmenter import Segmenter
 
@@ -45,9 +46,9 @@ def import_segmenter(onnx_path: Path, out_dir: Path, name: str, kind: str, chann
                             "give --classes one class per output channel (0 background, 1 NCR, 2 ED, 3 ET)")
     out_dir.mkdir(parents=True, exist_ok=True)
     target_onnx, target_json = out_dir / f"{name}.onnx", out_dir / f"{name}.json"
-    if target_json.exists() or (target_onnx.exists() and target_onnx.resolve() != onnx_path.resolve()):
-        raise ContractError(f"{target_json.name} or {target_onnx.name} already exists", out_dir,
-                            "choose another --name, or remove the old files")
+    if not force and (target_json.exists() or (target_onnx.exists() and target_onnx.resolve() != onnx_path.resolve())):
+        raise ContractError(f"weights named {name!r} are already there ({target_json.name} or {target_onnx.name})",
+                            out_dir, "choose another --name or --out, or pass --force to overwrite them")
     manifest = SegmenterManifest(
         name=name, kind=kind, channels=tuple(channels), normalization=dict(normalization), multiple=multiple,
         output=output, classes=tuple(classes), onnx=target_onnx.name, sha256="", path=target_json, context=context,

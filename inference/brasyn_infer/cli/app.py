@@ -40,6 +40,14 @@ def fail_line(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
 
 
+def case_fail_line(case_id: str, error: BaseException) -> None:
+    """A failed case's one line: the error as it is when it names the case's file or folder (its path holds the
+    case ID), else prefixed with the case ID."""
+    path = getattr(error, "path", None)
+    named = path is not None and case_id in path.parts[-1]
+    fail_line(str(error) if named else f"{case_id}: {error}")
+
+
 @contextmanager
 def one_line_errors() -> Iterator[None]:
     """A usage error (:class:`~brasyn_infer.errors.UsageError`) becomes one line and exit 2, any other

@@ -26,6 +26,7 @@ from brasyn_infer.cli.app import (
     shard_or_exit,
 )
 from brasyn_infer.constants import Device
+from brasyn_infer.segmentation.labels import LabelConvention
 
 
 @app.command()
@@ -44,7 +45,8 @@ def evaluate(
     refiner: RefinerOpt = None,
     segment: Annotated[bool, typer.Option("--segment", help="Also score downstream segmentation: each completed case (model, copy, linear) and the real one segmented and scored against the expert segmentation (global and lesion-wise Dice and HD95 of WT, TC, ET, by the official brats-evaluation package).")] = False,
     segmenter: Annotated[Optional[str], typer.Option("--segmenter", help="With --segment: a segmenter NAME or manifest (brasyn-infer import --kind segmenter), or 'brats' (the BraTS 2023 winner through the brats package: Docker and an NVIDIA GPU). Default: the embedded one.")] = None,
-    labels: Annotated[Optional[str], typer.Option("--labels", help="Label convention of BraSyn-named -seg files: 2023 (default; ET = 3) or 2024 (post-treatment: 4 is the resection cavity, not tumor). BraTS 2018-2021 names are always 2018 (ET = 4).")] = None,
+    direct_segmenter: Annotated[Optional[str], typer.Option("--direct-segmenter", help="With --segment: the missing-sequence segmenter of the `direct` rows (each pattern segmented from the sequences left, no synthesis): NAME or manifest, or none. Default: the embedded segmenter-any where installed.")] = None,
+    labels: Annotated[Optional[LabelConvention], typer.Option("--labels", help="Label convention of the -seg files: 2018 (1 NCR, 2 ED, 4 ET), 2023 (1, 2, 3 ET) or 2024 (post-treatment: 1, 2, 3 ET, 4 the resection cavity, not tumor). Default: from the file names (BraTS 2018-2021 names: 2018; BraSyn names: 2023). A label the convention does not define is an error naming the one that fits.")] = None,
     ssim_border: Annotated[str, typer.Option("--ssim-border", help="The organizers' SSIM columns as torchmetrics 1.4.2+ computes them (full: the map averaged over the whole volume) or 1.4.1 and earlier (cropped: without a 5-voxel border). The organizers pin no version.")] = "full",
     save_volumes: Annotated[Optional[Path], typer.Option("--save-volumes", help="Also write each generator output as DIR/<case>/<case>-<mod>.nii.gz, and its uncertainty map (when scored) as <case>-<mod>-uncertainty.nii.gz beside it (e.g. held-out outputs: the refiner's training inputs, the tone correction's fit).")] = None,
     shard: ShardOpt = None,
@@ -71,7 +73,6 @@ def evaluate(
     from brasyn_infer.io.cases import list_case_folders
     from brasyn_infer.pipeline.run import check_output_dir
     from brasyn_infer.pipeline.synthesizer import Synthesizer
-    from brasyn_infer.segmentation.labels import LabelConvention
 
     chosen = shard_or_exit(shard)
     with one_line_errors():
@@ -81,11 +82,9 @@ def evaluate(
             raise UsageError(f"unknown baseline {', '.join(unknown)}", fix="use linear, mean, copy, or none")
         if ssim_border not in BORDERS:
             raise UsageError(f"--ssim-border {ssim_border!r}", fix=f"use {' or '.join(BORDERS)}")
-        if labels is not None and labels not in ("2023", "2024"):
-            raise UsageError(f"--labels {labels!r}", fix="use 2023 or 2024 (BraTS 2018-2021 names are read as 2018)")
         options = DryRunOptions(drops=parse_drop(drop), baselines=names, only=_ids(only), fit_on=_ids(fit_on),
                                 segment=segment, save_volumes=save_volumes, shard=chosen, segmenter=segmenter,
-                                labels=LabelConvention(labels) if labels else None, ssim_border=ssim_border,
+                                direct_segmenter=direct_segmenter, labels=labels, ssim_border=ssim_border,
                                 device=device)
         check_output_dir(report_dir, data)
         synth = Synthesizer(weights, view, batch_size, device, refine=refine, refiner=refiner, tta=tta, prior=prior,

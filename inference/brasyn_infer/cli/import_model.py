@@ -25,6 +25,7 @@ def import_model(
     crop: Annotated[Optional[tuple[int, int, int]], typer.Option("--crop", help="window3d with --placement center: the crop X Y Z (e.g. 144 192 192; default: the window).")] = None,
     view: ViewOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for <name>.onnx and <name>.json.")] = Path("weights"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite weights of that name already in --out (e.g. a shipped default or segmenter).")] = False,
     name: Annotated[Optional[str], typer.Option("--name", help="Weights name; default: the file's stem. 'default' makes it the image's default.")] = None,
     source: Annotated[Optional[str], typer.Option("--source", help="Provenance: where the model comes from (paper, repository, checkpoint).")] = None,
     note: Annotated[Optional[str], typer.Option("--note", help="Provenance: anything else (training data, license).")] = None,
@@ -39,7 +40,8 @@ def import_model(
     setup_logging(True)
     if kind == "segmenter":
         _import_segmenter(model, out, name or model.stem, seg_kind, channels, classes, output, context, multiple,
-                          normalization or "zscore", {k: v for k, v in {"source": source, "note": note}.items() if v})
+                          normalization or "zscore", {k: v for k, v in {"source": source, "note": note}.items() if v},
+                          force)
         return
     normalization = normalization or "minmax"
     from brasyn_infer.authoring.importer import import_model as do_import
@@ -63,7 +65,7 @@ def import_model(
     views = tuple(dict.fromkeys(view or []))
     try:
         manifest, seconds = do_import(model, kind, out, name or model.stem, block, window, overlap, blend, placement,
-                                      crop, views[0] if views else View.AXIAL, views, provenance)
+                                      crop, views[0] if views else View.AXIAL, views, provenance, force)
     except BrasynError as error:
         fail_line(str(error))
         raise typer.Exit(1) from None
@@ -75,7 +77,7 @@ def import_model(
 
 
 def _import_segmenter(model: Path, out: Path, name: str, seg_kind: str, channels: str, classes: str, output: str,
-                      context: int, multiple: int, normalization: str, provenance: dict) -> None:
+                      context: int, multiple: int, normalization: str, provenance: dict, force: bool) -> None:
     from brasyn_infer.authoring.segmenter_import import import_segmenter, parse_channels
     from brasyn_infer.errors import BrasynError
 
@@ -87,7 +89,7 @@ def _import_segmenter(model: Path, out: Path, name: str, seg_kind: str, channels
     try:
         manifest, seconds = import_segmenter(model, out, name, seg_kind, parse_channels(channels),
                                              {"scheme": normalization}, class_list, output, context, multiple,
-                                             provenance)
+                                             provenance, force)
     except BrasynError as error:
         fail_line(str(error))
         raise typer.Exit(1) from None

@@ -22,7 +22,7 @@ from brasyn_infer.cli.app import (
     ViewOpt,
     WeightsOpt,
     app,
-    fail_line,
+    case_fail_line,
     log,
     one_line_errors,
     setup_logging,
@@ -62,7 +62,7 @@ def run(
     with one_line_errors(), _progress(quiet) as hooks:
         report = run_job(input, output, options, hooks)
     for result in report.failed:
-        fail_line(f"{result.case_id}: {result.error}")
+        case_fail_line(result.case_id, result.error)
     seconds = sum(r.seconds for r in report.results)
     typer.echo(f"{len(report.results) - len(report.failed)} of {len(report.results)} cases written to {output}, "
                f"{len(report.failed)} failed ({seconds:.1f} s)", err=True)

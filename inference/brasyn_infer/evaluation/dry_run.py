@@ -37,7 +37,7 @@ from brasyn_infer.evaluation.identity import claim_report_dir, run_identity
 from brasyn_infer.evaluation.merge import merge_shard_reports
 from brasyn_infer.evaluation.metrics import score
 from brasyn_infer.evaluation.patterns import Pattern, label, ordered, parse_drop
-from brasyn_infer.evaluation.report import ERROR, append_row, read_rows, row_key, weights_label, write_reports
+from brasyn_infer.evaluation.report import ERROR, NOTE, append_row, read_rows, row_key, weights_label, write_reports
 from brasyn_infer.evaluation.scoring import score_pattern
 from brasyn_infer.evaluation.stats_cache import StatsCache
 from brasyn_infer.io.cases import CaseFiles, complete_case, discover, duplicate_ids, list_case_folders
@@ -55,6 +55,7 @@ __all__ = ["DryRunOptions", "Hooks", "StatsCache", "dry_run", "merge_shard_repor
 MODEL = "model"
 REFINED = "model+refiner"
 REAL = "real"
+DIRECT = "direct"
 #: ``--fit-on training``: the cases the weights' manifest records as its training set
 FIT_ON_TRAINING = "training"
 
@@ -89,7 +90,7 @@ class DryRunOptions:
     """What a dry run scores: the patterns dropped (a modality alone is the pattern of one), the baselines, which
     cases (``only``), the cases the linear baseline is fitted on (``fit_on``; None: leave-one-case-out over DATA;
     ``["training"]``: the weights' recorded training cases), downstream segmentation (``segment`` with
-    ``segmenter``, ``labels`` for BraSyn-named expert files), where to keep the generator's outputs, the shard and
+    ``segmenter``, ``direct_segmenter`` for the ``direct`` rows, ``labels`` for the expert files), where to keep the generator's outputs, the shard and
     the organizers' SSIM variant (``ssim_border``)."""
 
     drops: list = field(default_factory=lambda: [(m,) for m in MODALITIES])
@@ -100,6 +101,7 @@ class DryRunOptions:
     save_volumes: Path | None = None
     shard: Shard | None = None
     segmenter: str | None = None
+    direct_segmenter: str | None = None
     labels: LabelConvention | None = None
     ssim_border: str = "full"
     device: Device = Device.AUTO
@@ -156,13 +158,18 @@ class Run:
     def methods(self, pattern: Pattern) -> list[str]:
         return [MODEL, *([REFINED] if self.synth.refiner else []), *[b for b in ("mean", "copy") if b in
                                                                       self.options.baselines],
-                *([REAL] if self.protocol is not None else [])]
+                *([REAL] if self.protocol is not None else []),
+                *([DIRECT] if self.protocol is not None and self.protocol.direct is not None else [])]
 
     def todo(self, case_id: str, pattern: Pattern) -> bool:
         return any((case_id, label(pattern), m.value, k) not in self.done for m in pattern for k in self.methods(pattern))
 
     def error_row(self, case_id: str, error: BaseException, pattern: str = "", method: str = ERROR) -> None:
         self.append([{"case": case_id, "pattern": pattern, "modality": "", "method": method, "error": str(error)}])
+
+    def note(self, case_id: str, text: str) -> None:
+        """A row that explains empty figures (not an error: the case is scored)."""
+        self.append([{"case": case_id, "pattern": "", "modality": "", "method": NOTE, "error": text}])
 
 
 def dry_run(data: Path, report_dir: Path, synth: Synthesizer, options: DryRunOptions,
@@ -188,7 +195,7 @@ def dry_run(data: Path, report_dir: Path, synth: Synthesizer, options: DryRunOpt
     if options.segment:
         from brasyn_infer.evaluation.protocol import Protocol
 
-        protocol = Protocol(options.segmenter, options.device, options.labels)
+        protocol = Protocol(options.segmenter, options.device, options.labels, options.direct_segmenter)
     report_dir.mkdir(parents=True, exist_ok=True)
     claim_report_dir(report_dir, run_identity(synth, options, folders, protocol.describe() if protocol else None))
     shard = options.shard
@@ -214,8 +221,11 @@ def dry_run(data: Path, report_dir: Path, synth: Synthesizer, options: DryRunOpt
                         hooks.on_warning(warning)
                 if need_stats:
                     stats.store(files.case_id, _case_stats(synth, loaded, targets))
-                seg = _seg(files) if todo else None  # read once per case: the tumor mask and the protocol's reference
+                # read once per case, checked against its grid and labels: the tumor mask and the protocol's reference
+                seg = _seg(files, loaded[MODALITIES[0]], options) if todo else None
                 tumor = _tumor(files, options, seg)
+                if seg is not None and tumor is None:
+                    run.note(files.case_id, "the segmentation is empty (no tumor): the tumor figures are left empty")
                 if todo and protocol is not None:
                     protocol.begin(files, {m: v.data for m, v in loaded.items()}, loaded[MODALITIES[0]].image, seg=seg)
             except Exception as error:  # noqa: BLE001 - an unreadable case is one error row, the run goes on
@@ -267,19 +277,28 @@ def _case_stats(synth: Synthesizer, loaded: Mapping[Modality, Volume], targets: 
     return {m: case_stats(x4, m, synth.normalizer.fill) for m in targets}
 
 
-def _seg(files: CaseFiles) -> np.ndarray | None:
-    """The labels of the case's segmentation file, or None without one."""
-    from brasyn_infer.io.nifti import load_volume
+def _seg(files: CaseFiles, like: Volume, options: DryRunOptions) -> np.ndarray | None:
+    """The labels of the case's segmentation file (int64), or None without one; CaseError naming the file when it
+    is not on ``like``'s grid, holds values that are not whole numbers, or labels its convention does not define."""
+    from brasyn_infer.evaluation.protocol import label_convention
+    from brasyn_infer.io.nifti import load_labels
+    from brasyn_infer.segmentation.labels import check_labels
 
-    return load_volume(files.seg).data if files.seg is not None else None
+    if files.seg is None:
+        return None
+    return check_labels(load_labels(files.seg, like).data, label_convention(files, options.labels), files.seg)
 
 
 def _tumor(files: CaseFiles, options: DryRunOptions, seg: np.ndarray | None) -> np.ndarray | None:
-    """The whole tumor of the case's labels ``seg`` in their convention (a 2024 resection cavity is not tumor)."""
+    """The whole tumor of the case's labels ``seg`` in their convention (a 2024 resection cavity is not tumor);
+    None without a segmentation or when it holds no tumor (the tumor figures are then empty)."""
     from brasyn_infer.evaluation.protocol import label_convention
     from brasyn_infer.segmentation.labels import tumor_mask
 
-    return tumor_mask(seg, label_convention(files, options.labels)) if seg is not None else None
+    if seg is None:
+        return None
+    mask = tumor_mask(seg, label_convention(files, options.labels), files.seg)
+    return mask if mask.any() else None
 
 
 def _linear_phase(run: Run, cases: list[CaseFiles], scored: list[CaseFiles], stats: StatsCache,
@@ -309,7 +328,7 @@ def _linear_phase(run: Run, cases: list[CaseFiles], scored: list[CaseFiles], sta
             continue
         todo = [p for p in options.drops if any((files.case_id, label(p), m.value, "linear") not in run.done for m in p)]
         loaded = read_inputs(files.modalities) if todo else {}
-        seg = _seg(files) if todo else None
+        seg = _seg(files, loaded[MODALITIES[0]], options) if todo else None
         tumor = _tumor(files, options, seg)
         if todo and run.protocol is not None:
             run.protocol.begin(files, {m: v.data for m, v in loaded.items()}, loaded[MODALITIES[0]].image, real=False,

@@ -10,27 +10,30 @@ from typing import Any
 from brasyn_infer.errors import UsageError
 from brasyn_infer.io.atomic import write_json_atomic
 from brasyn_infer.pipeline.synthesizer import Synthesizer
+from brasyn_infer.runtime.manifest import Manifest, companion_path, load_manifest
 
-RUN_FORMAT = "brasyn-infer.dry-run/2"
+RUN_FORMAT = "brasyn-infer.dry-run/3"
 
 
 def run_identity(synth: Synthesizer, options: Any, data_cases: list[str] | None = None,
                  segmenter: dict | None = None) -> dict:
     """Everything that changes a score or what the folder holds: the weights (the graph, and the manifest's blocks
-    that act on its output), views, TTA, the prior blend, the tone, the refiner, the map, the linear baseline's
+    that act on its output), the companion that completes the patterns of several missing (its graph and blocks),
+    views, TTA, the prior blend, the tone, the refiner, the map, the linear baseline's
     fitting cases, DATA's cases (the leave-one-case-out fits depend on them), the number of shards, the segmenter,
     the organizers' SSIM variant and where the volumes are kept. (Batch size, device and threads change nothing
     but float rounding.)"""
     refiner = synth.refiner.manifest if synth.refiner else None
     manifest = synth.manifest
-    blocks = json.dumps({"normalization": manifest.normalization, "trust": manifest.trust,
-                         "uncertainty": manifest.uncertainty, "outputs": list(manifest.outputs),
-                         **({"tone": manifest.tone} if manifest.tone else {})}, sort_keys=True)
+    companion = None
+    if manifest.companion and any(len(p) > 1 for p in getattr(options, "drops", ())):
+        other = load_manifest(companion_path(manifest))
+        companion = {"name": other.name, "sha256": other.sha256, "manifest": _blocks(other)}
     shard = getattr(options, "shard", None)
     save = getattr(options, "save_volumes", None)
     return {"format": RUN_FORMAT,
-            "weights": {"name": manifest.name, "sha256": manifest.sha256,
-                        "manifest": hashlib.sha256(blocks.encode()).hexdigest()[:16]},
+            "weights": {"name": manifest.name, "sha256": manifest.sha256, "manifest": _blocks(manifest)},
+            "companion": companion,
             "normalization": synth.manifest.normalization.get("scheme"),
             "views": [v.value for v in synth.views], "tta": synth.tta, "prior": synth.prior,
             **({"tone": bool(synth.tone.curves)} if manifest.tone else {}),
@@ -42,6 +45,17 @@ def run_identity(synth: Synthesizer, options: Any, data_cases: list[str] | None 
             "segmenter": segmenter,
             "ssim_border": getattr(options, "ssim_border", "full"),
             "save_volumes": str(Path(save).resolve()) if save is not None else None}
+
+
+def _blocks(manifest: Manifest) -> str:
+    """A fingerprint of the manifest's blocks that act on the graph's output or choose what runs: normalization,
+    trust, uncertainty, outputs, tone, the patterns it completes, its companion and its blend toward the stand-in."""
+    blocks = json.dumps({"normalization": manifest.normalization, "trust": manifest.trust,
+                         "uncertainty": manifest.uncertainty, "outputs": list(manifest.outputs),
+                         **({"tone": manifest.tone} if manifest.tone else {}),
+                         "patterns": manifest.patterns, "companion": manifest.companion,
+                         "copy_blend": manifest.copy_blend}, sort_keys=True)
+    return hashlib.sha256(blocks.encode()).hexdigest()[:16]
 
 
 def claim_report_dir(report_dir: Path, identity: dict) -> None:

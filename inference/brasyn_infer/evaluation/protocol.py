@@ -2,6 +2,9 @@
 method (the synthesized sequences, a copy of an available one, the linear fit) and with its real sequences, and
 score every segmentation against the expert one with the official BraTS metrics (:mod:`.seg_metrics`).
 
+The ``direct`` rows: the missing-sequence segmenter (``weights/segmenter-any`` by default, ``--direct-segmenter``)
+segments the case from the sequences the pattern leaves, without synthesis: is synthesis worth it for this pattern?
+
 The segmenter is the embedded one by default, any imported one (``--segmenter NAME``), or ``brats`` (the BraTS
 2023 glioma winner through the ``brats`` package: Docker and an NVIDIA GPU). Maps are class maps (0 background,
 1 NCR, 2 ED, 3 ET); the expert file's labels are read in the convention its names decide (BraTS 2018-2021 names:
@@ -16,29 +19,29 @@ from pathlib import Path
 
 import numpy as np
 
-from brasyn_infer.constants import MODALITIES, Convention, Device, Modality
+from brasyn_infer.constants import MODALITIES, Device, Modality
 from brasyn_infer.errors import BrasynError
 from brasyn_infer.evaluation.seg_metrics import brats_scores
 from brasyn_infer.io.cases import CaseFiles
-from brasyn_infer.io.nifti import load_volume, output_image, write_atomic
+from brasyn_infer.io.nifti import load_labels, load_volume, output_image, voxel_spacing, write_atomic
 from brasyn_infer.segmentation.labels import LabelConvention, classes_from_labels, convention_for_files
 
 BRATS_DOCKER = "brats"
 
 
 def label_convention(files: CaseFiles, labels: LabelConvention | None) -> LabelConvention:
-    """How the case's ``-seg`` file numbers its labels: its names decide for BraTS 2018-2021 names (2018), else
-    ``labels`` (``--labels``), else 2023."""
-    if files.convention is Convention.LEGACY:
-        return LabelConvention.BRATS2018
+    """How the case's ``-seg`` file numbers its labels: ``labels`` (``--labels``), else its names (BraTS 2018-2021
+    names: 2018; BraSyn names: 2023)."""
     return labels or convention_for_files(files.convention)
 
 
 def expert_classes(files: CaseFiles, labels: LabelConvention | None, seg: np.ndarray | None = None) -> np.ndarray | None:
-    """The case's expert segmentation as classes, or None without one; ``seg``: its labels, when already read."""
+    """The case's expert segmentation as classes, or None without one; ``seg``: its labels, when already read.
+    CaseError naming the file for labels its convention does not define."""
     if files.seg is None:
         return None
-    return classes_from_labels(load_volume(files.seg).data if seg is None else seg, label_convention(files, labels))
+    data = load_labels(files.seg).data if seg is None else seg
+    return classes_from_labels(data, label_convention(files, labels), files.seg)
 
 
 class DockerSegmenter:
@@ -67,26 +70,49 @@ class DockerSegmenter:
             return classes_from_labels(load_volume(out).data, LabelConvention.BRATS2023)
 
 
+def _direct_segmenter(spec: str | None, device: Device):
+    """The missing-sequence segmenter of the ``direct`` rows: ``spec`` (``none``: no rows), else the embedded one
+    where it is installed."""
+    from brasyn_infer.errors import WeightsError
+    from brasyn_infer.runtime.segmenter import Segmenter
+    from brasyn_infer.runtime.segmenter_manifest import DEFAULT_DIRECT
+
+    if spec is not None and spec.lower() == "none":
+        return None
+    try:
+        found = Segmenter(spec or DEFAULT_DIRECT, device)
+    except WeightsError:
+        if spec is not None:
+            raise
+        return None
+    if not found.direct:
+        raise WeightsError("--direct-segmenter: not a missing-sequence segmenter (its manifest has no availability)",
+                           found.manifest.path, "name one trained with --any-pattern, or none")
+    return found
+
+
 class Protocol:
     """The segmenter, each case's reference and its real-sequence segmentation (one case at a time)."""
 
-    def __init__(self, spec: str | None, device: Device = Device.AUTO, labels: LabelConvention | None = None) -> None:
-        if spec == BRATS_DOCKER:
-            self.segmenter = DockerSegmenter()
-        else:
-            from brasyn_infer.runtime.segmenter import Segmenter
+    def __init__(self, spec: str | None, device: Device = Device.AUTO, labels: LabelConvention | None = None,
+                 direct: str | None = None) -> None:
+        from brasyn_infer.runtime.segmenter import Segmenter
 
-            self.segmenter = Segmenter(spec, device)
+        self.segmenter = DockerSegmenter() if spec == BRATS_DOCKER else Segmenter(spec, device)
+        self.direct = _direct_segmenter(direct, device)
         self.labels = labels
         self.case_id: str | None = None
         self.reference: np.ndarray | None = None
         self.real: np.ndarray | None = None
         self.expert: np.ndarray | None = None
+        self.spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
         self._like = None
 
     def describe(self) -> dict:
         d = self.segmenter.describe()
-        return {"name": d["name"], "sha256": d.get("sha256"), "labels": self.labels.value if self.labels else None}
+        direct = self.direct.describe() if self.direct is not None else None
+        return {"name": d["name"], "sha256": d.get("sha256"), "labels": self.labels.value if self.labels else None,
+                "direct": {"name": direct["name"], "sha256": direct["sha256"]} if direct else None}
 
     def _segment(self, volumes: Mapping[Modality, np.ndarray]) -> np.ndarray:
         if isinstance(self.segmenter, DockerSegmenter):
@@ -99,6 +125,7 @@ class Protocol:
         segmentation of its four real sequences (made when there is no expert one, or when ``real`` asks for the
         real-sequence row)."""
         self._like = like
+        self.spacing = voxel_spacing(like) if like is not None else (1.0, 1.0, 1.0)
         self.case_id = files.case_id
         self.expert = expert_classes(files, self.labels, seg)
         self.real = self._segment(volumes) if real or self.expert is None else None
@@ -107,7 +134,13 @@ class Protocol:
     def score(self, volumes: Mapping[Modality, np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
         """The completed case's class map and its scores against the reference."""
         classes = self._segment(volumes)
-        return classes, brats_scores(classes, self.reference)
+        return classes, brats_scores(classes, self.reference, self.spacing)
+
+    def direct_scores(self, inputs: Mapping[Modality, np.ndarray]) -> dict[str, float]:
+        """The missing-sequence segmenter's scores on the case reduced to ``inputs`` (``{}`` without one)."""
+        if self.direct is None:
+            return {}
+        return brats_scores(self.direct.segment(inputs), self.reference, self.spacing)
 
     def real_scores(self) -> dict[str, float]:
-        return brats_scores(self.real, self.reference)
+        return brats_scores(self.real, self.reference, self.spacing)

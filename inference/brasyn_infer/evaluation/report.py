@@ -16,6 +16,8 @@ from brasyn_infer.io.atomic import write_json_atomic, write_text_atomic
 
 #: the method of a row that says why a case or pair has no scores (its ``error`` column)
 ERROR = "error"
+#: the method of a row that explains empty figures of a scored case (its ``error`` column holds the reason)
+NOTE = "note"
 
 CSV_FIELDS = ["case", "pattern", "modality", "method", "ssim", "ssim_brain", "ssim_tumor", "ssim_healthy",
               "ssim_tumor_organizers", "ssim_non_tumor_organizers", "psnr", "mae",
@@ -94,15 +96,27 @@ def all_name(row: Mapping) -> str:
     return {1: "all", 2: "all [two missing]", 3: "all [one left]"}[n]
 
 
+#: methods whose row is the same for every synthesized sequence of a pattern (the segmentation of the real case, or
+#: of the case without the pattern's sequences): each case and pattern counts once in the pooled keys
+PER_PATTERN = ("real", "direct")
+
+
+def first_synthesized(row: Mapping) -> str:
+    """The first modality of the row's pattern (``t1c`` of ``t1c+t2f``)."""
+    return (row.get("pattern") or row["modality"]).split("+")[0]
+
+
 def summarize(rows: list[dict]) -> dict:
     """``{modality: {method: {metric: {mean, std, n}}}}`` plus ``all`` over modalities (one missing), and the keys
     of :func:`group_name` and :func:`all_name` for other patterns; NaN/inf and error rows excluded."""
     out: dict = {}
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
-        if row["method"] == ERROR:
+        if row["method"] in (ERROR, NOTE):
             continue
         groups.setdefault((group_name(row), row["method"]), []).append(row)
+        if row["method"] in PER_PATTERN and row["modality"] != first_synthesized(row):
+            continue  # the same segmentation for every synthesized sequence of the pattern: pooled once
         groups.setdefault((all_name(row), row["method"]), []).append(row)
     for (modality, method), members in sorted(groups.items()):
         stats = {}
@@ -152,6 +166,7 @@ def write_reports(rows: list[dict], report_dir: Path, label: str, border: str = 
     pictures = sorted(p.name for p in report_dir.glob("*.png"))
     cases = sorted({r["case"] for r in rows})
     errors = [r for r in rows if r["method"] == ERROR]
+    notes = [r for r in rows if r["method"] == NOTE]
     variant = ("torchmetrics 1.4.2 and later: the map averaged over the whole volume" if border == "full" else
                "torchmetrics 1.4.1 and earlier: the map averaged without its 5-voxel border")
     text = [
@@ -172,7 +187,9 @@ def write_reports(rows: list[dict], report_dir: Path, label: str, border: str = 
         "baseline's. `pattern`: the modalities dropped together; each synthesized one is a row. Methods: "
         "`model` (the weights), `linear` (a per-voxel linear fit of the missing modality from the available ones, "
         "fitted on other cases), `mean`, `copy` (the most correlated available sequence copied in its place) and, "
-        "with `--segment`, `real` (no synthesis: the downstream scores on the four real sequences). With "
+        "with `--segment`, `real` (no synthesis: the downstream scores on the four real sequences) and `direct` (no "
+        "synthesis either: the missing-sequence segmenter on the sequences the pattern leaves; where `direct` beats "
+        "`model`, synthesis does not pay for segmentation with this pattern). With "
         "`--segment`: the case completed by each method is segmented and scored against the expert "
         "segmentation (or, without one, the real case's segmentation) by the official BraTS metrics package: "
         "`dice_*` / `hd95_*` (mm) the global Dice and HD95 of WT, TC, ET, `lw_*` the lesion-wise ones. With the "
@@ -192,6 +209,9 @@ def write_reports(rows: list[dict], report_dir: Path, label: str, border: str = 
     if errors:
         text += ["## Cases and pairs without scores", ""]
         text += [f"- {r['case']} {r.get('pattern') or ''}: {r.get('error')}" for r in errors] + [""]
+    if notes:
+        text += ["## Notes on scored cases", ""]
+        text += [f"- {r['case']}: {r.get('error')}" for r in notes] + [""]
     text += [
         "## QC pictures",
         "",
@@ -212,7 +232,7 @@ def downstream_table(rows: list[dict]) -> str:
     """Per pattern and synthesized modality, each method's mean Dice of WT, TC, ET and its gap to ``real``."""
     groups: dict[tuple[str, str], dict[str, list[dict]]] = {}
     for r in rows:
-        if r["method"] != ERROR and math.isfinite(r.get("dice_wt", math.nan)):
+        if r["method"] not in (ERROR, NOTE) and math.isfinite(r.get("dice_wt", math.nan)):
             groups.setdefault((r.get("pattern") or r["modality"], r["modality"]), {}).setdefault(r["method"], []).append(r)
     lines = ["| pattern | modality | method | Dice WT | Dice TC | Dice ET | mean | gap to real |", "|---|---|---|---|---|---|---|---|"]
     for (pattern, modality), methods in sorted(groups.items(), key=lambda kv: (len(kv[0][0]), kv[0])):

@@ -1,5 +1,6 @@
 """One case and pattern of a dry run: complete the case as ``run`` does, score each synthesized modality (the model's
-stages, the ``mean`` and ``copy`` baselines), segment the completed cases (``evaluate --segment``), keep the volumes
+stages, the ``mean`` and ``copy`` baselines), segment the completed cases and the reduced one (``direct``:
+the missing-sequence segmenter on what the pattern leaves) (``evaluate --segment``), keep the volumes
 (``--save-volumes``) and draw the QC picture."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from brasyn_infer.io.cases import CaseFiles
 from brasyn_infer.io.nifti import Volume, output_image, write_atomic
 from brasyn_infer.synthesis.stand_in import copy_source
 
-MODEL, REFINED, REAL = "model", "model+refiner", "real"
+MODEL, REFINED, REAL, DIRECT = "model", "model+refiner", "real", "direct"
 
 
 def score_pattern(run, files: CaseFiles, loaded: Mapping[Modality, Volume], pattern: Pattern,
@@ -59,6 +60,8 @@ def score_pattern(run, files: CaseFiles, loaded: Mapping[Modality, Volume], patt
         if "copy" in options.baselines:
             _, downstream["copy"] = protocol.score({**inputs, **{t: inputs[copy_source(t, inputs)] for t in pattern}})
         downstream[REAL] = protocol.real_scores()
+        if protocol.direct is not None:
+            downstream[DIRECT] = protocol.direct_scores(inputs)
     for target in pattern:
         stages = outputs[target]
         base = {"case": files.case_id, "pattern": label(pattern), "modality": target.value}
@@ -85,8 +88,9 @@ def score_pattern(run, files: CaseFiles, loaded: Mapping[Modality, Volume], patt
             source = copy_source(target, inputs)
             rows.append({**base, "method": "copy", **score(inputs[source], truth, tumor=tumor, border=border),
                          **downstream.get("copy", {}), "seconds": time.perf_counter() - started})
-        if REAL in downstream:
-            rows.append({**base, "method": REAL, **downstream[REAL]})
+        for method in (REAL, DIRECT):
+            if method in downstream:
+                rows.append({**base, "method": method, **downstream[method]})
         if target is pattern[0]:
             name = files.case_id + "-" + label(pattern).replace("+", "_")
             qc_png(run.report_dir / f"{name}.png", inputs, scaled.get("refined", scaled["generator"]), truth,

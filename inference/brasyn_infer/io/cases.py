@@ -90,14 +90,15 @@ class CaseFiles:
 
 def scan_folder(folder: Path) -> CaseFiles:
     """Classify a folder's NIfTI files as t1c/t1n/t2f/t2w/seg by their suffix (either convention); other files are
-    ignored. A folder that mixes the two conventions, or names one modality twice, is an error."""
+    ignored. A folder that mixes the two conventions, or names one modality twice, is an error; of several
+    segmentation files the one named for the case ID is taken, else the folder is an error."""
     files = sorted(p for p in folder.iterdir() if is_nifti(p))
     if not files:
         raise CaseError("no NIfTI files (.nii.gz or .nii) in this case folder", folder, NAMING_HELP)
     found: dict[Modality, Path] = {}
     conventions: dict[Convention, Path] = {}
     separators: set[str] = set()
-    seg: Path | None = None
+    segs: list[tuple[str, Path]] = []
     ignored: list[Path] = []
     prefixes: set[str] = set()
     for path in files:
@@ -105,10 +106,10 @@ def scan_folder(folder: Path) -> CaseFiles:
         if named is None:
             ignored.append(path)
             continue
-        prefixes.add(named.case_id)
         if named.is_seg:
-            seg = path
+            segs.append((named.case_id, path))
             continue
+        prefixes.add(named.case_id)
         assert named.modality is not None and named.convention is not None
         conventions.setdefault(named.convention, path)
         separators.add(named.separator)
@@ -125,8 +126,22 @@ def scan_folder(folder: Path) -> CaseFiles:
     case_id = prefixes.pop() if len(prefixes) == 1 and next(iter(prefixes), "") else folder.name
     convention = next(iter(conventions))
     separator = separators.pop() if len(separators) == 1 else None
+    seg = _pick_seg(segs, case_id, folder)
     return CaseFiles(case_id, folder, found, seg, tuple(ignored), convention,
                      None if separator == convention.separator else separator)
+
+
+def _pick_seg(segs: list[tuple[str, Path]], case_id: str, folder: Path) -> Path | None:
+    """The case's segmentation among the folder's ``(prefix, path)`` seg files: the only one, or the one whose
+    prefix is the case ID; CaseError when several are there and not exactly one matches."""
+    if len(segs) <= 1:
+        return segs[0][1] if segs else None
+    matching = [path for prefix, path in segs if prefix == case_id]
+    if len(matching) == 1:
+        return matching[0]
+    raise CaseError(f"{len(segs)} segmentation files ({', '.join(p.name for _, p in segs)}) and "
+                    f"{'none' if not matching else 'several'} named for case {case_id}", folder,
+                    f"keep one segmentation file, named {case_id}-seg.nii.gz (or _seg for BraTS 2018-2021 names)")
 
 
 def parse_case(folder: Path) -> Case:

@@ -27,8 +27,9 @@ class Volume:
     image: nib.Nifti1Image
 
 
-def load_volume(path: Path) -> Volume:
-    """Read one NIfTI as float32 (scl_slope applied) and check it is 3D and finite."""
+def load_volume(path: Path, allow_empty: bool = False) -> Volume:
+    """Read one NIfTI as float32 (scl_slope applied) and check it is 3D and finite, and (unless ``allow_empty``)
+    not all 0."""
     try:
         image = nib.load(str(path))
         if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
@@ -51,7 +52,7 @@ def load_volume(path: Path) -> Volume:
     if not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
         raise CaseError(f"{bad} voxels are NaN or inf", path, "replace non-finite voxels (e.g. with 0)")
-    if not data.any():
+    if not allow_empty and not data.any():
         raise CaseError("every voxel is 0", path, "if this is the modality to synthesize, delete the file")
     return Volume(path, data, image)
 
@@ -67,6 +68,26 @@ def check_same_grid(volumes: Mapping[Modality, Volume]) -> None:
         if not np.allclose(other.image.affine, first.image.affine, atol=AFFINE_TOLERANCE):
             raise CaseError(f"affine differs from {first.path.name}'s", other.path,
                             "give co-registered volumes with the same header geometry")
+
+
+def load_labels(path: Path, like: Volume | None = None) -> Volume:
+    """A segmentation file: read like a modality (3D, finite), an empty one allowed (a case without tumor); with
+    ``like`` (one of the case's volumes), CaseError unless it has that volume's shape and affine. Its values are
+    checked against a label convention later (:func:`brasyn_infer.segmentation.labels.check_labels`)."""
+    seg = load_volume(path, allow_empty=True)
+    if like is not None:
+        if seg.data.shape != like.data.shape:
+            raise CaseError(f"the segmentation's shape {seg.data.shape} differs from {like.path.name}'s "
+                            f"{like.data.shape}", path, "give the segmentation on the case's own grid")
+        if not np.allclose(seg.image.affine, like.image.affine, atol=AFFINE_TOLERANCE):
+            raise CaseError(f"the segmentation's affine differs from {like.path.name}'s", path,
+                            "give the segmentation on the case's own grid (same header geometry)")
+    return seg
+
+
+def voxel_spacing(image) -> tuple[float, float, float]:
+    """The ``(X, Y, Z)`` voxel size in mm of a NIfTI image's header."""
+    return tuple(float(z) for z in image.header.get_zooms()[:3])  # type: ignore[return-value]
 
 
 def read_inputs(paths: Mapping[Modality, Path]) -> dict[Modality, Volume]:

@@ -17,7 +17,7 @@ import numpy as np
 from brasyn_infer.constants import MODALITIES, Modality
 from brasyn_infer.errors import CaseError
 from brasyn_infer.pipeline.synthesizer import Synthesizer
-from brasyn_infer.runtime.manifest import PATTERNS_ANY
+from brasyn_infer.runtime.manifest import PATTERNS_ANY, companion_path
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,7 @@ class Completer:
                             f"{manifest.supported}", folder,
                             "provide all but one modality, or use weights for any pattern (the default does it)")
         if self._companion is None:
-            spec = manifest.companion
-            beside = manifest.path.parent / f"{spec}.json"
-            self._companion = self.primary.sibling(beside if beside.is_file() else spec)
+            self._companion = self.primary.sibling(companion_path(manifest))
             log.info("%d modalities missing: completed by %s", len(absent), self._companion.manifest.name)
         return self._companion
 

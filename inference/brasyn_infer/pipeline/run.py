@@ -223,10 +223,12 @@ def _input_shape(case: Case) -> tuple[int, ...]:
 
 
 def check_output_dir(output_dir: Path, input_dir: Path) -> None:
-    """OUTPUT must not be INPUT or inside it, and must be writable; created if absent."""
+    """OUTPUT must not be INPUT, inside it or above it (its files would land among the inputs' folders, and the
+    next run would read them as a case), and must be writable; created if absent. Checked before anything is
+    written."""
     out, inp = output_dir.resolve(), input_dir.resolve()
-    if out == inp or inp in out.parents:
-        raise OutputError("output folder is the input folder or inside it", output_dir,
+    if out == inp or inp in out.parents or out in inp.parents:
+        raise OutputError("output folder is the input folder, inside it or above it", output_dir,
                           "choose an output folder outside the input (the organizers load every file in it)")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -1,40 +1,68 @@
 """``brasyn-infer segment`` as a library call: each case of INPUT (or of one shard) segmented into
 ``OUTPUT/<ID>-seg.nii.gz`` (``<ID>_seg.nii.gz`` for BraTS 2018-2021 names), labels in the inputs' convention.
 
-A case must hold all four modalities, unless ``complete`` is set: then the missing ones are synthesized first
-(:class:`~brasyn_infer.pipeline.completer.Completer`, the weights the options name) and segmentation runs on the
-completed case; the synthesized volumes are not written. A bad case is a failed result; the others still run.
+A case with all four modalities goes to the full segmenter. A case that lacks some goes by one of two **routes**:
+
+- ``direct``: the missing-sequence segmenter (``weights/segmenter-any``, a manifest with ``availability``) reads the
+  sequences that are there;
+- ``complete``: the missing ones are synthesized first (:class:`~brasyn_infer.pipeline.completer.Completer`, the
+  generator the options name; the synthesized volumes are not written), then the full segmenter runs.
+
+``route="auto"`` takes, per pattern of missing sequences, the route recorded in the missing-sequence segmenter's
+manifest (``routes``: chosen by held-out Dice, with the scores it was chosen on), ``direct`` where it records none;
+without a missing-sequence segmenter, ``complete``. A case with no modality at all is refused.
+
+Each output's NIfTI header (``descrip``) records what made it: the route, the segmenters' and the generator's
+sha256 and the label convention. ``resume`` skips an output only when that record matches this run; one made
+otherwise is redone. A bad case is a failed result; the others still run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from brasyn_infer.constants import MODALITIES, Device, Modality
-from brasyn_infer.errors import BrasynError, CaseError
+from brasyn_infer.errors import BrasynError, CaseError, UsageError, WeightsError
 from brasyn_infer.io.atomic import remove_stale_temps
 from brasyn_infer.io.cases import CaseFiles, duplicate_ids, list_case_folders, scan_folder
 from brasyn_infer.io.naming import seg_file
 from brasyn_infer.io.nifti import output_image, read_inputs, write_atomic
 from brasyn_infer.orchestration.shards import Shard
-from brasyn_infer.pipeline.run import check_output_dir, output_is_complete
+from brasyn_infer.pipeline.run import check_output_dir
 from brasyn_infer.runtime.segmenter import Segmenter
+from brasyn_infer.runtime.segmenter_manifest import (
+    DEFAULT_DIRECT,
+    ROUTE_COMPLETE,
+    ROUTE_DIRECT,
+    ROUTE_FULL,
+    Route,
+    routes_key,
+)
 from brasyn_infer.segmentation.labels import LabelConvention, convention_for_files, labels_from_classes
 
 log = logging.getLogger(__name__)
 
+#: the prefix of an output's ``descrip``: what made it follows (:func:`record`)
+RECORD_PREFIX = "brasyn-infer segment "
+
+
 
 @dataclass(frozen=True)
 class SegmentOptions:
-    segmenter: str | Path | None = None  #: a segmenter NAME or manifest (None: the embedded one)
-    complete: bool = False  #: synthesize missing modalities first
-    weights: str | Path | None = None  #: the generator for ``complete`` (None: the default)
+    segmenter: str | Path | None = None  #: the full segmenter: a NAME or manifest (None: the embedded one)
+    #: the missing-sequence segmenter (None: the embedded ``segmenter-any`` where it is installed)
+    direct_segmenter: str | Path | None = None
+    route: Route = Route.AUTO
+    weights: str | Path | None = None  #: the generator of the ``complete`` route (None: the default)
     labels: LabelConvention | None = None  #: the output's label convention (None: from the file names)
     device: Device = Device.AUTO
     resume: bool = False
@@ -49,6 +77,8 @@ class SegmentResult:
     seconds: float
     skipped: bool = False
     completed: tuple[Modality, ...] = ()  #: modalities synthesized before segmenting
+    route: str = ROUTE_FULL  #: ``full`` (all four), ``direct`` or ``complete``
+    absent: tuple[Modality, ...] = ()  #: the modalities the case lacks
 
     @property
     def ok(self) -> bool:
@@ -84,6 +114,86 @@ def scan_cases(input_dir: Path) -> list[tuple[Path, CaseFiles | CaseError]]:
     return [(folder, errors.get(folder, item)) for folder, item in found]
 
 
+class Segmenters:
+    """The models a segment job may need, each opened on first use: the full segmenter, the missing-sequence one
+    and the generator (through a Completer)."""
+
+    def __init__(self, options: SegmentOptions) -> None:
+        self.options = options
+        self.full = Segmenter(options.segmenter, options.device)
+        self._direct: Segmenter | None = self.full if self.full.direct else None
+        self._direct_checked = self._direct is not None
+        self._completer = None
+
+    @property
+    def direct(self) -> Segmenter | None:
+        """The missing-sequence segmenter: ``--direct-segmenter``, the full one if it is such, or the embedded
+        ``segmenter-any`` where installed (None without one, unless it was named: then WeightsError)."""
+        if not self._direct_checked:
+            self._direct_checked = True
+            spec = self.options.direct_segmenter
+            try:
+                self._direct = Segmenter(spec or DEFAULT_DIRECT, self.options.device)
+            except WeightsError:
+                if spec is not None:
+                    raise
+                self._direct = None
+            if self._direct is not None and not self._direct.direct:
+                raise WeightsError("not a missing-sequence segmenter (its manifest has no availability)",
+                                   self._direct.manifest.path, "name one trained with --any-pattern")
+        return self._direct
+
+    @property
+    def completer(self):
+        if self._completer is None:
+            from brasyn_infer.pipeline.completer import Completer
+            from brasyn_infer.pipeline.synthesizer import Synthesizer
+
+            self._completer = Completer(Synthesizer(self.options.weights, device=self.options.device))
+        return self._completer
+
+    def route(self, absent: tuple[Modality, ...]) -> str:
+        """The route of a case lacking ``absent`` (``full`` when it lacks nothing, unless the missing-sequence
+        segmenter's manifest records ``direct`` for complete cases)."""
+        forced = self.options.route
+        if self.full.direct:
+            return ROUTE_DIRECT
+        if not absent:
+            chosen = self.direct.manifest.routes.get(routes_key(absent), {}) if forced is Route.AUTO and self.direct \
+                else {}
+            return ROUTE_DIRECT if chosen.get("route") == ROUTE_DIRECT else ROUTE_FULL
+        if forced is not Route.AUTO:
+            return forced.value
+        if self.direct is None:
+            return ROUTE_COMPLETE
+        return self.direct.manifest.routes.get(routes_key(absent), {}).get("route", ROUTE_DIRECT)
+
+    def record(self, route: str, convention: LabelConvention) -> str:
+        """The ``descrip`` of an output made by ``route`` with labels in ``convention``: a hash of every model
+        that made it (80 characters at most)."""
+        made_by: dict[str, object] = {"route": route, "labels": convention.value}
+        if route in (ROUTE_FULL, ROUTE_COMPLETE):
+            made_by["segmenter"] = self.full.manifest.sha256
+        if route == ROUTE_DIRECT:
+            made_by["segmenter"] = self.direct.manifest.sha256 if self.direct else None
+        if route == ROUTE_COMPLETE:
+            primary = self.completer.primary.manifest
+            made_by["generator"] = [primary.sha256, primary.companion, json.dumps(primary.copy_blend, sort_keys=True)]
+        digest = hashlib.sha256(json.dumps(made_by, sort_keys=True).encode()).hexdigest()[:16]
+        return f"{RECORD_PREFIX}{route} {convention.value} {digest}"
+
+
+def made_by(path: Path) -> str | None:
+    """The record in an existing output's header (None: unreadable, not ours, or cut short)."""
+    try:
+        image = nib.load(str(path))
+        np.asarray(image.dataobj)  # a file cut short fails here
+        text = bytes(image.header["descrip"]).decode("ascii", "replace").rstrip("\x00").strip()
+    except Exception:  # noqa: BLE001 - any unreadable file is simply redone
+        return None
+    return text if text.startswith(RECORD_PREFIX) else None
+
+
 def segment_job(input_dir: Path, output_dir: Path, options: SegmentOptions,
                 hooks: SegmentHooks | None = None) -> SegmentReport:
     """Segment INPUT's cases (this shard's) into OUTPUT; see the module's docstring."""
@@ -97,8 +207,10 @@ def segment_job(input_dir: Path, output_dir: Path, options: SegmentOptions,
     names = [seg_file(item.case_id, item.convention, item.separator) for _, item in entries if isinstance(item, CaseFiles)]
     for stale in remove_stale_temps(output_dir, names):
         log.warning("removed a partial file left by an interrupted run: %s", stale.name)
-    segmenter = Segmenter(options.segmenter, options.device)
-    completer = None
+    models = Segmenters(options)
+    if options.route is Route.DIRECT and models.direct is None:
+        raise UsageError("--route direct: no missing-sequence segmenter is installed", options.direct_segmenter,
+                         "name one with --direct-segmenter, or use --route complete")
     if hooks.on_cases:
         hooks.on_cases(len(entries))
     report = SegmentReport()
@@ -108,58 +220,61 @@ def segment_job(input_dir: Path, output_dir: Path, options: SegmentOptions,
             result = SegmentResult(folder.name, None, item, 0.0)
         else:
             target = output_dir / seg_file(item.case_id, item.convention, item.separator)
+            absent = tuple(item.absent)
             try:
-                if options.resume and output_is_complete(target, _shape(item)):
-                    result = SegmentResult(item.case_id, target, None, 0.0, skipped=True)
+                route = models.route(absent)
+                convention = options.labels or convention_for_files(item.convention)
+                record = models.record(route, convention)
+                if options.resume and made_by(target) == record:
+                    result = SegmentResult(item.case_id, target, None, 0.0, skipped=True, route=route, absent=absent)
                 else:
-                    if item.absent and completer is None and options.complete:
-                        from brasyn_infer.pipeline.completer import Completer
-                        from brasyn_infer.pipeline.synthesizer import Synthesizer
-
-                        completer = Completer(Synthesizer(options.weights, device=options.device))
-                    done = _segment_case(item, target, segmenter, completer, options)
+                    if options.resume and target.exists():
+                        log.info("%s: %s was made otherwise (another route, model or --labels): redone",
+                                 item.case_id, target.name)
+                    done = _segment_case(item, target, models, route, convention, record)
                     result = SegmentResult(item.case_id, target, None, time.perf_counter() - started,
-                                           completed=done)
+                                           completed=done, route=route, absent=absent)
             except BrasynError as error:
-                result = SegmentResult(item.case_id, None, error, time.perf_counter() - started)
+                result = SegmentResult(item.case_id, None, error, time.perf_counter() - started, absent=absent)
             except Exception as error:  # noqa: BLE001 - one case's failure never ends the run
                 log.debug("%s failed", item.case_id, exc_info=error)
                 result = SegmentResult(item.case_id, None, CaseError(
                     f"segmentation failed unexpectedly ({type(error).__name__}: {error})", folder,
                     "rerun this case alone; if it fails again, report it with this message"),
-                    time.perf_counter() - started)
+                    time.perf_counter() - started, absent=absent)
         report.results.append(result)
         if hooks.on_case_done:
             hooks.on_case_done(result)
     return report
 
 
-def _shape(files: CaseFiles) -> tuple[int, ...]:
-    import nibabel as nib
-
-    try:
-        return tuple(nib.load(str(next(iter(files.modalities.values())))).shape[:3])
-    except Exception:  # noqa: BLE001 - an unreadable input fails later with a clear error
-        return ()
-
-
-def _segment_case(files: CaseFiles, target: Path, segmenter: Segmenter, completer, options: SegmentOptions
-                  ) -> tuple[Modality, ...]:
-    """Read, complete if asked, segment, write; returns the modalities synthesized."""
+def _segment_case(files: CaseFiles, target: Path, models: Segmenters, route: str, convention: LabelConvention,
+                  record: str) -> tuple[Modality, ...]:
+    """Read, complete or not as ``route`` says, segment, write with ``record`` in the header; returns the
+    modalities synthesized."""
     absent = tuple(files.absent)
-    if absent and not options.complete:
-        raise CaseError(f"{', '.join(m.value for m in absent)} missing: segmentation needs all four modalities",
-                        files.folder, "add --complete to synthesize them first, or provide them")
+    if len(absent) == len(MODALITIES):
+        raise CaseError("no modality to segment", files.folder, "give at least one of t1c, t1n, t2f, t2w")
     loaded = read_inputs(files.modalities)
     volumes: dict[Modality, np.ndarray] = {m: v.data for m, v in loaded.items()}
-    if absent:
-        completed = completer.complete(volumes, absent, folder=files.folder)
-        for modality, stages in completed.items():
-            volumes[modality] = stages.get("refined", stages["generator"])
-        log.info("%s: %s synthesized with %s before segmenting", files.case_id,
-                 ", ".join(m.value for m in absent), completer.for_pattern(absent).manifest.name)
-    classes = segmenter.segment({m: volumes[m] for m in MODALITIES})
-    convention = options.labels or convention_for_files(files.convention)
+    synthesized: tuple[Modality, ...] = ()
+    if route == ROUTE_DIRECT:
+        classes = models.direct.segment(volumes)
+        log.info("%s: route direct (%s on %s)", files.case_id, models.direct.manifest.name,
+                 "+".join(m.value for m in MODALITIES if m in volumes))
+    else:
+        if absent:
+            completer = models.completer
+            completed = completer.complete(volumes, absent, folder=files.folder)
+            for modality, stages in completed.items():
+                volumes[modality] = stages.get("refined", stages["generator"])
+            synthesized = absent
+            log.info("%s: route complete (%s synthesized with %s, then %s)", files.case_id,
+                     ", ".join(m.value for m in absent), completer.for_pattern(absent).manifest.name,
+                     models.full.manifest.name)
+        classes = models.full.segment({m: volumes[m] for m in MODALITIES})
     like = next(iter(loaded.values())).image
-    write_atomic(output_image(labels_from_classes(classes, convention), like, np.uint8), target)
-    return absent
+    image = output_image(labels_from_classes(classes, convention), like, np.uint8)
+    image.header["descrip"] = record.encode("ascii")[:79]
+    write_atomic(image, target)
+    return synthesized

@@ -176,6 +176,15 @@ def resolve_manifest_path(spec: str | Path | None) -> Path:
     )
 
 
+def companion_path(manifest: Manifest) -> str | Path | None:
+    """Where the companion a manifest names lives: ``<NAME>.json`` beside the manifest, else the NAME or path as
+    given (resolved by :func:`resolve_manifest_path`); None when it names none."""
+    if not manifest.companion:
+        return None
+    beside = manifest.path.parent / f"{manifest.companion}.json"
+    return beside if beside.is_file() else manifest.companion
+
+
 def load_manifest(spec: str | Path | None = None) -> Manifest:
     """Read and check a manifest; the ONNX file's presence is checked, its hash by :func:`verify`."""
     path = resolve_manifest_path(spec)

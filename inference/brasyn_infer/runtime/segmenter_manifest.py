@@ -11,6 +11,9 @@ sha256-verified on load (docs/model-contract.md, "Segmenters").
 - ``availability``: ``true`` for a missing-sequence segmenter (``slice2d``): it takes any subset of the modalities,
   the missing ones' channels 0, and four more input channels, constant planes in ``channels``' order, 1 where the
   modality is present and 0 where it is missing. ``false`` (the default): all four modalities are needed.
+- ``routes`` (a missing-sequence segmenter only): per pattern of missing sequences (``t1c``, ``t1c+t2f``; ``none``
+  for a complete case), the route ``segment`` takes by default, ``direct`` (this segmenter) or ``complete``
+  (synthesis, then the full segmenter; ``full`` for ``none``), with the held-out scores it was chosen on.
 - ``output``: ``"logits"`` or ``"probabilities"`` ``(B, K, ...)``, and ``classes``: the class (0 background, 1 NCR,
   2 ED, 3 ET) of each of the K output channels.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,27 @@ KINDS = ("slice2d", "volume3d")
 SCHEMES = ("zscore", "none")
 OUTPUTS = ("logits", "probabilities")
 DEFAULT_SEGMENTER = "segmenter"
+#: the embedded missing-sequence segmenter
+DEFAULT_DIRECT = "segmenter-any"
+ROUTE_DIRECT, ROUTE_COMPLETE, ROUTE_FULL = "direct", "complete", "full"
+
+
+class Route(str, Enum):
+    """How ``segment`` takes a case that lacks sequences (``--route``)."""
+
+    AUTO = "auto"  #: per pattern, the route the missing-sequence segmenter's manifest records
+    DIRECT = ROUTE_DIRECT  #: the missing-sequence segmenter on what is there
+    COMPLETE = ROUTE_COMPLETE  #: synthesis, then the full segmenter
+
+
+#: the ``routes`` key of a complete case
+NOTHING_MISSING = "none"
+
+
+def routes_key(absent) -> str:
+    """The ``routes`` key of a case lacking ``absent`` (MODALITIES order): ``t1c+t2f``, or ``none``."""
+    present = set(absent)
+    return "+".join(m.value for m in MODALITIES if m in present) or NOTHING_MISSING
 
 
 @dataclass(frozen=True)
@@ -48,6 +73,7 @@ class SegmenterManifest:
     path: Path
     context: int = 0
     availability: bool = False
+    routes: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -71,7 +97,8 @@ class SegmenterManifest:
 
     def to_json(self) -> dict[str, Any]:
         return {"format_version": MANIFEST_VERSION, "name": self.name, "architecture": ARCHITECTURE,
-                "kind": self.kind, "context": self.context, "availability": self.availability, "channels": [m.value for m in self.channels],
+                "kind": self.kind, "context": self.context, "availability": self.availability,
+                **({"routes": self.routes} if self.routes else {}), "channels": [m.value for m in self.channels],
                 "normalization": self.normalization, "multiple": self.multiple, "output": self.output,
                 "classes": list(self.classes), "onnx": self.onnx, "sha256": self.sha256, "config": self.config,
                 "provenance": self.provenance, "training": self.training}
@@ -95,10 +122,25 @@ def check_segmenter(m: SegmenterManifest) -> None:
         problems.append("classes: one class (0 background, 1 NCR, 2 ED, 3 ET) per output channel")
     if m.availability and m.kind != "slice2d":
         problems.append("availability needs kind slice2d")
+    if m.routes and not m.availability:
+        problems.append("routes belong to a missing-sequence segmenter (availability true)")
+    for key, entry in m.routes.items():
+        allowed = (ROUTE_FULL, ROUTE_DIRECT) if key == NOTHING_MISSING else (ROUTE_DIRECT, ROUTE_COMPLETE)
+        if not isinstance(entry, dict) or entry.get("route") not in allowed:
+            problems.append(f"routes[{key!r}].route must be one of {', '.join(allowed)}")
+        elif key != NOTHING_MISSING and not _is_pattern(key):
+            problems.append(f"routes key {key!r} is not a pattern of missing sequences (e.g. t1c+t2f, or none)")
     if m.multiple < 1 or m.context < 0 or (m.kind == "volume3d" and m.context):
         problems.append("multiple must be >= 1 and context >= 0 (0 for volume3d)")
     if problems:
         raise WeightsError("; ".join(problems), m.path, "fix the segmenter's manifest (docs/model-contract.md)")
+
+
+def _is_pattern(key: str) -> bool:
+    parts = key.split("+")
+    names = [m.value for m in MODALITIES]
+    return (0 < len(parts) < len(MODALITIES) and all(p in names for p in parts)
+            and parts == sorted(parts, key=names.index) and len(set(parts)) == len(parts))
 
 
 def resolve_segmenter_path(spec: str | Path | None) -> Path:
@@ -125,7 +167,8 @@ def load_segmenter_manifest(spec: str | Path | None = None, verify: bool = True)
             name=data["name"], kind=data["kind"], channels=tuple(Modality(c) for c in data["channels"]),
             normalization=dict(data["normalization"]), multiple=int(data["multiple"]), output=data["output"],
             classes=tuple(int(c) for c in data["classes"]), onnx=data["onnx"], sha256=data["sha256"], path=path,
-            context=int(data.get("context", 0)), availability=bool(data.get("availability", False)), config=data.get("config", {}),
+            context=int(data.get("context", 0)), availability=bool(data.get("availability", False)),
+            routes=dict(data.get("routes", {})), config=data.get("config", {}),
             provenance=data.get("provenance", {}), training=data.get("training", {}))
     except WeightsError:
         raise

@@ -13,15 +13,21 @@ numbering depends on the release:
 Regions, as the official ``brats-evaluation`` package's configs define them: WT (whole tumor) = NCR + ED + ET,
 TC (tumor core) = NCR + ET, ET = ET. In the 2024 post-treatment convention the resection cavity (4) is in no
 region, so it is not tumor.
+
+A file is read strictly (:func:`check_labels`): a label the chosen convention does not define (label 4 read as 2023,
+label 3 read as 2018) or a value that is not a whole number (a probability or a resampled map) is a
+:class:`~brasyn_infer.errors.CaseError` naming the labels found and the ``--labels`` that fits, never a silent 0.
 """
 
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 
 import numpy as np
 
 from brasyn_infer.constants import Convention
+from brasyn_infer.errors import CaseError
 
 
 class LabelConvention(str, Enum):
@@ -37,6 +43,11 @@ class LabelConvention(str, Enum):
         return {LabelConvention.BRATS2018: {1: 1, 2: 2, 4: 3},
                 LabelConvention.BRATS2023: {1: 1, 2: 2, 3: 3},
                 LabelConvention.BRATS2024: {1: 1, 2: 2, 3: 3}}[self]
+
+    @property
+    def defined(self) -> frozenset[int]:
+        """Every label a file in this convention may hold, background 0 included (2024's 4 is the cavity)."""
+        return frozenset({0, *self.labels}) | ({4} if self is LabelConvention.BRATS2024 else set())
 
     @property
     def regions(self) -> dict[str, tuple[int, ...]]:
@@ -57,9 +68,39 @@ def convention_for_files(convention: Convention) -> LabelConvention:
     return LabelConvention.BRATS2018 if convention is Convention.LEGACY else LabelConvention.BRATS2023
 
 
-def classes_from_labels(seg: np.ndarray, convention: LabelConvention) -> np.ndarray:
-    """``(X, Y, Z)`` uint8 classes of a label map ``seg`` in ``convention`` (labels it does not know -> 0)."""
-    labels = np.rint(np.asarray(seg)).astype(np.int64)
+def fitting_conventions(found: set[int]) -> list[LabelConvention]:
+    """The conventions that define every label in ``found``."""
+    return [c for c in LabelConvention if found <= c.defined]
+
+
+def check_labels(seg: np.ndarray, convention: LabelConvention, path: Path | None = None) -> np.ndarray:
+    """``seg`` as int64 labels, or CaseError naming ``path``: a value that is not a whole number, or a label that
+    ``convention`` does not define (the message lists the labels found and the ``--labels`` values that fit)."""
+    values = np.asarray(seg)
+    whole = np.rint(values)
+    if not np.array_equal(whole, values):
+        odd = values[whole != values]
+        raise CaseError(f"the segmentation holds values that are not whole numbers (e.g. {float(odd.flat[0]):g}): not "
+                        "a label map", path, "give the label map itself (resample labels with nearest neighbour, "
+                        "never as a soft or interpolated map)")
+    labels = whole.astype(np.int64)
+    found = {int(v) for v in np.unique(labels)}
+    unknown = sorted(found - convention.defined)
+    if unknown:
+        fits = [c for c in fitting_conventions(found) if c is not convention]
+        shown = ", ".join(str(v) for v in sorted(found - {0}))
+        fix = (" or ".join(f"--labels {c.value}" for c in fits) + " if the file follows that numbering"
+               if fits else "relabel the file as BraTS 2023 (1 NCR, 2 ED, 3 ET) or 2018 (1, 2, 4 ET)")
+        raise CaseError(f"labels {shown} found; the {convention.value} convention defines "
+                        f"{', '.join(str(v) for v in sorted(convention.defined - {0}))} (label "
+                        f"{', '.join(map(str, unknown))} would be lost)", path, fix)
+    return labels
+
+
+def classes_from_labels(seg: np.ndarray, convention: LabelConvention, path: Path | None = None) -> np.ndarray:
+    """``(X, Y, Z)`` uint8 classes of a label map ``seg`` in ``convention`` (checked by :func:`check_labels`:
+    CaseError naming ``path`` for a label the convention does not define; 2024's cavity, 4, is background)."""
+    labels = check_labels(seg, convention, path)
     out = np.zeros(labels.shape, dtype=np.uint8)
     for label, cls in convention.labels.items():
         out[labels == label] = cls
@@ -79,6 +120,7 @@ def region_masks(classes: np.ndarray) -> dict[str, np.ndarray]:
     return {r: np.isin(classes, members) for r, members in CLASS_REGIONS.items()}
 
 
-def tumor_mask(seg: np.ndarray, convention: LabelConvention) -> np.ndarray:
-    """``(X, Y, Z)`` bool: the whole tumor (WT) of a label map; a 2024 resection cavity is not tumor."""
-    return np.isin(np.rint(np.asarray(seg)).astype(np.int64), convention.regions["WT"])
+def tumor_mask(seg: np.ndarray, convention: LabelConvention, path: Path | None = None) -> np.ndarray:
+    """``(X, Y, Z)`` bool: the whole tumor (WT) of a label map (checked by :func:`check_labels`); a 2024 resection
+    cavity is not tumor."""
+    return np.isin(check_labels(seg, convention, path), convention.regions["WT"])
