@@ -53,7 +53,7 @@ RUN --mount=type=secret,id=ca \
     && /opt/venv/bin/pip install --no-compile --no-deps . \
     && rm -rf /src
 
-COPY weights/*.json weights/*.onnx weights/README.md /opt/brasyn/weights/
+COPY weights/*.json weights/*.onnx weights/*.md /opt/brasyn/weights/
 
 # No writes into the image at run time: HOME, caches and TensorRT engines live in /tmp, so the image
 # runs under any --user uid:gid (MedPerf and the brats package pass the caller's) with read-only inputs.

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
+.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -112,7 +112,7 @@ train-final: $(BIN)/.installed-dev
 ## training cases -> $(TRAIN_RUNS)/validation/report/report.md. About 40 minutes on 2 cores.
 ## posthoc: after validate, what a blend with the linear fit, a light smoothing, or (ALSO=DIR, another model's
 ## validation volumes) the mean of two models would do to the validation model's outputs, and the blend per modality
-## that keeps every pair above the floor (training/posthoc_study.py) -> $(TRAIN_RUNS)/posthoc/posthoc.md. About 10
+## that keeps every pair above the floor (training/studies/posthoc_study.py) -> $(TRAIN_RUNS)/posthoc/posthoc.md. About 10
 ## minutes on 2 cores.
 ## validate-blend: the validation model exported with BLEND (the export arguments posthoc.md gives), scored as
 ## validate scores it -> $(TRAIN_RUNS)/validation/report-blend/report.md, its outputs and maps kept in
@@ -120,7 +120,7 @@ train-final: $(BIN)/.installed-dev
 ## (posthoc_study.py --tone) -> $(TRAIN_RUNS)/posthoc-blend/posthoc.md. About 35 minutes on 2 cores.
 ## map-study: after validate-blend, whether a map built after the network (the views' spread weighted otherwise,
 ## features of the output, the error expected at its level, a fit of them) ranks the errors of volumes-blend better
-## than the shipped map, the fitted ones leave-one-case-out (training/map_study.py) ->
+## than the shipped map, the fitted ones leave-one-case-out (training/studies/map_study.py) ->
 ## $(TRAIN_RUNS)/map-study/map_study.md. About 15 minutes on 2 cores.
 ## ship: the final model (all 26 cases) -> weights/default.{onnx,json,safetensors}, with the validation's map settings
 ## and BLEND.
@@ -140,7 +140,7 @@ validate: $(BIN)/.installed-dev
 	$(EVALUATE) $(TRAIN_RUNS)/validation/report --weights $(VAL_RUN)/val.json \
 		--save-volumes $(TRAIN_RUNS)/validation/volumes
 posthoc: $(BIN)/.installed-dev
-	$(BIN)/python -m training.posthoc_study --cases $(CASES) --weights $(VAL_RUN)/val.json \
+	$(BIN)/python -m training.studies.posthoc_study --cases $(CASES) --weights $(VAL_RUN)/val.json \
 		--volumes $(TRAIN_RUNS)/validation/volumes $(if $(ALSO),--also $(ALSO)) --alpha 0.5 0.6 0.7 0.8 0.9 1.0 \
 		--sigma 0.6 --out $(TRAIN_RUNS)/posthoc --jobs 2
 validate-blend: $(BIN)/.installed-dev
@@ -148,15 +148,15 @@ validate-blend: $(BIN)/.installed-dev
 		--uncertainty-from $(VAL_RUN)/val.json $(BLEND)
 	$(EVALUATE) $(TRAIN_RUNS)/validation/report-blend --weights $(VAL_RUN)/val-blend.json \
 		--save-volumes $(TRAIN_RUNS)/validation/volumes-blend
-	$(BIN)/python -m training.posthoc_study --cases $(CASES) --weights $(VAL_RUN)/val-blend.json \
+	$(BIN)/python -m training.studies.posthoc_study --cases $(CASES) --weights $(VAL_RUN)/val-blend.json \
 		--volumes $(TRAIN_RUNS)/validation/volumes-blend --alpha 1 --sigma --tone --out $(TRAIN_RUNS)/posthoc-blend --jobs 2
 map-study: $(BIN)/.installed-dev
-	$(BIN)/python -m training.map_study --cases $(CASES) --weights $(VAL_RUN)/val-blend.json \
+	$(BIN)/python -m training.studies.map_study --cases $(CASES) --weights $(VAL_RUN)/val-blend.json \
 		--volumes $(TRAIN_RUNS)/validation/volumes-blend --out $(TRAIN_RUNS)/map-study
 ship: $(BIN)/.installed-dev
 	$(BIN)/python -m training.export_checkpoint $(FINAL_RUN)/default.safetensors --out weights --name default \
 		--refiner default-refiner --uncertainty-from $(VAL_RUN)/val.json $(BLEND)
-	cp $(FINAL_RUN)/default.safetensors weights/default.safetensors
+	$(BIN)/python -m training.fp16_checkpoint $(FINAL_RUN)/default.safetensors weights/default.safetensors
 
 ## train-refiner: the 3D Refiner on generator outputs (a folder of <case>/<case>-<mod>.nii.gz, e.g. what
 ## `brasyn-infer evaluate --save-volumes DIR` keeps of held-out cases), SYNTHESIZED=DIR
@@ -260,7 +260,17 @@ train-seg-final: $(BIN)/.installed-dev
 		--run-dir $(SEG_RUNS)/final --out $(SEG_RUNS)/final --name segmenter --no-export --resume \
 		>> $(SEG_RUNS)/final/train.log 2>&1
 ship-seg: $(BIN)/.installed-dev
-	$(BIN)/python -m training.export_segmenter $(SEG_RUNS)/final/segmenter.safetensors --out weights --name segmenter
+	$(BIN)/python -m training.export_checkpoint $(SEG_RUNS)/final/segmenter.safetensors --out weights --name segmenter
+	$(BIN)/python -m training.fp16_checkpoint $(SEG_RUNS)/val/segmenter-val.safetensors \
+		weights/validation/segmenter-val.safetensors
+
+## validation-segmenters: the kept validation segmenters (weights/validation, fp16) exported to ONNX in $(SEG_RUNS)/val
+## and $(SEG_ANY_RUNS)/val, where validate-seg and validate-routes read them: the tables re-scored without training.
+validation-segmenters: $(BIN)/.installed-dev
+	$(BIN)/python -m training.export_checkpoint weights/validation/segmenter-val.safetensors --out $(SEG_RUNS)/val \
+		--name segmenter-val
+	$(BIN)/python -m training.export_checkpoint weights/validation/segmenter-any-val.safetensors \
+		--out $(SEG_ANY_RUNS)/val --name segmenter-any-val
 
 ## train-seg-any: the missing-sequence segmenter (weights/segmenter-any): the same U-Net and data as train-seg, with
 ## four availability planes as input and each crop keeping one of the 15 availability patterns (--any-pattern), 3,000
@@ -282,9 +292,32 @@ train-seg-any-final: $(BIN)/.installed-dev
 	$(BIN)/python -m training.train_segmenter --cases $(SEG_CASES) $(SEG_ANY_RECIPE) --threads $(THREADS) \
 		--run-dir $(SEG_ANY_RUNS)/final --out $(SEG_ANY_RUNS)/final --name segmenter-any --no-export --resume \
 		>> $(SEG_ANY_RUNS)/final/train.log 2>&1
+## validate-routes: both routes of `segment` on SEG_VALIDATION for every pattern of missing sequences (evaluate --drop
+## every --segment): `direct` (the validation missing-sequence segmenter on what is left) and `complete` (the default's
+## synthesis, the companion's validation model for two or three missing, then the validation segmenter); then
+## training/route_table.py chooses the route per pattern -> $(SEG_ANY_RUNS)/routes.md, and the routes block into the
+## validation model's manifest (ship-seg-any copies it into weights/segmenter-any.json). About an hour on 2 cores.
+ROUTES = $(SEG_ANY_RUNS)/routes
+validate-routes: $(BIN)/.installed-dev $(VALDATA)
+	$(BIN)/python -m training.export_checkpoint weights/validation/val-any.safetensors --out $(ANY_RUNS)/val \
+		--name val-any-1v $(ANY_VIEWS)
+	$(BIN)/python -m training.fit_copy_blend --apply weights/validation/copy-blend.json --write $(ANY_RUNS)/val/val-any-1v.json
+	$(BIN)/python -m training.route_table --prepare --default weights/default.json \
+		--companion $(ANY_RUNS)/val/val-any-1v.json --out $(ROUTES)/weights
+	$(BIN)/brasyn-infer evaluate $(VALDATA) $(ROUTES)/report --only $(subst $(space),$(comma),$(SEG_VALIDATION)) \
+		--drop every --segment --segmenter $(SEG_RUNS)/val/segmenter-val.json \
+		--direct-segmenter $(SEG_ANY_RUNS)/val/segmenter-any-val.json --weights $(ROUTES)/weights/default.json \
+		--baseline none --no-uncertainty --quiet $(if $(ROUTES_SHARD),--shard $(ROUTES_SHARD))
+	$(if $(ROUTES_SHARD),,$(MAKE) route-table)
+route-table: $(BIN)/.installed-dev
+	$(BIN)/python -m training.route_table --report $(ROUTES)/report --cases $(SEG_CASES) --only $(SEG_VALIDATION) \
+		--direct $(SEG_ANY_RUNS)/val/segmenter-any-val.json --write $(SEG_ANY_RUNS)/val/segmenter-any-val.json \
+		--table $(SEG_ANY_RUNS)/routes.md
 ship-seg-any: $(BIN)/.installed-dev
-	$(BIN)/python -m training.export_segmenter $(SEG_ANY_RUNS)/final/segmenter-any.safetensors --out weights \
+	$(BIN)/python -m training.export_checkpoint $(SEG_ANY_RUNS)/final/segmenter-any.safetensors --out weights \
 		--name segmenter-any
+	$(BIN)/python -m training.route_table --routes-from $(SEG_ANY_RUNS)/val/segmenter-any-val.json \
+		--write weights/segmenter-any.json
 	$(BIN)/python -m training.fp16_checkpoint $(SEG_ANY_RUNS)/val/segmenter-any-val.safetensors \
 		weights/validation/segmenter-any-val.safetensors
 

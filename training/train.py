@@ -320,7 +320,7 @@ def export_checkpoint(ckpt: Path, out: Path, name: str, refiner: dict | None = N
 
     ``refiner``: the manifest's refiner block (:func:`refiner_block`); ``uncertainty``: the map's block, fitted on
     the validation cases (``training.validate``); ``blend``: ``{modality: alpha}``, chosen on the validation cases
-    (``training.posthoc_study``), blends those modalities' output with the linear prior (:func:`blend_block`);
+    (``training.studies.posthoc_study``), blends those modalities' output with the linear prior (:func:`blend_block`);
     ``views``: the manifest's default views (default: the training's)."""
     net, info = load_trained(ckpt)
     views = [View(v) for v in (views or info["views"])]

@@ -10,6 +10,7 @@ class BrasynError(Exception):
 
     def __init__(self, message: str, path: Path | str | None = None, fix: str | None = None) -> None:
         self.path = Path(path) if path is not None else None
+        self.message = message
         self.fix = fix
         parts = [f"{self.path}: {message}" if self.path is not None else message]
         if fix:

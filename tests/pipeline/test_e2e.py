@@ -38,7 +38,7 @@ def test_geometry_and_background(synthesized):
 @pytest.mark.skipif(not (SHARED / "data" / "cases" / CASE).is_dir(), reason="../shared (the real t2f) is absent")
 def test_plausible_against_the_real_flair(synthesized):
     """A sanity bound: the example case is in the shipped model's training data (it was one of the validation
-    model's held-out cases: weights/README.md has that score)."""
+    model's held-out cases: weights/default.md has that score)."""
     truth = nib.load(str(SHARED / "data" / "cases" / CASE / f"{CASE}-t2f.nii.gz")).get_fdata(dtype=np.float32)
     pred = synthesized.get_fdata(dtype=np.float32)
     brain = truth > 0

@@ -59,7 +59,8 @@ def test_the_default_refiner_block_resolves():
 
 
 def test_checkpoint_matches_the_onnx_file():
-    """weights/default.safetensors is the torch checkpoint the ONNX file was exported from (both outputs)."""
+    """weights/default.safetensors is the torch checkpoint the ONNX file was exported from, in float16 (half the
+    size in git): both outputs agree within float16's rounding of the weights (outputs of order 1 to 3)."""
     torch = pytest.importorskip("torch")
     import numpy as np
     import onnxruntime as ort
@@ -77,7 +78,7 @@ def test_checkpoint_matches_the_onnx_file():
     with torch.no_grad():
         expected = [t.numpy() for t in net(*inputs)]
     got = session.run(None, feed)
-    assert len(got) == 2 and all(np.abs(g - e).max() < 1e-3 for g, e in zip(got, expected, strict=True))
+    assert len(got) == 2 and all(np.abs(g - e).max() < 5e-3 for g, e in zip(got, expected, strict=True))
 
 
 def makefile_flags(name: str) -> dict[str, str]:

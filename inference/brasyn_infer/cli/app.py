@@ -41,11 +41,14 @@ def fail_line(message: str) -> None:
 
 
 def case_fail_line(case_id: str, error: BaseException) -> None:
-    """A failed case's one line: the error as it is when it names the case's file or folder (its path holds the
-    case ID), else prefixed with the case ID."""
+    """A failed case's one line, ``error: <ID>: ...``; when the error's path is the case's own folder (its name is
+    the ID), the folder is not named a second time."""
     path = getattr(error, "path", None)
-    named = path is not None and case_id in path.parts[-1]
-    fail_line(str(error) if named else f"{case_id}: {error}")
+    if path is not None and path.name == case_id and getattr(error, "message", None):
+        fix = getattr(error, "fix", None)
+        fail_line(f"{case_id}: {error.message}" + (f" -- fix: {fix}" if fix else ""))
+    else:
+        fail_line(f"{case_id}: {error}")
 
 
 @contextmanager

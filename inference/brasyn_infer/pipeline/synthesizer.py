@@ -98,7 +98,7 @@ class Synthesizer:
         elif uncertainty and not self.trust.uncertainty and spread_members < 2:
             raise WeightsError("these weights have no fitted uncertainty model (trust.uncertainty), and one view "
                                "without --tta gives no spread to measure", self.manifest.path,
-                               "add views (--view sagittal --view axial ...) or --tta, fit one with training/fit_trust.py, or "
+                               "add views (--view sagittal --view axial ...) or --tta, fit one with training/studies/fit_trust.py, or "
                                "give the graph a log_scale output (docs/model-contract.md)")
         if uncertainty and self.trust.uncertainty and set(self.views) != set(self.manifest.default_views):
             log.warning("the uncertainty model was fitted with the views %s; with %s it is not calibrated",

@@ -7,7 +7,7 @@ whole brain's tone that no uncertainty map can point at, and that dominates the 
 
 The correction is empirical quantile mapping, as model output statistics do it: per missing modality, the mean
 quantile function of the validation model's outputs' brains on their [0, 1] images (``output``) and that of the
-same cases' real brains (``real``), both from held-out cases (``training/fit_tone.py``, :func:`brain_quantiles`);
+same cases' real brains (``real``), both from held-out cases (``training/studies/fit_tone.py``, :func:`brain_quantiles`);
 :func:`correct_tone` sends an output voxel at level ``u`` on its own [0, 1] image to ``real(output^-1(u))``. A
 level-to-level map, not a rank-to-rank one: a case whose output is darker or brighter than most stays so, only the
 distortion all outputs share is taken off::
@@ -108,7 +108,7 @@ class Tone:
         """The block as the manifest at ``path`` (named in errors) holds it; no block: no correction."""
         if not block:
             return cls()
-        fix = 'write "tone": {"t1c": {"output": [...], "real": [...]}, ...} (training/fit_tone.py)'
+        fix = 'write "tone": {"t1c": {"output": [...], "real": [...]}, ...} (training/studies/fit_tone.py)'
         curves = {}
         for name, entry in block.items():
             try:
@@ -120,10 +120,10 @@ class Tone:
             for q in (output, real):
                 if q.ndim != 1 or len(q) < 2 or not np.all(np.isfinite(q)) or np.any(np.diff(q) < 0) or q[0] < 0:
                     raise WeightsError(f"tone.{name}: each curve must be 2 or more increasing quantiles >= 0", path,
-                                       "refit it with training/fit_tone.py")
+                                       "refit it with training/studies/fit_tone.py")
             if output.shape != real.shape or output[-1] <= 0:
                 raise WeightsError(f"tone.{name}: output and real must have the same length and a bright end > 0",
-                                   path, "refit it with training/fit_tone.py")
+                                   path, "refit it with training/studies/fit_tone.py")
             curves[modality] = (output, real)
         return cls(curves)
 

@@ -1,7 +1,7 @@
 """Trust in a synthesis: the linear prior it is blended with, and its voxel-wise uncertainty.
 
 Pure functions on ``(X, Y, Z)`` arrays (nibabel's axis order) in the model's normalized units, driven by the
-manifest's ``trust`` block, which ``training/fit_trust.py`` fits on out-of-fold outputs (each case synthesized by
+manifest's ``trust`` block, which ``training/studies/fit_trust.py`` fits on out-of-fold outputs (each case synthesized by
 a generator that never saw it), for a model that has neither a prior nor a scale of its own (docs/design.md §5)::
 
     "trust": {
@@ -61,7 +61,7 @@ class Trust:
             uncertainty = {Modality(m): np.asarray(w, dtype=np.float64) for m, w in block.get("uncertainty", {}).items()}
             smooth = int(block.get("smooth", 2))
         except (ValueError, TypeError) as error:
-            raise WeightsError(f"unreadable trust block ({error})", fix="refit it with training/fit_trust.py") from error
+            raise WeightsError(f"unreadable trust block ({error})", fix="refit it with training/studies/fit_trust.py") from error
         if any(c.shape != (len(MODALITIES),) for c in linear.values()):
             raise WeightsError("trust.linear needs 4 numbers per modality (3 weights, then the intercept)")
         if set(blend) - set(linear):

@@ -1,6 +1,6 @@
 """Could a map built after the network rank the validation outputs' errors better than the shipped one?
 
-    python -m training.map_study --cases ../shared/data/cases ../shared/data/brats2018 \\
+    python -m training.studies.map_study --cases ../shared/data/cases ../shared/data/brats2018 \\
         --weights runs/train/val-tuned/val-blend.json --volumes runs/train/validation/volumes-blend \\
         --out runs/train/map-study [--samples 300000]
 
@@ -46,7 +46,7 @@ from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.pipeline.synthesizer import Synthesizer
 from brasyn_infer.synthesis.generate import generate_volume
 
-from .data import SavedOutput, find_case_folders, saved_outputs
+from ..data import SavedOutput, find_case_folders, saved_outputs
 
 #: features of the output alone (and the shipped map) that ``fit`` combines; the log is taken of the positive ones
 FEATURES = ("map", "gradient", "local std", "level", "edge")

@@ -1,4 +1,4 @@
-"""The feed-back alternative of training/feedback_study.py: each output an input for the next."""
+"""The feed-back alternative of training/studies/feedback_study.py: each output an input for the next."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from brasyn_infer.constants import Modality
 from brasyn_infer.io.nifti import load_volume
 from brasyn_infer.pipeline.synthesizer import Synthesizer
 from tests.conftest import HAS_TORCH, make_case
-from training.feedback_study import fed_back
+from training.studies.feedback_study import fed_back
 
 T1C, T1N, T2F, T2W = Modality.T1C, Modality.T1N, Modality.T2F, Modality.T2W
 

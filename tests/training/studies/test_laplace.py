@@ -3,7 +3,7 @@
 import numpy as np
 
 from brasyn_infer.synthesis.trust import laplace_scale
-from training.laplace import fit_laplace
+from training.studies.laplace import fit_laplace
 
 
 def test_fit_laplace_recovers_the_scale_model():

@@ -1,4 +1,4 @@
-"""training/map_study.py: candidate maps built after the network, the fitted ones scored on the case left out."""
+"""training/studies/map_study.py: candidate maps built after the network, the fitted ones scored on the case left out."""
 
 import numpy as np
 
@@ -13,7 +13,7 @@ def samples(error, level, n=400):
 
 
 def test_fitted_candidates_learn_from_the_other_cases_only():
-    from training.map_study import candidates
+    from training.studies.map_study import candidates
 
     level = np.linspace(0, 0.999, 400)
     data = {("A", "t1c"): samples(1 - level, level),  # A: the darker, the worse
@@ -31,8 +31,8 @@ def test_fitted_candidates_learn_from_the_other_cases_only():
 @needs_torch
 def test_the_study_samples_each_pair_and_reports_every_candidate(tmp_path):
     from tests.training.helpers import validation_model
-    from tests.training.test_fit_tone import held_out_outputs
-    from training.map_study import main
+    from tests.training.studies.test_fit_tone import held_out_outputs
+    from training.studies.map_study import main
 
     held_out_outputs(tmp_path, modalities=("t1c", "t2f"))
     manifest = validation_model(tmp_path / "w", ["T-1", "T-2"])

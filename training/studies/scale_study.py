@@ -1,6 +1,6 @@
 """How well does the other modalities' intensity scale predict a missing modality's? (The model card's figures.)
 
-    python -m training.scale_study --cases ../shared/data/cases ../shared/data/brats2018
+    python -m training.studies.scale_study --cases ../shared/data/cases ../shared/data/brats2018
 
 Each volume's scale is its foreground 99.5th percentile, the ``percentile`` normalization's (docs/design.md §2).
 Leave one case out, the missing modality's log scale is predicted two ways from the other three's:
@@ -23,7 +23,7 @@ from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.nifti import load_volume
 from brasyn_infer.synthesis.normalize import foreground_percentile
 
-from .data import find_case_folders
+from ..data import find_case_folders
 
 
 def log_scales(folders: list[Path]) -> np.ndarray:

@@ -1,6 +1,6 @@
 """What changes made after the network would do to the validation model's outputs, on the validation cases.
 
-    python -m training.posthoc_study --cases ../shared/data/cases ../shared/data/brats2018 \\
+    python -m training.studies.posthoc_study --cases ../shared/data/cases ../shared/data/brats2018 \\
         --weights runs/train/val/val.json --volumes runs/train/validation/volumes \\
         [--also runs/train-g/validation/volumes] --out runs/train/posthoc [--jobs 2]
 
@@ -19,7 +19,7 @@
 - ``mean of two``: with ``--also``, the mean of this output and another model's output for the same pair, each
   divided by its brain's 99th percentile first;
 - ``tone`` (with ``--tone``): the output taken through the tone correction fitted on these outputs
-  (:func:`training.fit_tone.fit_tone`, what ``training.fit_tone`` ships), and ``tone (leave-one-case-out)``: each
+  (:func:`training.studies.fit_tone.fit_tone`, what ``training.studies.fit_tone`` ships), and ``tone (leave-one-case-out)``: each
   output through the correction fitted on the other cases' outputs only, the honest estimate of what it does to an
   unseen case;
 - ``tone matched (oracle)``: the output's foreground values replaced, rank for rank, by the real modality's brain
@@ -63,7 +63,7 @@ from brasyn_infer.synthesis.normalize import Normalizer, foreground_percentile
 from brasyn_infer.synthesis.tone import Tone
 from brasyn_infer.synthesis.trust import blend
 
-from .data import SavedOutput, find_case_folders, saved_outputs
+from ..data import SavedOutput, find_case_folders, saved_outputs
 from .fit_tone import fit_tone, tones_of
 
 LINEAR = "linear"

@@ -7,7 +7,7 @@ from tests.conftest import brain_volume, make_case, needs_torch, write_nifti
 
 
 def test_the_variants_are_the_prior_the_blends_the_smoothed_output_and_the_mean_of_two():
-    from training.posthoc_study import mean_of_two, smooth_inside, variants
+    from training.studies.posthoc_study import mean_of_two, smooth_inside, variants
 
     output = brain_volume(scale=900.0)
     prior = brain_volume(scale=900.0, seed=3)
@@ -30,7 +30,7 @@ def test_the_variants_are_the_prior_the_blends_the_smoothed_output_and_the_mean_
 
 
 def test_the_oracle_gives_the_output_the_real_histogram_and_keeps_its_ranks():
-    from training.posthoc_study import ORACLE, tone_matched, variants
+    from training.studies.posthoc_study import ORACLE, tone_matched, variants
 
     truth = brain_volume(scale=900.0)
     inside = truth > 0
@@ -46,7 +46,7 @@ def test_the_oracle_gives_the_output_the_real_histogram_and_keeps_its_ranks():
 
 
 def test_the_table_gives_the_gain_over_linear_its_worst_pair_and_each_modality():
-    from training.posthoc_study import gains_table
+    from training.studies.posthoc_study import gains_table
 
     rows = [{"case": "A", "modality": "t1c", "linear": 0.5, "blend 1": 0.6, "map unc_spearman": 0.1, "map unc_top10": 1.2},
             {"case": "B", "modality": "t1c", "linear": 0.7, "blend 1": 0.65, "map unc_spearman": 0.3, "map unc_top10": 1.6},
@@ -61,7 +61,7 @@ def test_the_table_gives_the_gain_over_linear_its_worst_pair_and_each_modality()
 
 
 def test_the_chosen_blend_is_the_largest_alpha_that_keeps_every_pair_above_the_floor():
-    from training.posthoc_study import blend_line, chosen_blend
+    from training.studies.posthoc_study import blend_line, chosen_blend
 
     rows = [{"case": "A", "modality": "t1c", "linear": 0.6, "blend 0.5": 0.59, "blend 0.8": 0.575, "blend 1": 0.55},
             {"case": "B", "modality": "t1c", "linear": 0.4, "blend 0.5": 0.45, "blend 0.8": 0.5, "blend 1": 0.52},
@@ -77,7 +77,7 @@ def test_the_chosen_blend_is_the_largest_alpha_that_keeps_every_pair_above_the_f
 @needs_torch
 def test_a_study_on_small_cases_scores_each_output_against_the_linear_fit(tmp_path):
     from tests.training.helpers import validation_model
-    from training.posthoc_study import main
+    from training.studies.posthoc_study import main
 
     manifest = validation_model(tmp_path / "w", ["T-1", "T-2"])
     for case_id in ("T-1", "T-2", "V-1"):

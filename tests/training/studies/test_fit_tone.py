@@ -1,4 +1,4 @@
-"""training/fit_tone.py: the tone correction fitted on held-out outputs, and posthoc_study --tone scoring it."""
+"""training/studies/fit_tone.py: the tone correction fitted on held-out outputs, and posthoc_study --tone scoring it."""
 
 import csv
 import json
@@ -12,7 +12,7 @@ from tests.conftest import brain_volume, make_case, needs_torch, write_nifti
 
 
 def test_the_fit_is_each_modalitys_mean_curve_and_can_leave_a_case_out():
-    from training.fit_tone import fit_tone, pair_tone
+    from training.studies.fit_tone import fit_tone, pair_tone
 
     a = pair_tone("A", Modality.T1C, brain_volume(seed=1) ** 0.5, brain_volume(seed=1))
     b = pair_tone("B", Modality.T1C, brain_volume(seed=2) ** 0.5, brain_volume(seed=2))
@@ -46,7 +46,7 @@ def held_out_outputs(tmp_path, cases=("V-1", "V-2"), modalities=("t2f",)):
 @needs_torch
 def test_fit_tone_writes_the_block_the_synthesizer_reads(tmp_path):
     from tests.training.helpers import validation_model
-    from training.fit_tone import main
+    from training.studies.fit_tone import main
 
     truth, bent = held_out_outputs(tmp_path)
     manifest = validation_model(tmp_path / "w", ["T-1", "T-2"])
@@ -66,7 +66,7 @@ def test_fit_tone_writes_the_block_the_synthesizer_reads(tmp_path):
 @needs_torch
 def test_the_study_scores_the_tone_fitted_on_all_and_on_the_other_cases_with_the_models_map(tmp_path):
     from tests.training.helpers import validation_model
-    from training.posthoc_study import TONE, TONE_LOO, main
+    from training.studies.posthoc_study import TONE, TONE_LOO, main
 
     held_out_outputs(tmp_path, modalities=("t1c", "t2f"))
     manifest = validation_model(tmp_path / "w", ["T-1", "T-2"])

@@ -1,7 +1,7 @@
 """Fit and measure the trust block (linear-prior blend, uncertainty model) of a generator that has neither inside
 its graph (a plain HFGAN, an imported model), on its leave-one-case-out folds.
 
-    python -m training.fit_trust --cases DIR --folds FOLDS --out FOLDS/trust [--write MANIFEST]
+    python -m training.studies.fit_trust --cases DIR --folds FOLDS --out FOLDS/trust [--write MANIFEST]
 
 ``FOLDS/fold-<case>/fold.json``: the same recipe trained without ``<case>`` (e.g. ``python -m training.train
 --holdout <case> --out FOLDS/fold-<case> --name fold``, or your own model's folds, imported). The default weights
@@ -15,7 +15,7 @@ need none of this: their prior and their uncertainty are inside the graph (docs/
    of the blend ``prior + alpha * (generated - prior)`` for each alpha of a grid (alpha 1: the generator alone,
    the old design; alpha 0: the linear baseline), with and without the flip TTA.
 3. Nested leave-one-case-out: for held-out case k, alpha (per modality, highest mean brain SSIM) and the
-   uncertainty model (:func:`training.laplace.fit_laplace`) are fitted on the other cases' pairs only, then
+   uncertainty model (:func:`training.studies.laplace.fit_laplace`) are fitted on the other cases' pairs only, then
    scored on case k: the model's SSIM against the linear baseline's, and how the map ranks the real errors
    (:func:`brasyn_infer.evaluation.ranking.rank_quality`). Tables to ``OUT/trust.md`` and ``OUT/trust.json``.
 4. Each fold's manifest gets the trust block fitted without its case (so ``brasyn-infer evaluate --weights
@@ -46,7 +46,7 @@ from brasyn_infer.synthesis.linear import case_stats, fit
 from brasyn_infer.synthesis.normalize import Normalizer, background_mask
 from brasyn_infer.synthesis.trust import FEATURES, Trust, blend, features, laplace_scale, linear_prior
 
-from .data import find_case_folders
+from ..data import find_case_folders
 from .laplace import fit_laplace
 
 ALPHAS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
                       {} if args.no_blend else {Modality(m): a for m, a in alphas.items()}, names, weights, SMOOTH)
         manifest = json.loads(args.write.read_text())
         manifest["trust"] = {**trust.to_json(), "fitted": {
-            "folds": str(args.folds), "cases": list(cases), "by": "python -m training.fit_trust",
+            "folds": str(args.folds), "cases": list(cases), "by": "python -m training.studies.fit_trust",
             "note": "blend and uncertainty fitted on the folds' out-of-fold outputs; the prior on all cases"}}
         write_json_atomic(args.write, manifest)
         print(f"wrote the trust block into {args.write}")

@@ -15,7 +15,7 @@ def test_fit_trust_writes_a_block_the_product_runs(tmp_path):
     from brasyn_infer.constants import View
     from brasyn_infer.pipeline.synthesizer import Synthesizer
     from brasyn_infer.synthesis.trust import Trust
-    from training.fit_trust import main
+    from training.studies.fit_trust import main
 
     torch.manual_seed(0)
     normalization = {"scheme": "percentile", "percentile": 99.5,

@@ -1,6 +1,6 @@
 """Fit the tone correction on held-out outputs, and write it into a manifest.
 
-    python -m training.fit_tone --cases ../shared/data/cases ../shared/data/brats2018 \\
+    python -m training.studies.fit_tone --cases ../shared/data/cases ../shared/data/brats2018 \\
         --volumes runs/train/validation/volumes --weights weights/default.json
 
 ``VOLUMES`` holds the validation model's outputs on the validation cases, as ``brasyn-infer evaluate
@@ -9,7 +9,7 @@ outputs on cases it never trained on, since the distortion to undo is the one it
 modality, the curve pairs the mean quantile function of those outputs' brains on their [0, 1] images with that of
 the same cases' real brains (:func:`brasyn_infer.synthesis.tone.brain_quantiles`); it goes into the manifest's
 ``tone`` block, and every run of those weights then takes its output through it
-(:func:`brasyn_infer.synthesis.tone.correct_tone`; ``--no-tone`` turns it off). ``training/posthoc_study.py``
+(:func:`brasyn_infer.synthesis.tone.correct_tone`; ``--no-tone`` turns it off). ``training/studies/posthoc_study.py``
 scores it on the same cases, and leave-one-case-out.
 """
 
@@ -28,7 +28,7 @@ from brasyn_infer.io.nifti import load_volume
 from brasyn_infer.runtime.manifest import load_manifest, write_manifest
 from brasyn_infer.synthesis.tone import POINTS, Tone, brain_quantiles, template
 
-from .data import SavedOutput, find_case_folders, saved_outputs
+from ..data import SavedOutput, find_case_folders, saved_outputs
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """All at once, or one after another? How a case lacking several sequences is best completed (issue 35).
 
-    python -m training.feedback_study --data runs/train/validation/all-data --only CASE ... \\
+    python -m training.studies.feedback_study --data runs/train/validation/all-data --only CASE ... \\
         --weights runs/any/val/val-any-1v.json --report runs/any/validation --out runs/any/feedback.json
 
 The product makes every missing sequence from the real inputs only, all at once (docs/design.md §5b). The

@@ -1,6 +1,6 @@
 import numpy as np
 
-from training.scale_study import loco_errors
+from training.studies.scale_study import loco_errors
 
 
 def test_a_scale_that_follows_the_others_is_predicted_exactly():

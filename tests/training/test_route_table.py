@@ -1,0 +1,57 @@
+"""training/route_table.py: the route per pattern is the one with the higher held-out mean Dice (direct on a tie),
+each case counted once per pattern, both routes' scores and M3AE's figure kept beside the choice."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from training.route_table import M3AE, choose, main, present_of, table
+
+
+def row(case, pattern, modality, method, wt, tc, et):
+    return {"case": case, "pattern": pattern, "modality": modality, "method": method,
+            "dice_wt": wt, "dice_tc": tc, "dice_et": et}
+
+
+ROWS = [
+    # t1c missing: direct wins on ET
+    row("A", "t1c", "t1c", "model", 0.8, 0.4, 0.1), row("A", "t1c", "t1c", "direct", 0.8, 0.6, 0.5),
+    row("B", "t1c", "t1c", "model", 0.8, 0.4, 0.2), row("B", "t1c", "t1c", "direct", 0.8, 0.7, 0.4),
+    # t2w missing: complete wins
+    row("A", "t2w", "t2w", "model", 0.9, 0.8, 0.8), row("A", "t2w", "t2w", "direct", 0.7, 0.7, 0.7),
+    # two missing: the model row repeats per synthesized sequence; counted once per case
+    row("A", "t1c+t2f", "t1c", "model", 0.5, 0.5, 0.5), row("A", "t1c+t2f", "t2f", "model", 0.5, 0.5, 0.5),
+    row("A", "t1c+t2f", "t1c", "direct", 0.5, 0.5, 0.5), row("A", "t1c+t2f", "t2f", "direct", 0.5, 0.5, 0.5),
+    row("A", "t1c", "t1c", "real", 0.9, 0.9, 0.9), row("B", "t1c", "t1c", "real", 0.9, 0.8, 0.7),
+]
+
+
+def test_each_pattern_takes_the_better_route_and_a_tie_goes_direct():
+    routes = choose(ROWS, {"wt": 0.85, "tc": 0.8, "et": 0.8, "mean": 0.8167, "n": 2})
+    assert routes["t1c"]["route"] == "direct" and routes["t2w"]["route"] == "complete"
+    assert routes["t1c+t2f"]["route"] == "direct"  # equal means: the cheaper route
+    assert routes["t1c"]["scores"]["direct"] == {"wt": 0.8, "tc": 0.65, "et": 0.45, "mean": 0.6333, "n": 2}
+    assert routes["t1c+t2f"]["scores"]["complete"]["n"] == 1
+    assert routes["none"]["route"] == "full"  # real 0.8667 beats the direct segmenter's 0.8167 on complete cases
+    assert routes["t1c"]["m3ae"] == dict(zip(("wt", "tc", "et"), M3AE[("t1n", "t2f", "t2w")], strict=True))
+    text = table(routes)
+    assert "| t1n+t2f+t2w | t1c | 2 | 0.800 / 0.650 / 0.450 | 0.800 / 0.400 / 0.150 | direct |" in text
+
+
+def test_present_of_a_pattern():
+    assert present_of("t1c+t2f") == ("t1n", "t2w") and present_of("none") == ("t1c", "t1n", "t2f", "t2w")
+
+
+def test_routes_are_written_only_into_a_missing_sequence_segmenter(tmp_path):
+    source = tmp_path / "val.json"
+    source.write_text(json.dumps({"availability": True, "routes": choose(ROWS, None)}))
+    target = tmp_path / "final.json"
+    target.write_text(json.dumps({"availability": True}))
+    main(["--routes-from", str(source), "--write", str(target)])
+    assert json.loads(target.read_text())["routes"]["t1c"]["route"] == "direct"
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"availability": False}))
+    with pytest.raises(SystemExit, match="not a missing-sequence segmenter"):
+        main(["--routes-from", str(source), "--write", str(plain)])
