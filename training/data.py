@@ -18,6 +18,7 @@ from brasyn_infer.constants import BACKGROUND, MODALITIES, PLANE, Convention, Mo
 from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.naming import modality_file, uncertainty_file
 from brasyn_infer.io.nifti import load_volume, read_inputs
+from brasyn_infer.segmentation.labels import classes_from_labels, convention_for_files, fitting_convention
 from brasyn_infer.synthesis.linear import LinearStats, case_stats
 from brasyn_infer.synthesis.normalize import foreground_percentile, normalize_percentile
 from brasyn_infer.synthesis.views import SliceGeometry
@@ -32,6 +33,8 @@ class CaseVolume:
     x4: np.ndarray  #: (4, X, Y, Z) float16, normalized, all four modalities
     scales: dict[str, float]  #: each modality's foreground percentile (raw units)
     tumor: np.ndarray | None = None  #: (X, Y, Z) bool, seg > 0 (either label convention), or None
+    #: (X, Y, Z) uint8 classes (0 background, 1 NCR, 2 ED, 3 ET) of the segmentation, or None
+    classes: np.ndarray | None = None
     stats: dict[Modality, LinearStats] = field(default_factory=dict)  #: the linear fit's sufficient statistics
 
 
@@ -46,8 +49,12 @@ def load_complete_case(folder: Path, percentile: float) -> CaseVolume:
         scales[mod.value] = foreground_percentile(volumes[mod].data, percentile)
         x4[mod.index] = normalize_percentile(volumes[mod].data, scales[mod.value])
     stats = {m: case_stats(x4, m) for m in MODALITIES}
-    tumor = load_volume(case.seg).data > 0 if case.seg is not None else None
-    return CaseVolume(case.case_id, x4.astype(np.float16), scales, tumor, stats)
+    tumor = classes = None
+    if case.seg is not None:
+        seg = load_volume(case.seg, allow_empty=True).data
+        tumor = seg > 0
+        classes = classes_from_labels(seg, fitting_convention(seg, convention_for_files(case.convention)), case.seg)
+    return CaseVolume(case.case_id, x4.astype(np.float16), scales, tumor, stats=stats, classes=classes)
 
 
 def majority_background(available: np.ndarray) -> np.ndarray:
@@ -155,6 +162,14 @@ class SliceSampler:
         geometry = SliceGeometry(view, self.cases[ci].x4.shape[1:])
         return geometry.take(self.cases[ci].x4, np.array([s]))[0].astype(np.float32)  # (4, 240, 240)
 
+    def _class_plane(self, ci: int, view: View, s: int) -> np.ndarray:
+        """``(240, 240)`` uint8 classes of a slice (zeros where the case has no segmentation)."""
+        classes = self.cases[ci].classes
+        if classes is None:
+            return np.zeros((PLANE, PLANE), dtype=np.uint8)
+        geometry = SliceGeometry(view, classes.shape, fill=0.0)
+        return geometry.take(classes[None].astype(np.float32), np.array([s]))[0, 0].astype(np.uint8)
+
     def _tumor_plane(self, ci: int, view: View, s: int) -> np.ndarray:
         tumor = self.cases[ci].tumor
         geometry = SliceGeometry(view, tumor.shape, fill=0.0)
@@ -164,17 +179,19 @@ class SliceSampler:
         """Batch number ``step`` (the same for the same seed and step): ``x`` ``(B, 4, S, S)`` with the dropped
         channel at -1, ``target`` ``(B, 1, S, S)``, ``background`` ``(B, 1, S, S)`` bool (two of the three inputs
         background, as the pipeline masks it), ``mask`` ``(B, 4)``, ``missing`` and ``view`` ``(B,)``, ``origin``
-        ``(B, 2)`` int64 (the crop's corner in tokens). ``whole``: 240x240 planes whatever the crop."""
+        ``(B, 2)`` int64 (the crop's corner in tokens), ``lesion`` ``(B, 1, S, S)`` uint8 classes (0 background,
+        1 NCR, 2 ED, 3 ET; 0 without a segmentation). ``whole``: 240x240 planes whatever the crop."""
         rng = np.random.default_rng([self.seed, step])
         side = PLANE if (whole or self.crop is None) else self.crop
-        xs, targets, backgrounds, missing, views, origins, masks = [], [], [], [], [], [], []
+        xs, targets, backgrounds, missing, views, origins, masks, lesions = [], [], [], [], [], [], [], []
         for _ in range(size):
             from_tumor = self.tumor_items and rng.random() < self.tumor
             ci, view, s = (self.tumor_items if from_tumor else self.items)[rng.integers(len(self.tumor_items if from_tumor else self.items))]
             plane = self._plane(ci, view, s)
             pick = self._tumor_plane(ci, view, s) if from_tumor else (plane != np.float32(BACKGROUND)).any(0)
+            lesion = self._class_plane(ci, view, s)
             if augment and rng.random() < 0.5:  # along the plane's columns (never left-right for sagittal slices)
-                plane, pick = plane[:, :, ::-1], pick[:, ::-1]
+                plane, pick, lesion = plane[:, :, ::-1], pick[:, ::-1], lesion[:, ::-1]
             r0 = c0 = 0
             if side < PLANE:
                 rows, cols = np.nonzero(pick)
@@ -182,6 +199,7 @@ class SliceSampler:
                 center = (rows[k], cols[k]) if k is not None else (PLANE // 2, PLANE // 2)
                 r0, c0 = (int(np.clip(round((c - side / 2) / TOKEN) * TOKEN, 0, PLANE - side)) for c in center)
             plane = np.ascontiguousarray(plane[:, r0:r0 + side, c0:c0 + side])
+            lesions.append(np.ascontiguousarray(lesion[r0:r0 + side, c0:c0 + side])[None])
             if augment:
                 gain = rng.uniform(0.9, 1.1, size=(4, 1, 1)).astype(np.float32)
                 bg = plane == np.float32(BACKGROUND)
@@ -208,5 +226,5 @@ class SliceSampler:
         return {
             "x": np.stack(xs), "target": np.stack(targets), "background": np.stack(backgrounds), "mask": mask,
             "missing": np.asarray(missing, dtype=np.float32), "view": np.asarray(views, dtype=np.float32),
-            "origin": np.asarray(origins, dtype=np.int64),
+            "origin": np.asarray(origins, dtype=np.int64), "lesion": np.stack(lesions),
         }

@@ -60,6 +60,7 @@ def quantile_loss(pred: torch.Tensor, target: torch.Tensor, inside: torch.Tensor
 def residual_loss(
     y: torch.Tensor, log_scale: torch.Tensor, target: torch.Tensor, background: torch.Tensor,
     ssim_weight: float = 0.5, nll_weight: float = 0.1, quantile_weight: float = 0.0,
+    lesion: torch.Tensor | None = None, lesion_weight: float = 0.0, enhancing_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The residual model's loss on ``(B, 1, H, W)`` tensors in normalized units.
 
@@ -68,6 +69,10 @@ def residual_loss(
     log-likelihood ``|e| / b + log b`` of the brain's errors ``e = y - target`` (``y`` detached: the uncertainty
     never pulls the synthesis) trains ``log_scale = log b``, weighted by ``nll_weight``. With ``quantile_weight``
     above 0, :func:`quantile_loss` over the brain is added for ``y`` (its part is ``quantile``; not computed at 0).
+    The tumor-aware terms (UMMGAT's lesion-aware weighting, paper 004), with ``lesion`` the ``(B, 1, H, W)`` classes
+    (0 background, 1 NCR, 2 ED, 3 ET): ``lesion_weight`` times the mean L1 over the batch's tumor pixels
+    (``lesion_l1``) and ``enhancing_weight`` times the mean L1 over its enhancing-tumor pixels (``et_l1``), each 0
+    for a batch without such pixels.
     """
     minus_one = torch.full_like(y, -1.0)
     shown = torch.where(background, minus_one, y)
@@ -83,4 +88,11 @@ def residual_loss(
         q = quantile_loss(y, target, brain)
         loss = loss + quantile_weight * q
         parts["quantile"] = q.detach()
+    for name, weight, inside in (("lesion_l1", lesion_weight, lambda c: c > 0), ("et_l1", enhancing_weight,
+                                                                                lambda c: c == 3)):
+        if weight > 0 and lesion is not None:
+            region = inside(lesion) & brain
+            term = ((shown - target).abs() * region).sum() / region.sum().clamp(min=1)
+            loss = loss + weight * term
+            parts[name] = term.detach()
     return loss, parts

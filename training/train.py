@@ -44,10 +44,12 @@ from .runstate import load_state, restore, save_state, warmup_cosine
 PERCENTILE = 99.5
 #: arguments that define the recipe: a resumed run must have the same
 RECIPE_KEYS = ("cases", "holdout", "dim", "views", "batch", "lr", "steps", "crop", "whole_from", "tumor", "t1c",
-               "ssim_weight", "nll_weight", "seed", "warmup", "gamma", "init", "quantile_weight", "missing_counts")
+               "ssim_weight", "nll_weight", "seed", "warmup", "gamma", "init", "quantile_weight", "missing_counts",
+               "lesion_weight", "enhancing_weight")
 #: recipe options added after runs were saved, and the value that turns each off: left out of the recipe at that
 #: value, so those runs still resume
-ADDED_KEYS = {"gamma": 0.0, "init": None, "quantile_weight": 0.0, "missing_counts": [1.0, 0.0, 0.0]}
+ADDED_KEYS = {"gamma": 0.0, "init": None, "quantile_weight": 0.0, "missing_counts": [1.0, 0.0, 0.0],
+              "lesion_weight": 0.0, "enhancing_weight": 0.0}
 
 
 #: list-valued recipe keys whose order means something (kept as given, not sorted)
@@ -81,6 +83,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--nll-weight", type=float, default=0.1)
     p.add_argument("--quantile-weight", type=float, default=0.0,
                    help="weight of the brain's intensity-distribution loss (losses.quantile_loss; 0: off)")
+    p.add_argument("--lesion-weight", type=float, default=0.0,
+                   help="tumor-aware term: weight of the L1 inside the expert tumor (losses.residual_loss; 0: off)")
+    p.add_argument("--enhancing-weight", type=float, default=0.0,
+                   help="tumor-aware term: weight of the L1 inside the expert enhancing tumor (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
                    help="start from the network of a checkpoint this script wrote (<name>.safetensors, same --dim) "
@@ -203,7 +209,7 @@ def train(args: argparse.Namespace) -> dict:
             pending = prefetch.submit(draw, step + 1)
             y, log_b = net(b["x"], b["mask"], b["missing"], b["view"], b["origin"])
             loss, parts = residual_loss(y, log_b, b["target"], b["background"], args.ssim_weight, args.nll_weight,
-                                        args.quantile_weight)
+                                        args.quantile_weight, b["lesion"], args.lesion_weight, args.enhancing_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

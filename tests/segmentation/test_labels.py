@@ -67,3 +67,15 @@ def test_a_map_that_is_not_whole_numbers_is_refused():
     with pytest.raises(CaseError, match=r"case-seg.nii.gz: .*not whole numbers \(e.g. 0.45\)"):
         classes_from_labels(np.array([0.0, 0.45, 0.45]), LabelConvention.BRATS2023, Path("case-seg.nii.gz"))
     assert check_labels(np.array([0.0, 1.0, 3.0]), LabelConvention.BRATS2023).dtype == np.int64
+
+
+def test_training_data_is_read_in_the_numbering_it_holds():
+    """Training reads each file in the convention its labels fit (a BraSyn-named file with BraTS 2020 labels is
+    2018), the file names' one first; the product reads strictly."""
+    from brasyn_infer.segmentation.labels import fitting_convention
+
+    assert fitting_convention(np.array([0, 1, 2, 4]), LabelConvention.BRATS2023) is LabelConvention.BRATS2018
+    assert fitting_convention(np.array([0, 1, 2]), LabelConvention.BRATS2023) is LabelConvention.BRATS2023
+    assert fitting_convention(np.array([0, 1, 3, 4]), LabelConvention.BRATS2023) is LabelConvention.BRATS2024
+    with pytest.raises(CaseError, match="fit no BraTS convention"):
+        fitting_convention(np.array([0, 5]), LabelConvention.BRATS2023)

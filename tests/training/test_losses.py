@@ -68,3 +68,28 @@ def test_the_residual_loss_adds_the_quantile_part_only_when_weighted(images):
     assert float(on - off) == pytest.approx(2.0 * float(parts_on["quantile"]), rel=1e-5)
     on.backward()
     assert y.grad[inside].abs().sum() > 0
+
+
+def test_the_tumor_aware_terms_weigh_the_tumor_and_its_enhancing_part():
+    """Issue 41's lesion-aware terms: the L1 inside the expert tumor and inside its enhancing part, added with their
+    weights; a batch without tumor adds nothing; off by default (the shipped recipe's loss is unchanged)."""
+    import torch
+
+    from training.losses import residual_loss
+
+    target = torch.zeros(1, 1, 16, 16)
+    y = torch.zeros(1, 1, 16, 16)
+    y[..., 4:8, 4:8] = 0.5  # an error inside the tumor only
+    lesion = torch.zeros(1, 1, 16, 16, dtype=torch.uint8)
+    lesion[..., 4:8, 4:8] = 2
+    lesion[..., 4:6, 4:6] = 3
+    background = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    log_b = torch.zeros_like(y)
+    base, parts = residual_loss(y, log_b, target, background)
+    assert "lesion_l1" not in parts
+    weighted, parts = residual_loss(y, log_b, target, background, lesion=lesion, lesion_weight=2.0,
+                                    enhancing_weight=3.0)
+    assert float(parts["lesion_l1"]) == 0.5 and float(parts["et_l1"]) == 0.5
+    assert float(weighted - base) == 2.0 * 0.5 + 3.0 * 0.5
+    _, empty = residual_loss(y, log_b, target, background, lesion=torch.zeros_like(lesion), lesion_weight=1.0)
+    assert float(empty["lesion_l1"]) == 0.0

@@ -281,3 +281,16 @@ def test_an_exported_blend_is_the_manifests_trust_block(trained, tmp_path):
     assert trust.linear[Modality.T1C].tolist() == record["prior"]["t1c"]
     with pytest.raises(SystemExit, match="MODALITY=ALPHA"):
         main([str(root / "w" / "tiny.safetensors"), "--out", str(tmp_path), "--name", "c", "--blend", "t1c:0.6"])
+
+
+def test_the_lesion_plane_follows_the_crop_and_the_labels_numbering(case, sampler):
+    """The classes come with each crop (the same flip and window as the inputs)."""
+    import numpy as np
+
+    assert case.classes is not None and set(np.unique(case.classes)) <= {0, 1, 2, 3}
+    assert np.array_equal(case.classes > 0, case.tumor)
+    batch = sampler.batch(11, 8)
+    assert batch["lesion"].shape == (8, 1, 128, 128) and batch["lesion"].dtype == np.uint8
+    assert (batch["lesion"] > 0).any()
+    brain = ~batch["background"]
+    assert not ((batch["lesion"] > 0) & ~brain).sum() > 0.01 * (batch["lesion"] > 0).sum()

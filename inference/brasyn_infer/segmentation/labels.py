@@ -73,6 +73,20 @@ def fitting_conventions(found: set[int]) -> list[LabelConvention]:
     return [c for c in LabelConvention if found <= c.defined]
 
 
+def fitting_convention(seg: np.ndarray, preferred: LabelConvention) -> LabelConvention:
+    """``preferred`` when it defines every label of ``seg``, else the first convention that does (2018 before
+    2024 for labels 1, 2, 4); CaseError when none does. For training data, whose files carry their release's
+    numbering whatever their names (the product reads strictly: :func:`check_labels`)."""
+    found = {int(v) for v in np.unique(np.rint(np.asarray(seg)))}
+    if found <= preferred.defined:
+        return preferred
+    fits = fitting_conventions(found)
+    if not fits:
+        raise CaseError(f"labels {', '.join(map(str, sorted(found)))} fit no BraTS convention", None,
+                        "relabel the file as BraTS 2023 (1 NCR, 2 ED, 3 ET) or 2018 (1, 2, 4 ET)")
+    return fits[0]
+
+
 def check_labels(seg: np.ndarray, convention: LabelConvention, path: Path | None = None) -> np.ndarray:
     """``seg`` as int64 labels, or CaseError naming ``path``: a value that is not a whole number, or a label that
     ``convention`` does not define (the message lists the labels found and the ``--labels`` values that fit)."""
