@@ -390,3 +390,19 @@ def test_i_segment_entry_form_completes_and_segments(image, cases, tmp_path):
     segs = [np.asarray(nib.load(str(out / name)).dataobj) for name in names]
     assert all(s.dtype == np.uint8 and set(np.unique(s)) <= {0, 1, 2, 3} for s in segs)
     assert any((s > 0).any() for s in segs)
+
+
+def test_j_segment_entry_form_takes_each_patterns_route(image, cases, tmp_path):
+    """`IMAGE segment /input /output` (issue 42): an incomplete case is no longer refused; it goes by its pattern's
+    route (the missing-sequence segmenter ships in the image), as a stranger uid, and the log names the route."""
+    out = writable_dir(tmp_path / "segs-auto")
+    result = run_image(image, "--user", STRANGER, "-v", f"{cases}:/input:ro", "-v", f"{out}:/output:rw", image,
+                       "segment", "/input", "/output")
+    assert result.returncode == 0, result.stderr
+    assert "route direct" in result.stderr or "route complete" in result.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{p.name}-seg.nii.gz" for p in cases.iterdir() if p.is_dir())
+    forced = writable_dir(tmp_path / "segs-direct")
+    result = run_image(image, "--user", STRANGER, "-v", f"{cases}:/input:ro", "-v", f"{forced}:/output:rw", image,
+                       "segment", "/input", "/output", "--route", "direct")
+    assert result.returncode == 0 and "route direct" in result.stderr, result.stderr
