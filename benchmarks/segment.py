@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 from brasyn_infer.constants import Device
+from brasyn_infer.errors import WeightsError
 from brasyn_infer.io.cases import parse_case
 from brasyn_infer.io.nifti import read_inputs
 from brasyn_infer.pipeline.synthesizer import Synthesizer
-from brasyn_infer.errors import WeightsError
 from brasyn_infer.runtime.segmenter import Segmenter
 from brasyn_infer.runtime.segmenter_manifest import DEFAULT_DIRECT
 
