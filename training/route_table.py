@@ -71,6 +71,17 @@ def prepare(default: Path, companion: Path, out: Path) -> Path:
     return target
 
 
+def report_rows(report: Path) -> list[dict]:
+    """The rows of an evaluate report: ``cases.csv``, or every shard's ``cases.shard-I-of-N.csv``."""
+    whole = report / "cases.csv"
+    if whole.is_file():
+        return read_rows(whole)
+    shards = sorted(report.glob("cases.shard-*.csv"))
+    if not shards:
+        raise SystemExit(f"{report}: no cases.csv (run evaluate into it first)")
+    return [row for path in shards for row in read_rows(path)]
+
+
 def pattern_means(rows: list[dict], method: str) -> dict[str, dict]:
     """Per pattern, ``method``'s mean Dice of WT, TC, ET over cases (one value per case and pattern) and n."""
     per: dict[str, dict[str, dict[str, float]]] = {}
@@ -180,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if not (args.report and args.direct):
             p.error("--report and --direct are needed (or --routes-from)")
-        rows = read_rows(args.report / "cases.csv")
+        rows = report_rows(args.report)
         folders = [f for f in find_case_folders(args.cases) if f.name in set(args.only)]
         routes = choose(rows, full_case_scores(folders, args.direct) if folders else None)
         text = table(routes)

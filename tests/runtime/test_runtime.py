@@ -85,3 +85,16 @@ def test_a_broken_onnxruntime_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails
     with pytest.raises(BrasynError, match="not installed.*brasyn-infer\\[cpu\\]"):
         onnxruntime()
+
+
+def test_the_default_thread_count_is_the_processes_cpus(monkeypatch):
+    """A shard pinned to one core (taskset, a Slurm cpuset) gets one ONNX Runtime thread, not one per CPU of the
+    machine (which oversubscribes the core it has)."""
+    import os
+
+    from brasyn_infer.runtime import sessions
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert sessions.available_cpus() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert sessions.available_cpus() == 3
