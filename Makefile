@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
+.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes routes-prep route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -298,17 +298,21 @@ train-seg-any-final: $(BIN)/.installed-dev
 ## training/route_table.py chooses the route per pattern -> $(SEG_ANY_RUNS)/routes.md, and the routes block into the
 ## validation model's manifest (ship-seg-any copies it into weights/segmenter-any.json). About an hour on 2 cores.
 ROUTES = $(SEG_ANY_RUNS)/routes
-validate-routes: $(BIN)/.installed-dev $(VALDATA)
-	$(BIN)/python -m training.export_checkpoint weights/validation/val-any.safetensors --out $(ANY_RUNS)/val \
-		--name val-any-1v $(ANY_VIEWS)
-	$(BIN)/python -m training.fit_copy_blend --apply weights/validation/copy-blend.json --write $(ANY_RUNS)/val/val-any-1v.json
-	$(BIN)/python -m training.route_table --prepare --default weights/default.json \
-		--companion $(ANY_RUNS)/val/val-any-1v.json --out $(ROUTES)/weights
+## (ROUTES_SHARD=I/N: one shard of the evaluation; run the N side by side, pinned to their cores with taskset, then
+## make route-table)
+validate-routes: $(BIN)/.installed-dev $(VALDATA) $(ROUTES)/weights/default.json
 	$(BIN)/brasyn-infer evaluate $(VALDATA) $(ROUTES)/report --only $(subst $(space),$(comma),$(SEG_VALIDATION)) \
 		--drop every --segment --segmenter $(SEG_RUNS)/val/segmenter-val.json \
 		--direct-segmenter $(SEG_ANY_RUNS)/val/segmenter-any-val.json --weights $(ROUTES)/weights/default.json \
 		--baseline none --no-uncertainty --quiet $(if $(ROUTES_SHARD),--shard $(ROUTES_SHARD))
 	$(if $(ROUTES_SHARD),,$(MAKE) route-table)
+routes-prep: $(ROUTES)/weights/default.json
+$(ROUTES)/weights/default.json: $(BIN)/.installed-dev
+	$(BIN)/python -m training.export_checkpoint weights/validation/val-any.safetensors --out $(ANY_RUNS)/val \
+		--name val-any-1v $(ANY_VIEWS)
+	$(BIN)/python -m training.fit_copy_blend --apply weights/validation/copy-blend.json --write $(ANY_RUNS)/val/val-any-1v.json
+	$(BIN)/python -m training.route_table --prepare --default weights/default.json \
+		--companion $(ANY_RUNS)/val/val-any-1v.json --out $(ROUTES)/weights
 route-table: $(BIN)/.installed-dev
 	$(BIN)/python -m training.route_table --report $(ROUTES)/report --cases $(SEG_CASES) --only $(SEG_VALIDATION) \
 		--direct $(SEG_ANY_RUNS)/val/segmenter-any-val.json --write $(SEG_ANY_RUNS)/val/segmenter-any-val.json \
