@@ -298,14 +298,17 @@ train-seg-any-final: $(BIN)/.installed-dev
 ## training/route_table.py chooses the route per pattern -> $(SEG_ANY_RUNS)/routes.md, and the routes block into the
 ## validation model's manifest (ship-seg-any copies it into weights/segmenter-any.json). About an hour on 2 cores.
 ROUTES = $(SEG_ANY_RUNS)/routes
-## (ROUTES_SHARD=I/N: one shard of the evaluation; run the N side by side, pinned to their cores with taskset, then
-## make route-table)
+## The six cases in two halves, evaluated side by side, each pinned to one core (taskset), into report-0 and report-1.
+ROUTES_ONLY_0 = Brats18_2013_3_1,Brats18_CBICA_ABM_1,Brats18_TCIA01_425_1
+ROUTES_ONLY_1 = Brats18_CBICA_AME_1,Brats18_TCIA02_135_1,BraTS2021_00006
 validate-routes: $(BIN)/.installed-dev $(VALDATA) $(ROUTES)/weights/default.json
-	$(BIN)/brasyn-infer evaluate $(VALDATA) $(ROUTES)/report --only $(subst $(space),$(comma),$(SEG_VALIDATION)) \
-		--drop every --segment --segmenter $(SEG_RUNS)/val/segmenter-val.json \
+	$(MAKE) -j2 routes-report-0 routes-report-1
+	$(MAKE) route-table
+routes-report-%: $(BIN)/.installed-dev $(VALDATA) $(ROUTES)/weights/default.json
+	taskset -c $$(( $* % $$(nproc) )) $(BIN)/brasyn-infer evaluate $(VALDATA) $(ROUTES)/report-$* \
+		--only $(ROUTES_ONLY_$*) --drop every --segment --segmenter $(SEG_RUNS)/val/segmenter-val.json \
 		--direct-segmenter $(SEG_ANY_RUNS)/val/segmenter-any-val.json --weights $(ROUTES)/weights/default.json \
-		--baseline none --no-uncertainty --quiet $(if $(ROUTES_SHARD),--shard $(ROUTES_SHARD))
-	$(if $(ROUTES_SHARD),,$(MAKE) route-table)
+		--baseline none --no-uncertainty --quiet
 routes-prep: $(ROUTES)/weights/default.json
 $(ROUTES)/weights/default.json: $(BIN)/.installed-dev
 	$(BIN)/python -m training.export_checkpoint weights/validation/val-any.safetensors --out $(ANY_RUNS)/val \
@@ -314,7 +317,7 @@ $(ROUTES)/weights/default.json: $(BIN)/.installed-dev
 	$(BIN)/python -m training.route_table --prepare --default weights/default.json \
 		--companion $(ANY_RUNS)/val/val-any-1v.json --out $(ROUTES)/weights
 route-table: $(BIN)/.installed-dev
-	$(BIN)/python -m training.route_table --report $(ROUTES)/report --cases $(SEG_CASES) --only $(SEG_VALIDATION) \
+	$(BIN)/python -m training.route_table --report $(ROUTES)/report-0 $(ROUTES)/report-1 --cases $(SEG_CASES) --only $(SEG_VALIDATION) \
 		--direct $(SEG_ANY_RUNS)/val/segmenter-any-val.json --write $(SEG_ANY_RUNS)/val/segmenter-any-val.json \
 		--table $(SEG_ANY_RUNS)/routes.md
 ship-seg-any: $(BIN)/.installed-dev

@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--default", type=Path, help="--prepare: the one-missing generator's manifest")
     p.add_argument("--companion", type=Path, help="--prepare: the companion's validation manifest")
     p.add_argument("--out", type=Path, help="--prepare: where to write them")
-    p.add_argument("--report", type=Path, help="the evaluate report folder (cases.csv)")
+    p.add_argument("--report", type=Path, nargs="+", help="the evaluate report folders (their rows pooled)")
     p.add_argument("--cases", type=Path, nargs="*", default=[], help="folders of complete case folders")
     p.add_argument("--only", nargs="*", default=[], help="the held-out case IDs (for the complete-case row)")
     p.add_argument("--direct", type=Path, help="the missing-sequence segmenter the report's direct rows used")
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if not (args.report and args.direct):
             p.error("--report and --direct are needed (or --routes-from)")
-        rows = report_rows(args.report)
+        rows = [row for report in args.report for row in report_rows(report)]
         folders = [f for f in find_case_folders(args.cases) if f.name in set(args.only)]
         routes = choose(rows, full_case_scores(folders, args.direct) if folders else None)
         text = table(routes)

@@ -183,7 +183,7 @@ def test_segment_scores_every_input_with_a_stand_in_segmenter(data, tmp_path, ti
     monkeypatch.setattr("brasyn_infer.evaluation.downstream.segment", fake_segment)
     result = CliRunner().invoke(app, ["evaluate", str(data), str(tmp_path / "r"), "--only", "C-1", "--drop", "t2f",
                                       "--baseline", "copy", "--segment", "--segmenter", "brats",
-                                      "--weights", str(tiny_weights), "--quiet"])
+                                      "--direct-segmenter", "none", "--weights", str(tiny_weights), "--quiet"])
     assert calls == [["t1c", "t1n", "t2f", "t2w"]] * 3, result.output  # real, model-completed, copy-completed
     rows = {r["method"]: r for r in read_rows(tmp_path / "r" / "cases.csv")}
     assert set(rows) == {"model", "copy", "real"}
@@ -192,6 +192,44 @@ def test_segment_scores_every_input_with_a_stand_in_segmenter(data, tmp_path, ti
     assert "Segmentation with each input" in report and "| t2f | t2f | model |" in report
     identity = json.loads((tmp_path / "r" / "run.json").read_text())
     assert identity["segmenter"]["name"] == "brats"
+
+
+def test_the_direct_row_segments_what_the_pattern_leaves(data, tmp_path, tiny_any_weights, tiny_segmenter,
+                                                          tiny_direct_segmenter):
+    """Issue 42: `direct`, the missing-sequence segmenter on the case without the pattern's sequences, beside real,
+    model and copy; one segmentation per case and pattern (the same row for each synthesized sequence), exactly what
+    the segmenter gives on those volumes; run.json names it."""
+    import nibabel as nib
+    import numpy as np
+
+    from brasyn_infer.evaluation.seg_metrics import brats_scores
+    from brasyn_infer.runtime.segmenter import Segmenter
+    from brasyn_infer.segmentation.labels import LabelConvention, classes_from_labels
+
+    report = tmp_path / "r"
+    result = CliRunner().invoke(app, ["evaluate", str(data), str(report), "--only", "C-1", "--drop", "t1c+t2f",
+                                      "--baseline", "copy", "--segment", "--segmenter", str(tiny_segmenter),
+                                      "--direct-segmenter", str(tiny_direct_segmenter), "--weights",
+                                      str(tiny_any_weights), "--no-uncertainty", "--quiet"])
+    assert result.exit_code in (0, 1), result.output
+    rows = [r for r in read_rows(report / "cases.csv") if r["case"] == "C-1"]
+    direct = [r for r in rows if r["method"] == "direct"]
+    assert sorted(r["modality"] for r in direct) == ["t1c", "t2f"]
+    assert direct[0]["dice_wt"] == direct[1]["dice_wt"] or np.isnan(direct[0]["dice_wt"])
+    folder = data / "C-1"
+    volumes = {m: np.asarray(nib.load(str(next(folder.glob(f"*-{m}.nii.gz")))).dataobj, dtype=np.float32)
+               for m in ("t1n", "t2w")}
+    from brasyn_infer.constants import Modality
+
+    pred = Segmenter(tiny_direct_segmenter).segment({Modality(k): v for k, v in volumes.items()})
+    expert = classes_from_labels(np.asarray(nib.load(str(next(folder.glob("*-seg.nii.gz")))).dataobj),
+                                 LabelConvention.BRATS2023)
+    expected = brats_scores(pred, expert)
+    for key in ("dice_wt", "dice_tc", "dice_et"):
+        assert (np.isnan(expected[key]) and np.isnan(direct[0][key])) or direct[0][key] == pytest.approx(expected[key], abs=1e-4)
+    assert "| t1c+t2f | t1c | direct |" in (report / "report.md").read_text()
+    identity = json.loads((report / "run.json").read_text())
+    assert identity["segmenter"]["direct"]["name"] == "tiny-any"
 
 
 def test_with_a_refiner_both_stages_are_scored(data, tmp_path, tiny_weights, tiny_refiner):
