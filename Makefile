@@ -275,7 +275,7 @@ validation-segmenters: $(BIN)/.installed-dev
 ## train-seg-any: the missing-sequence segmenter (weights/segmenter-any): the same U-Net and data as train-seg, with
 ## four availability planes as input and each crop keeping one of the 15 availability patterns (--any-pattern), 3,000
 ## steps; the validation model (SEG_VALIDATION held out and scored for all 15 patterns) and the shipped one side by
-## side, one torch thread each (about 45 minutes). ship-seg-any: the final model -> weights/segmenter-any.{onnx,json};
+## side, one torch thread each (52 minutes each beside other work). ship-seg-any: the final model -> weights/segmenter-any.{onnx,json};
 ## the validation model's checkpoint in fp16 -> weights/validation/segmenter-any-val.safetensors.
 SEG_ANY_RECIPE = --exclude TCGA-DU-7294 --widths 16 32 64 128 192 --context 1 --crop 128 --batch 8 --lr 2e-3 \
 	--steps 3000 --tumor 0.8 --seed 0 --any-pattern
