@@ -252,9 +252,7 @@ def _segment_case(files: CaseFiles, target: Path, models: Segmenters, route: str
                   record: str) -> tuple[Modality, ...]:
     """Read, complete or not as ``route`` says, segment, write with ``record`` in the header; returns the
     modalities synthesized."""
-    absent = tuple(files.absent)
-    if len(absent) == len(MODALITIES):
-        raise CaseError("no modality to segment", files.folder, "give at least one of t1c, t1n, t2f, t2w")
+    absent = tuple(files.absent)  # never all four: scan_folder refuses a folder without a modality
     loaded = read_inputs(files.modalities)
     volumes: dict[Modality, np.ndarray] = {m: v.data for m, v in loaded.items()}
     synthesized: tuple[Modality, ...] = ()
