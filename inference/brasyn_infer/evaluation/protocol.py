@@ -70,36 +70,15 @@ class DockerSegmenter:
             return classes_from_labels(load_volume(out).data, LabelConvention.BRATS2023)
 
 
-def _direct_segmenter(spec: str | None, device: Device):
-    """The missing-sequence segmenter of the ``direct`` rows: ``spec`` (``none``: no rows), else the embedded one
-    where it is installed."""
-    from brasyn_infer.errors import WeightsError
-    from brasyn_infer.runtime.segmenter import Segmenter
-    from brasyn_infer.runtime.segmenter_manifest import DEFAULT_DIRECT
-
-    if spec is not None and spec.lower() == "none":
-        return None
-    try:
-        found = Segmenter(spec or DEFAULT_DIRECT, device)
-    except WeightsError:
-        if spec is not None:
-            raise
-        return None
-    if not found.direct:
-        raise WeightsError("--direct-segmenter: not a missing-sequence segmenter (its manifest has no availability)",
-                           found.manifest.path, "name one trained with --any-pattern, or none")
-    return found
-
-
 class Protocol:
     """The segmenter, each case's reference and its real-sequence segmentation (one case at a time)."""
 
     def __init__(self, spec: str | None, device: Device = Device.AUTO, labels: LabelConvention | None = None,
                  direct: str | None = None) -> None:
-        from brasyn_infer.runtime.segmenter import Segmenter
+        from brasyn_infer.runtime.segmenter import Segmenter, missing_sequence_segmenter
 
         self.segmenter = DockerSegmenter() if spec == BRATS_DOCKER else Segmenter(spec, device)
-        self.direct = _direct_segmenter(direct, device)
+        self.direct = missing_sequence_segmenter(direct, device)
         self.labels = labels
         self.case_id: str | None = None
         self.reference: np.ndarray | None = None

@@ -31,16 +31,15 @@ import nibabel as nib
 import numpy as np
 
 from brasyn_infer.constants import MODALITIES, Device, Modality
-from brasyn_infer.errors import BrasynError, CaseError, UsageError, WeightsError
+from brasyn_infer.errors import BrasynError, CaseError, UsageError
 from brasyn_infer.io.atomic import remove_stale_temps
 from brasyn_infer.io.cases import CaseFiles, duplicate_ids, list_case_folders, scan_folder
 from brasyn_infer.io.naming import seg_file
 from brasyn_infer.io.nifti import output_image, read_inputs, write_atomic
 from brasyn_infer.orchestration.shards import Shard
 from brasyn_infer.pipeline.run import check_output_dir
-from brasyn_infer.runtime.segmenter import Segmenter
+from brasyn_infer.runtime.segmenter import Segmenter, missing_sequence_segmenter
 from brasyn_infer.runtime.segmenter_manifest import (
-    DEFAULT_DIRECT,
     ROUTE_COMPLETE,
     ROUTE_DIRECT,
     ROUTE_FULL,
@@ -131,16 +130,7 @@ class Segmenters:
         ``segmenter-any`` where installed (None without one, unless it was named: then WeightsError)."""
         if not self._direct_checked:
             self._direct_checked = True
-            spec = self.options.direct_segmenter
-            try:
-                self._direct = Segmenter(spec or DEFAULT_DIRECT, self.options.device)
-            except WeightsError:
-                if spec is not None:
-                    raise
-                self._direct = None
-            if self._direct is not None and not self._direct.direct:
-                raise WeightsError("not a missing-sequence segmenter (its manifest has no availability)",
-                                   self._direct.manifest.path, "name one trained with --any-pattern")
+            self._direct = missing_sequence_segmenter(self.options.direct_segmenter, self.options.device)
         return self._direct
 
     @property

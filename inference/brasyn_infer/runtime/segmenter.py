@@ -19,7 +19,7 @@ import numpy as np
 
 from brasyn_infer.constants import MODALITIES, Device, Modality
 from brasyn_infer.errors import CaseError, WeightsError
-from brasyn_infer.runtime.segmenter_manifest import SegmenterManifest, load_segmenter_manifest
+from brasyn_infer.runtime.segmenter_manifest import DEFAULT_DIRECT, SegmenterManifest, load_segmenter_manifest
 from brasyn_infer.runtime.sessions import open_session
 from brasyn_infer.segmentation.infer import segment_volume, softmax
 from brasyn_infer.segmentation.preprocess import brain_box, crop, uncrop, zscore
@@ -42,6 +42,24 @@ def check_graph(m: SegmenterManifest, session) -> None:
     if isinstance(classes, int) and classes != len(m.classes):
         raise WeightsError(f"the graph outputs {classes} channels, the manifest's classes list {len(m.classes)}",
                            m.path, "give one class per output channel in classes")
+
+
+def missing_sequence_segmenter(spec: str | Path | None, device: Device = Device.AUTO) -> Segmenter | None:
+    """The missing-sequence segmenter ``spec`` names (a NAME or manifest; ``none``: None), or without ``spec`` the
+    embedded one where it is installed (None where it is not). WeightsError when ``spec`` names one that cannot
+    load or that has no ``availability``."""
+    if spec is not None and str(spec).lower() == "none":
+        return None
+    try:
+        found = Segmenter(spec or DEFAULT_DIRECT, device)
+    except WeightsError:
+        if spec is not None:
+            raise
+        return None
+    if not found.direct:
+        raise WeightsError("not a missing-sequence segmenter (its manifest has no availability)",
+                           found.manifest.path, "name one trained with --any-pattern, or none")
+    return found
 
 
 class Segmenter:
