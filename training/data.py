@@ -19,6 +19,7 @@ from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.naming import modality_file, uncertainty_file
 from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.segmentation.labels import classes_from_labels, convention_for_files, fitting_convention
+from brasyn_infer.segmentation.preprocess import axial_stack, nonzero_stats, zscore
 from brasyn_infer.synthesis.linear import LinearStats, case_stats
 from brasyn_infer.synthesis.normalize import foreground_percentile, normalize_percentile
 from brasyn_infer.synthesis.views import SliceGeometry
@@ -36,11 +37,18 @@ class CaseVolume:
     #: (X, Y, Z) uint8 classes (0 background, 1 NCR, 2 ED, 3 ET) of the segmentation, or None
     classes: np.ndarray | None = None
     stats: dict[Modality, LinearStats] = field(default_factory=dict)  #: the linear fit's sufficient statistics
+    #: (4, X, Y, Z) float16, the segmenter's input (``segmentation.preprocess.zscore`` of the raw volumes), or None
+    zs: np.ndarray | None = None
+    #: (4, 2) float32: per modality, ``(a, b)`` with ``a * x + b`` the z-score of a voxel ``x`` in this case's
+    #: normalized units (where the percentile clip did not act), or None
+    z_affine: np.ndarray | None = None
 
 
-def load_complete_case(folder: Path, percentile: float) -> CaseVolume:
+def load_complete_case(folder: Path, percentile: float, seg_inputs: bool = False) -> CaseVolume:
     """Read a complete 4-modality case, normalize each volume by its own foreground percentile, and gather
-    the linear baseline's statistics of each dropped modality."""
+    the linear baseline's statistics of each dropped modality. ``seg_inputs``: also the segmenter's z-scored
+    volumes and the map from normalized units to z-scores (:attr:`CaseVolume.zs`, :attr:`CaseVolume.z_affine`),
+    which the segmentation-consistency term reads."""
     case = complete_case(folder)
     volumes = read_inputs(case.modalities)
     x4 = np.empty((4, *volumes[MODALITIES[0]].data.shape), dtype=np.float32)
@@ -54,7 +62,20 @@ def load_complete_case(folder: Path, percentile: float) -> CaseVolume:
         seg = load_volume(case.seg, allow_empty=True).data
         tumor = seg > 0
         classes = classes_from_labels(seg, fitting_convention(seg, convention_for_files(case.convention)), case.seg)
-    return CaseVolume(case.case_id, x4.astype(np.float16), scales, tumor, stats=stats, classes=classes)
+    zs = z_affine = None
+    if seg_inputs:
+        raw = np.stack([volumes[m].data.astype(np.float32) for m in MODALITIES])
+        zs = zscore(raw).astype(np.float16)
+        z_affine = np.asarray([to_zscore(scales[m.value], *nonzero_stats(raw[m.index])) for m in MODALITIES],
+                              dtype=np.float32)
+    return CaseVolume(case.case_id, x4.astype(np.float16), scales, tumor, stats=stats, classes=classes, zs=zs,
+                      z_affine=z_affine)
+
+
+def to_zscore(scale: float, mean: float, std: float) -> tuple[float, float]:
+    """``(a, b)`` such that ``a * x + b`` is the z-score ``(v - mean) / std`` of a raw value ``v`` whose normalized
+    value is ``x = 2 v / scale - 1`` (``synthesis.normalize.normalize_percentile`` below its clip)."""
+    return scale / (2 * std), (scale / 2 - mean) / std
 
 
 def majority_background(available: np.ndarray) -> np.ndarray:
@@ -134,14 +155,20 @@ class SliceSampler:
     (the default, ``(1, 0, 0)``, draws exactly what the one-missing recipe drew). ``gamma``: with augmentation, each of the three inputs' brain
     intensities (on [0, 1]) is raised to its own power ``exp(U(-gamma, gamma))``, a contrast the target keeps:
     the scanner-to-scanner differences of an input's contrast that the output should not depend on (0: none).
+    ``context``: also the segmenter's 2.5D input of each axial sample (its real z-scored slices, ``context``
+    neighbours on each side; the cases must be loaded with ``seg_inputs``), for the segmentation-consistency term.
     """
 
     def __init__(self, cases: list[CaseVolume], views: list[View], seed: int, crop: int | None = None,
                  tumor: float = 0.0, missing_p: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25),
-                 gamma: float = 0.0, missing_counts: tuple[float, ...] = (1.0, 0.0, 0.0)) -> None:
+                 gamma: float = 0.0, missing_counts: tuple[float, ...] = (1.0, 0.0, 0.0),
+                 context: int | None = None) -> None:
         if crop is not None and (crop % TOKEN or not 0 < crop <= PLANE):
             raise ValueError(f"crop {crop} must be a multiple of {TOKEN} up to {PLANE}")
         self.cases, self.seed, self.crop, self.tumor, self.gamma = cases, seed, crop, tumor, gamma
+        self.context = context
+        if context is not None and any(c.zs is None for c in cases):
+            raise ValueError("context: the cases must be loaded with seg_inputs=True")
         self.missing_p = np.asarray(missing_p, dtype=np.float64) / np.sum(missing_p)
         if len(missing_counts) != 3 or min(missing_counts) < 0 or sum(missing_counts) <= 0:
             raise ValueError(f"missing_counts: three probabilities of 1, 2 and 3 missing, got {missing_counts}")
@@ -170,6 +197,13 @@ class SliceSampler:
         geometry = SliceGeometry(view, classes.shape, fill=0.0)
         return geometry.take(classes[None].astype(np.float32), np.array([s]))[0, 0].astype(np.uint8)
 
+    def _seg_plane(self, ci: int, view: View, s: int) -> np.ndarray | None:
+        """The segmenter's ``(4 (2 context + 1), 240, 240)`` input of axial slice ``s`` (None: no ``context``, or
+        another view, whose planes the axial segmenter does not read)."""
+        if self.context is None or view is not View.AXIAL:
+            return None
+        return axial_stack(self.cases[ci].zs, np.array([s]), self.context)[0]
+
     def _tumor_plane(self, ci: int, view: View, s: int) -> np.ndarray:
         tumor = self.cases[ci].tumor
         geometry = SliceGeometry(view, tumor.shape, fill=0.0)
@@ -180,18 +214,25 @@ class SliceSampler:
         channel at -1, ``target`` ``(B, 1, S, S)``, ``background`` ``(B, 1, S, S)`` bool (two of the three inputs
         background, as the pipeline masks it), ``mask`` ``(B, 4)``, ``missing`` and ``view`` ``(B,)``, ``origin``
         ``(B, 2)`` int64 (the crop's corner in tokens), ``lesion`` ``(B, 1, S, S)`` uint8 classes (0 background,
-        1 NCR, 2 ED, 3 ET; 0 without a segmentation). ``whole``: 240x240 planes whatever the crop."""
+        1 NCR, 2 ED, 3 ET; 0 without a segmentation). ``whole``: 240x240 planes whatever the crop. With ``context``
+        also ``seg_x`` ``(B, 4 (2 context + 1), S, S)`` (the segmenter's real input of the same crop, neighbour-major
+        as ``segmentation.preprocess.axial_stack``; 0 for a sample of another view), ``seg_affine`` ``(B, 2)`` (the
+        target's normalized-units-to-z-score map, :func:`to_zscore`) and ``seg_ok`` ``(B,)`` (1.0 for an axial
+        sample of a case with a segmentation: the term applies)."""
         rng = np.random.default_rng([self.seed, step])
         side = PLANE if (whole or self.crop is None) else self.crop
         xs, targets, backgrounds, missing, views, origins, masks, lesions = [], [], [], [], [], [], [], []
+        seg_xs, seg_affines, seg_ok = [], [], []
         for _ in range(size):
             from_tumor = self.tumor_items and rng.random() < self.tumor
             ci, view, s = (self.tumor_items if from_tumor else self.items)[rng.integers(len(self.tumor_items if from_tumor else self.items))]
             plane = self._plane(ci, view, s)
             pick = self._tumor_plane(ci, view, s) if from_tumor else (plane != np.float32(BACKGROUND)).any(0)
             lesion = self._class_plane(ci, view, s)
+            seg_plane = self._seg_plane(ci, view, s)
             if augment and rng.random() < 0.5:  # along the plane's columns (never left-right for sagittal slices)
                 plane, pick, lesion = plane[:, :, ::-1], pick[:, ::-1], lesion[:, ::-1]
+                seg_plane = None if seg_plane is None else seg_plane[:, :, ::-1]
             r0 = c0 = 0
             if side < PLANE:
                 rows, cols = np.nonzero(pick)
@@ -200,6 +241,11 @@ class SliceSampler:
                 r0, c0 = (int(np.clip(round((c - side / 2) / TOKEN) * TOKEN, 0, PLANE - side)) for c in center)
             plane = np.ascontiguousarray(plane[:, r0:r0 + side, c0:c0 + side])
             lesions.append(np.ascontiguousarray(lesion[r0:r0 + side, c0:c0 + side])[None])
+            if self.context is not None:
+                ok = seg_plane is not None and self.cases[ci].classes is not None
+                seg_xs.append(np.ascontiguousarray(seg_plane[:, r0:r0 + side, c0:c0 + side]) if seg_plane is not None
+                              else np.zeros((len(MODALITIES) * (2 * self.context + 1), side, side), np.float32))
+                seg_ok.append(1.0 if ok else 0.0)
             if augment:
                 gain = rng.uniform(0.9, 1.1, size=(4, 1, 1)).astype(np.float32)
                 bg = plane == np.float32(BACKGROUND)
@@ -220,10 +266,14 @@ class SliceSampler:
             xs.append(x)
             masks.append([0.0 if c in absent else 1.0 for c in range(len(MODALITIES))])
             missing.append(m)
+            if self.context is not None:
+                seg_affines.append(self.cases[ci].z_affine[m])
             views.append(view.id)
             origins.append((r0 // TOKEN, c0 // TOKEN))
         mask = np.asarray(masks, dtype=np.float32)
-        return {
+        seg = ({"seg_x": np.stack(seg_xs), "seg_affine": np.stack(seg_affines).astype(np.float32),
+                "seg_ok": np.asarray(seg_ok, dtype=np.float32)} if self.context is not None else {})
+        return {**seg,
             "x": np.stack(xs), "target": np.stack(targets), "background": np.stack(backgrounds), "mask": mask,
             "missing": np.asarray(missing, dtype=np.float32), "view": np.asarray(views, dtype=np.float32),
             "origin": np.asarray(origins, dtype=np.int64), "lesion": np.stack(lesions),

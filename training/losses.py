@@ -1,9 +1,15 @@
-"""Training losses: L1 and SSIM (Gaussian window 11, sigma 1.5, as the organizers' metric)."""
+"""Training losses: L1 and SSIM (Gaussian window 11, sigma 1.5, as the organizers' metric), the tumor-aware terms,
+the segmenter's cross-entropy + region Dice, and the segmentation-consistency term that reads a synthesis through a
+frozen segmenter."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from brasyn_infer.constants import MODALITIES
+from brasyn_infer.segmentation.labels import CLASS_REGIONS, REGIONS
+from brasyn_infer.segmentation.preprocess import CLIP
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -96,3 +102,61 @@ def residual_loss(
             loss = loss + weight * term
             parts[name] = term.detach()
     return loss, parts
+
+
+def region_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - the soft Dice of WT, TC and ET (sums of the softmax's class probabilities), averaged over the regions,
+    each over the whole batch (so a crop without tumor adds no 0/0)."""
+    probs = logits.softmax(dim=1)
+    losses = []
+    for region in REGIONS:
+        members = list(CLASS_REGIONS[region])
+        p = probs[:, members].sum(dim=1)
+        t = torch.isin(target, torch.tensor(members, device=target.device)).float()
+        inter = (p * t).sum()
+        losses.append(1 - (2 * inter + 1) / (p.sum() + t.sum() + 1))
+    return torch.stack(losses).mean()
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The segmenter's loss, cross-entropy + :func:`region_dice_loss`, of ``(B, 4, H, W)`` logits against ``(B, H,
+    W)`` int64 classes; returns ``(loss, ce, dice_loss)``."""
+    ce = F.cross_entropy(logits, target)
+    dice = region_dice_loss(logits, target)
+    return ce + dice, ce, dice
+
+
+def consistency_input(shown: torch.Tensor, background: torch.Tensor, seg_x: torch.Tensor, affine: torch.Tensor,
+                      missing: torch.Tensor, extra_planes: int = 0) -> torch.Tensor:
+    """The segmenter's input with the synthesis in place of the real target: ``shown`` ``(B, 1, S, S)`` (normalized
+    units, -1 where ``background``) taken to z-scores by each sample's ``affine`` ``(B, 2)`` (``a x + b``, clipped
+    to the segmenter's clip; 0 in the background, as ``zscore`` leaves it), written into every neighbour block's
+    channel of the target (``missing`` ``(B,)``, a MODALITIES index) of ``seg_x`` ``(B, 4 (2k+1), S, S)`` (the real
+    z-scored slices: the synthesis of the centre slice stands for its neighbours too). ``extra_planes``: that many
+    constant 1.0 planes appended (a missing-sequence segmenter told that all four are present)."""
+    z = (affine[:, 0, None, None, None] * shown + affine[:, 1, None, None, None]).clamp(-CLIP, CLIP)
+    z = torch.where(background, torch.zeros_like(z), z)
+    onehot = F.one_hot(missing.long(), len(MODALITIES)).to(seg_x.dtype)  # (B, 4)
+    blocks = seg_x.shape[1] // len(MODALITIES)
+    where = onehot.repeat(1, blocks)[:, :, None, None]  # (B, 4 (2k+1), 1, 1)
+    x = seg_x * (1 - where) + z * where
+    if extra_planes:
+        x = torch.cat([x, x.new_ones((x.shape[0], extra_planes, *x.shape[2:]))], dim=1)
+    return x
+
+
+def consistency_loss(judge: torch.nn.Module, shown: torch.Tensor, background: torch.Tensor, batch: dict,
+                     extra_planes: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Segmentation-guided synthesis: a frozen segmenter (``judge``) reads the real inputs of each sample that the
+    term applies to (``batch["seg_ok"]``) with the synthesis ``shown`` in place (:func:`consistency_input`), and its
+    :func:`segmentation_loss` against the expert classes (``batch["lesion"]``) is the term: the generator is pulled
+    toward what lets the segmenter find the tumor. The judge's weights are not trained (its parameters need no
+    grad); the gradient flows through it to ``shown``. 0 (and no forward pass) for a batch with no such sample."""
+    ok = batch["seg_ok"] > 0
+    if not bool(ok.any()):
+        zero = shown.new_zeros(())
+        return zero, {"seg_ce": zero, "seg_dice": zero}
+    x = consistency_input(shown[ok], background[ok], batch["seg_x"][ok], batch["seg_affine"][ok],
+                          batch["missing"][ok], extra_planes)
+    loss, ce, dice = segmentation_loss(judge(x), batch["lesion"][ok][:, 0].long())
+    return loss, {"seg_ce": ce.detach(), "seg_dice": dice.detach()}

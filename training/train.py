@@ -10,7 +10,10 @@ crops around the brain (tumor-biased) of random views' slices, drops one modalit
 optionally changes each input's contrast by a random gamma (``--gamma``: scanners differ in contrast, the target
 does not depend on it) and learns with L1 + SSIM + the Laplace likelihood (``training/losses.py``); the last
 ``--whole-from`` fraction of the steps sees whole 240x240 slices, as at inference. AdamW with warm-up and a cosine
-schedule over ``--steps``.
+schedule over ``--steps``. Tumor-aware terms (off by default): the L1 inside the expert tumor and its enhancing part
+(``--lesion-weight``, ``--enhancing-weight``), and the segmentation-consistency term (``--seg-weight``,
+``--seg-judge``): a frozen segmenter reads the real inputs with the synthesis in place, its loss against the
+expert labels added (``training/losses.consistency_loss``).
 
 Every ``--save-every`` steps the run's state (weights, optimizer, step, recipe) goes to ``RUN_DIR/state.pt``
 (atomically); ``--resume`` continues from it, and since each batch is seeded by the step, a resumed run draws the
@@ -38,18 +41,18 @@ from brasyn_infer.constants import MODALITIES, View
 from brasyn_infer.synthesis.linear import LinearStats, fit, pattern_table, prior_table
 
 from .data import SliceSampler, find_case_folders, load_complete_case
-from .losses import residual_loss
+from .losses import consistency_loss, residual_loss
 from .runstate import load_state, restore, save_state, warmup_cosine
 
 PERCENTILE = 99.5
 #: arguments that define the recipe: a resumed run must have the same
 RECIPE_KEYS = ("cases", "holdout", "dim", "views", "batch", "lr", "steps", "crop", "whole_from", "tumor", "t1c",
                "ssim_weight", "nll_weight", "seed", "warmup", "gamma", "init", "quantile_weight", "missing_counts",
-               "lesion_weight", "enhancing_weight")
+               "lesion_weight", "enhancing_weight", "seg_weight", "seg_judge")
 #: recipe options added after runs were saved, and the value that turns each off: left out of the recipe at that
 #: value, so those runs still resume
 ADDED_KEYS = {"gamma": 0.0, "init": None, "quantile_weight": 0.0, "missing_counts": [1.0, 0.0, 0.0],
-              "lesion_weight": 0.0, "enhancing_weight": 0.0}
+              "lesion_weight": 0.0, "enhancing_weight": 0.0, "seg_weight": 0.0, "seg_judge": None}
 
 
 #: list-valued recipe keys whose order means something (kept as given, not sorted)
@@ -87,6 +90,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="tumor-aware term: weight of the L1 inside the expert tumor (losses.residual_loss; 0: off)")
     p.add_argument("--enhancing-weight", type=float, default=0.0,
                    help="tumor-aware term: weight of the L1 inside the expert enhancing tumor (0: off)")
+    p.add_argument("--seg-weight", type=float, default=0.0,
+                   help="segmentation-consistency term: weight of the frozen --seg-judge's cross-entropy + region Dice "
+                   "on the real inputs with the synthesis in place, against the expert labels (axial samples of "
+                   "cases with a segmentation; losses.consistency_loss; 0: off)")
+    p.add_argument("--seg-judge", type=Path, default=None, metavar="CHECKPOINT",
+                   help="with --seg-weight: the segmenter it reads through, a checkpoint training.train_segmenter "
+                   "wrote (e.g. weights/validation/segmenter-val.safetensors, trained without the held-out cases); "
+                   "frozen")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
                    help="start from the network of a checkpoint this script wrote (<name>.safetensors, same --dim) "
@@ -164,9 +175,10 @@ def train(args: argparse.Namespace) -> dict:
     unknown = set(args.holdout) - {p.name for p in folders}
     if unknown:
         raise SystemExit(f"--holdout names cases not in {', '.join(map(str, args.cases))}: {', '.join(sorted(unknown))}")
+    judge, context, extra_planes = load_judge(args)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
-        train_cases = list(pool.map(lambda p: load_complete_case(p, PERCENTILE),
+        train_cases = list(pool.map(lambda p: load_complete_case(p, PERCENTILE, seg_inputs=judge is not None),
                                     [p for p in folders if p.name not in args.holdout]))
         hold_cases = list(pool.map(lambda p: load_complete_case(p, PERCENTILE),
                                    [p for p in folders if p.name in args.holdout]))
@@ -175,7 +187,7 @@ def train(args: argparse.Namespace) -> dict:
     views = [View(v) for v in args.views]
     patterns = any_pattern(args)
     sampler = SliceSampler(train_cases, views, args.seed, args.crop, args.tumor, missing_probabilities(args.t1c),
-                           gamma=args.gamma, missing_counts=tuple(args.missing_counts))
+                           gamma=args.gamma, missing_counts=tuple(args.missing_counts), context=context)
     hold_sampler = (SliceSampler(hold_cases, views, args.seed + 1, missing_counts=tuple(args.missing_counts))
                     if hold_cases else None)
     coefs = {m: fit(c.stats[m] for c in train_cases) for m in MODALITIES}
@@ -189,6 +201,8 @@ def train(args: argparse.Namespace) -> dict:
     cfg = HFGANConfig(dim=args.dim, num_outputs=2)
     table = pattern_table(totals) if patterns else prior_table(coefs)
     net = PriorResidualHFGAN(cfg, table, patterns=patterns).to(device).train()
+    if judge is not None:
+        judge = judge.to(device)
     if args.init is not None and state is None:
         init_from(net, args.init)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -210,6 +224,11 @@ def train(args: argparse.Namespace) -> dict:
             y, log_b = net(b["x"], b["mask"], b["missing"], b["view"], b["origin"])
             loss, parts = residual_loss(y, log_b, b["target"], b["background"], args.ssim_weight, args.nll_weight,
                                         args.quantile_weight, b["lesion"], args.lesion_weight, args.enhancing_weight)
+            if judge is not None:
+                shown = torch.where(b["background"], torch.full_like(y, -1.0), y)
+                seg, seg_parts = consistency_loss(judge, shown, b["background"], b, extra_planes)
+                loss = loss + args.seg_weight * seg
+                parts = {**parts, **seg_parts}
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -248,6 +267,30 @@ def train(args: argparse.Namespace) -> dict:
     if not args.no_export:
         export_checkpoint(ckpt, args.out, args.name, refiner_block(args.refiner, args.refine_by_default))
     return record
+
+
+def load_judge(args: argparse.Namespace) -> tuple[torch.nn.Module | None, int | None, int]:
+    """The frozen segmenter of the segmentation-consistency term (``--seg-judge``, used when ``--seg-weight`` > 0):
+    ``(judge, context, extra_planes)``; ``(None, None, 0)`` when the term is off. A missing-sequence segmenter
+    (availability planes) is told that all four sequences are present."""
+    if args.seg_weight <= 0:
+        if args.seg_judge is not None:
+            raise SystemExit("--seg-judge without --seg-weight: give the term a weight above 0")
+        return None, None, 0
+    if args.seg_judge is None or not args.seg_judge.is_file():
+        raise SystemExit(f"--seg-weight needs --seg-judge CHECKPOINT (a training.train_segmenter checkpoint); "
+                         f"got {args.seg_judge}")
+    from .train_segmenter import load_checkpoint
+
+    judge, info = load_checkpoint(args.seg_judge)
+    judge = judge.float().eval()
+    for p in judge.parameters():
+        p.requires_grad_(False)
+    context = int(info["context"])
+    extra = len(MODALITIES) if info.get("availability") else 0
+    print(f"segmentation-consistency term through {args.seg_judge} (context {context}"
+          f"{', availability planes' if extra else ''}), weight {args.seg_weight}", flush=True)
+    return judge, context, extra
 
 
 def add_refiner_options(p: argparse.ArgumentParser) -> None:

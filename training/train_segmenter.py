@@ -42,10 +42,11 @@ from brasyn_infer.constants import MODALITIES
 from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.nifti import load_volume, read_inputs
 from brasyn_infer.segmentation.infer import segment_volume
-from brasyn_infer.segmentation.labels import CLASS_REGIONS, REGIONS, classes_from_labels, convention_for_files
+from brasyn_infer.segmentation.labels import CLASS_REGIONS, classes_from_labels, convention_for_files
 from brasyn_infer.segmentation.preprocess import axial_stack, brain_box, crop, with_availability, zscore
 
 from .data import find_case_folders
+from .losses import region_dice_loss
 from .runstate import load_state, restore, save_state, warmup_cosine
 
 RECIPE_KEYS = ("cases", "holdout", "exclude", "widths", "context", "crop", "batch", "lr", "steps", "warmup", "tumor",
@@ -168,20 +169,6 @@ def pattern_name(flags: tuple[bool, ...]) -> str:
     """``t1c+t2w`` for the modalities present (``all`` when all four are)."""
     present = [m.value for m, f in zip(MODALITIES, flags, strict=True) if f]
     return "all" if len(present) == len(MODALITIES) else "+".join(present)
-
-
-def region_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - the soft Dice of WT, TC and ET (sums of the softmax's class probabilities), averaged over the regions,
-    each over the whole batch (so a crop without tumor adds no 0/0)."""
-    probs = logits.softmax(dim=1)
-    losses = []
-    for region in REGIONS:
-        members = list(CLASS_REGIONS[region])
-        p = probs[:, members].sum(dim=1)
-        t = torch.isin(target, torch.tensor(members, device=target.device)).float()
-        inter = (p * t).sum()
-        losses.append(1 - (2 * inter + 1) / (p.sum() + t.sum() + 1))
-    return torch.stack(losses).mean()
 
 
 def learning_rate(args: argparse.Namespace, step: int) -> float:

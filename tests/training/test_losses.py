@@ -93,3 +93,56 @@ def test_the_tumor_aware_terms_weigh_the_tumor_and_its_enhancing_part():
     assert float(weighted - base) == 2.0 * 0.5 + 3.0 * 0.5
     _, empty = residual_loss(y, log_b, target, background, lesion=torch.zeros_like(lesion), lesion_weight=1.0)
     assert float(empty["lesion_l1"]) == 0.0
+
+
+def test_the_consistency_input_puts_the_synthesis_in_every_neighbour_block_of_the_target():
+    """Segmentation-guided synthesis (issue 41): the segmenter reads the real slices with the synthesis, in z-scores,
+    in the target's channel of each neighbour block; the background is 0; availability planes appended on request."""
+    import torch
+
+    from training.losses import consistency_input
+
+    seg_x = torch.full((2, 12, 8, 8), 7.0)
+    shown = torch.full((2, 1, 8, 8), 0.5)
+    background = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    background[..., 0, :] = True
+    affine = torch.tensor([[2.0, 1.0], [1.0, -10.0]])  # z = 2 * 0.5 + 1 = 2; z = 0.5 - 10 clipped to -5
+    missing = torch.tensor([0.0, 3.0])
+    x = consistency_input(shown, background, seg_x, affine, missing)
+    for j in range(3):
+        assert (x[0, 4 * j, 1:] == 2.0).all() and (x[0, 4 * j, 0] == 0).all()
+        assert (x[1, 4 * j + 3, 1:] == -5.0).all()
+        assert (x[0, 4 * j + 1:4 * j + 4] == 7.0).all() and (x[1, 4 * j:4 * j + 3] == 7.0).all()
+    planes = consistency_input(shown, background, seg_x, affine, missing, extra_planes=4)
+    assert planes.shape == (2, 16, 8, 8) and (planes[:, 12:] == 1).all()
+
+
+def test_the_consistency_loss_pulls_the_synthesis_toward_what_the_judge_reads_as_tumor():
+    """A judge that calls a pixel tumor where its t1c channel is bright: the term is lower for a synthesis that is
+    bright where the expert tumor is, its gradient reaches the synthesis, and the judge's weights get none."""
+    import torch
+
+    from training.losses import consistency_loss
+
+    judge = torch.nn.Conv2d(12, 4, 1)
+    with torch.no_grad():
+        judge.weight.zero_()
+        judge.bias.copy_(torch.tensor([1.0, -2.0, -2.0, -2.0]))
+        judge.weight[3, 4] = 3.0  # ET logit from the centre slice's t1c
+    for p in judge.parameters():
+        p.requires_grad_(False)
+    lesion = torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
+    lesion[..., 2:6, 2:6] = 3
+    batch = {"seg_x": torch.zeros(1, 12, 8, 8), "seg_affine": torch.tensor([[2.0, 0.0]]),
+             "missing": torch.tensor([0.0]), "seg_ok": torch.tensor([1.0]), "lesion": lesion}
+    background = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    bright = torch.where(lesion > 0, 1.0, -1.0).float().requires_grad_(True)
+    flat = torch.full((1, 1, 8, 8), -1.0)
+    good, parts = consistency_loss(judge, bright, background, batch)
+    bad, _ = consistency_loss(judge, flat, background, batch)
+    assert float(good) < float(bad) and {"seg_ce", "seg_dice"} <= set(parts)
+    good.backward()
+    assert bright.grad is not None and bright.grad.abs().sum() > 0
+    assert judge.weight.grad is None
+    off, _ = consistency_loss(judge, flat, background, {**batch, "seg_ok": torch.tensor([0.0])})
+    assert float(off) == 0.0

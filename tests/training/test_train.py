@@ -294,3 +294,49 @@ def test_the_lesion_plane_follows_the_crop_and_the_labels_numbering(case, sample
     assert (batch["lesion"] > 0).any()
     brain = ~batch["background"]
     assert not ((batch["lesion"] > 0) & ~brain).sum() > 0.01 * (batch["lesion"] > 0).sum()
+
+
+def test_the_segmenters_input_comes_with_axial_crops(case):
+    """With ``context``, each axial sample carries the segmenter's real z-scored 2.5D crop (the same window and flip
+    as the generator's planes), the target's map to z-scores, and whether the term applies; other views do not."""
+    from brasyn_infer.constants import View
+    from training.data import SliceSampler, load_complete_case, to_zscore
+
+    full = load_complete_case(CASES / "TCGA-DU-7294", 99.5, seg_inputs=True)
+    assert full.zs.shape == full.x4.shape and full.z_affine.shape == (4, 2)
+    with pytest.raises(ValueError, match="seg_inputs"):
+        SliceSampler([case], [View.AXIAL], seed=0, context=1)
+    sampler = SliceSampler([full], [View.AXIAL, View.SAGITTAL], seed=0, crop=128, tumor=0.5, context=1)
+    batch = sampler.batch(5, 8)
+    assert batch["seg_x"].shape == (8, 12, 128, 128) and batch["seg_affine"].shape == (8, 2)
+    axial = batch["view"] == View.AXIAL.id
+    assert np.array_equal(batch["seg_ok"] > 0, axial) and axial.any() and (~axial).any()
+    assert (batch["seg_x"][~axial] == 0).all()
+    for i in np.flatnonzero(axial):
+        m = int(batch["missing"][i])
+        assert np.allclose(batch["seg_affine"][i], full.z_affine[m])
+        # the centre block's real channels sit where the generator's inputs are brain
+        centre = batch["seg_x"][i, 4:8]
+        brain = batch["x"][i, [c for c in range(4) if c != m]] > -1
+        assert ((centre[[c for c in range(4) if c != m]] != 0) == brain).mean() > 0.99
+    # the affine takes normalized units to the segmenter's z-scores (below the percentile's clip)
+    raw = np.array([0.0, 100.0, 300.0, 200.0, 0.0], dtype=np.float32)
+    a, b = to_zscore(400.0, 200.0, 50.0)
+    normalized = 2 * raw / 400.0 - 1
+    assert np.allclose(a * normalized + b, (raw - 200.0) / 50.0)
+
+
+def test_the_seg_judge_is_loaded_frozen_and_refused_without_a_weight(tmp_path):
+    from brasyn_infer.authoring.models.unet import UNet2D, UNetConfig
+    from training.train import load_judge, parse_args
+    from training.train_segmenter import save_checkpoint
+
+    ckpt = save_checkpoint(UNet2D(UNetConfig(in_channels=16, widths=(4, 8))), tmp_path / "j.safetensors",
+                           {"context": 1, "availability": True})
+    judge, context, extra = load_judge(parse_args(["--seg-weight", "1", "--seg-judge", str(ckpt)]))
+    assert context == 1 and extra == 4 and not any(p.requires_grad for p in judge.parameters())
+    assert load_judge(parse_args([])) == (None, None, 0)
+    with pytest.raises(SystemExit, match="without --seg-weight"):
+        load_judge(parse_args(["--seg-judge", str(ckpt)]))
+    with pytest.raises(SystemExit, match="needs --seg-judge"):
+        load_judge(parse_args(["--seg-weight", "1"]))

@@ -1,7 +1,8 @@
 """The segmenter's input: pure numpy on ``(4, X, Y, Z)`` arrays in MODALITIES order (t1c, t1n, t2f, t2w).
 
-- :func:`zscore`: each modality z-scored over its own nonzero voxels, clipped to ``[-clip, clip]``, background 0
-  (the scheme of the embedded segmenter; a third-party one declares its own in its manifest).
+- :func:`zscore`: each modality z-scored over its own nonzero voxels (:func:`nonzero_stats`), clipped to
+  ``[-clip, clip]``, background 0 (the scheme of the embedded segmenter; a third-party one declares its own in its
+  manifest).
 - :func:`brain_box`: the bounding box of the brain (any modality nonzero), grown to a multiple of ``multiple``
   in X and Y, so a U-Net of that many poolings sees whole tokens; Z is kept whole.
 - :func:`axial_stack`: the slices of a ``(4, x, y, Z)`` box as a batch of 2.5D inputs ``(Z, 4 (2k+1), x, y)``:
@@ -30,10 +31,18 @@ def zscore(x4: np.ndarray, clip: float = CLIP) -> np.ndarray:
         inside = channel != 0
         if not inside.any():
             continue
-        values = channel[inside].astype(np.float64)
-        mean, std = values.mean(), values.std()
-        out[c][inside] = np.clip((channel[inside] - mean) / max(std, 1e-6), -clip, clip)
+        mean, std = nonzero_stats(channel)
+        out[c][inside] = np.clip((channel[inside] - mean) / std, -clip, clip)
     return out
+
+
+def nonzero_stats(channel: np.ndarray) -> tuple[float, float]:
+    """The mean and standard deviation (at least 1e-6) of one volume's nonzero voxels, in its own units: what
+    :func:`zscore` subtracts and divides by. ``(0.0, 1.0)`` for a volume with no nonzero voxel."""
+    values = np.asarray(channel)[np.asarray(channel) != 0].astype(np.float64)
+    if not values.size:
+        return 0.0, 1.0
+    return float(values.mean()), max(float(values.std()), 1e-6)
 
 
 @dataclass(frozen=True)
