@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes routes-prep route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
+.PHONY: train-any-tumor train-any-tumor-val train-any-tumor-final validate-tumor tumor-judge1 tumor-judge2 tumor-ssim tumor-any install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes routes-prep route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -199,6 +199,61 @@ ship-any: $(BIN)/.installed-dev
 	$(BIN)/python -m training.export_checkpoint $(ANY_SHIP) --out weights --name default-any $(ANY_VIEWS)
 	$(BIN)/python -m training.fp16_checkpoint $(ANY_SHIP) weights/default-any.safetensors
 	$(BIN)/python -m training.fit_copy_blend --apply $(ANY_BLEND) --write weights/default-any.json
+
+## train-any-tumor: the companion fine-tuned to draw the tumor (issue 41): from its validation model
+## (weights/validation/val-any.safetensors) and from the shipped one (weights/default-any.safetensors), 1,500 steps on
+## axial crops (tumor-centred with probability 0.7, t1c the target with probability 0.7, one missing in half the samples,
+## two or three in the rest) with UMMGAT's tumor-aware L1 (inside the expert tumor, twice inside its enhancing part)
+## and a segmentation-consistency term: the validation segmenter (trained without the held-out cases, frozen) reads
+## the real inputs with the synthesis in place, its cross-entropy + region Dice against the expert labels added to
+## the loss (training/losses.consistency_loss). The validation model and the final one side by side, one torch thread
+## each; each resumes from runs/any-tumor/<run>/state.pt.
+TUMOR_RECIPE = --dim 16 --views axial --crop 128 --batch 8 --tumor 0.7 --t1c 0.7 --missing-counts 0.5 0.3 0.2 \
+	--steps 1500 --whole-from 1.0 --lr 1e-4 --warmup 50 --seed 0 --lesion-weight 1 --enhancing-weight 2 \
+	--seg-weight 1 --seg-judge weights/validation/segmenter-val.safetensors
+TUMOR_RUNS ?= runs/any-tumor
+train-any-tumor: $(BIN)/.installed-dev
+	$(MAKE) -j2 train-any-tumor-val train-any-tumor-final
+train-any-tumor-val: $(BIN)/.installed-dev
+	mkdir -p $(TUMOR_RUNS)/val
+	$(BIN)/python -m training.train --cases $(ANY_CASES) --holdout $(ANY_VALIDATION) $(TUMOR_RECIPE) \
+		--init weights/validation/val-any.safetensors --threads $(THREADS) --run-dir $(TUMOR_RUNS)/val \
+		--out $(TUMOR_RUNS)/val --name val-any-tumor --no-export --resume >> $(TUMOR_RUNS)/val/train.log 2>&1
+train-any-tumor-final: $(BIN)/.installed-dev
+	mkdir -p $(TUMOR_RUNS)/final
+	$(BIN)/python -m training.train --cases $(ANY_CASES) $(TUMOR_RECIPE) --init weights/default-any.safetensors \
+		--threads $(THREADS) --run-dir $(TUMOR_RUNS)/final --out $(TUMOR_RUNS)/final --name default-any \
+		--no-export --resume >> $(TUMOR_RUNS)/final/train.log 2>&1
+
+## validate-tumor: the fine-tuned companion's validation model (TUMOR_VAL; TUMOR_TAG names the output folders, so that
+## TUMOR_VAL=weights/validation/val-any.safetensors TUMOR_TAG=before scores the model it started from), exported on the
+## axial view, with t1c dropped on the segmenter's held-out cases (SEG_VALIDATION): segmented by the validation
+## segmenter, whose frozen copy the loss read (judge 1), and by the missing-sequence segmenter's validation model
+## reading all four, which no generator loss used (judge 2), beside the real t1c, the copy and the linear fit ->
+## $(TUMOR_RUNS)/<tag>-judge1/report.md and <tag>-judge2/; then t1c dropped on the generator's held-out cases (VALIDATION)
+## against the linear fit on its training cases -> <tag>-ssim/report.md; and the companion's own tables (ANY_VALIDATION,
+## two missing and one left, against the linear fit and the copy) -> <tag>-any/report.md. Needs make
+## validation-segmenters. About 40 minutes on 2 cores.
+TUMOR_VAL ?= $(TUMOR_RUNS)/val/val-any-tumor.safetensors
+TUMOR_TAG ?= tumor
+TUMOR_WEIGHTS = $(TUMOR_RUNS)/$(TUMOR_TAG)-weights/val-any-1v.json
+validate-tumor: $(BIN)/.installed-dev $(VALDATA)
+	$(BIN)/python -m training.export_checkpoint $(TUMOR_VAL) --out $(TUMOR_RUNS)/$(TUMOR_TAG)-weights --name val-any-1v \
+		--views axial
+	$(BIN)/python -m training.fit_copy_blend --apply weights/validation/copy-blend.json --write $(TUMOR_WEIGHTS)
+	$(MAKE) -j2 tumor-judge1 tumor-judge2
+	$(MAKE) -j2 tumor-ssim tumor-any
+tumor-judge1 tumor-judge2: tumor-judge%: $(BIN)/.installed-dev $(VALDATA)
+	$(BIN)/brasyn-infer evaluate $(VALDATA) $(TUMOR_RUNS)/$(TUMOR_TAG)-judge$* --only $(subst $(space),$(comma),$(SEG_VALIDATION)) \
+		--weights $(TUMOR_WEIGHTS) --drop t1c --baseline linear,copy --segment --direct-segmenter none \
+		--segmenter $(if $(filter 1,$*),$(SEG_RUNS)/val/segmenter-val.json,$(SEG_ANY_RUNS)/val/segmenter-any-val.json) \
+		--no-uncertainty --quiet --save-volumes $(TUMOR_RUNS)/$(TUMOR_TAG)-volumes$*
+tumor-ssim: $(BIN)/.installed-dev $(VALDATA)
+	$(BIN)/brasyn-infer evaluate $(VALDATA) $(TUMOR_RUNS)/$(TUMOR_TAG)-ssim --only $(subst $(space),$(comma),$(VALIDATION)) \
+		--weights $(TUMOR_WEIGHTS) --drop t1c --baseline linear --fit-on training --no-uncertainty --quiet
+tumor-any: $(BIN)/.installed-dev $(VALDATA)
+	$(BIN)/brasyn-infer evaluate $(VALDATA) $(TUMOR_RUNS)/$(TUMOR_TAG)-any --only $(subst $(space),$(comma),$(ANY_VALIDATION)) \
+		--weights $(TUMOR_WEIGHTS) --fit-on training --drop $(ANY_DROP) --baseline linear,copy --no-uncertainty --quiet
 
 ## validate-seg: the downstream protocol on the segmenter's held-out cases (SEG_VALIDATION, one missing, each modality
 ## in turn): segmented by the validation segmenter with the real sequences, the default's synthesis, a copy and the

@@ -11,6 +11,8 @@ segmenter's manifest (``routes``) with the scores it was chosen on.
 ``--prepare`` writes the generator of the ``complete`` route for the evaluation: the default's manifest and graph
 with its companion replaced by the companion's validation model (held out from the same cases); the default's own
 validation model is not kept, so its one-missing rows are optimistic (it saw five of the six segmenter cases).
+``--companion-targets t1c`` hands a single missing t1c to the companion as well (with ``--prepare``; alone, it is
+written into the ``--default`` manifest in place, as ``make ship-any-tumor`` does for the shipped default).
 
 Then, from ``evaluate``'s rows: per pattern of missing sequences, the mean over cases of the global Dice of WT, TC
 and ET of the ``direct`` route (the missing-sequence segmenter on what the pattern leaves) and of the ``complete``
@@ -58,8 +60,9 @@ def present_of(missing: str) -> tuple[str, ...]:
     return tuple(m.value for m in MODALITIES if m.value not in gone)
 
 
-def prepare(default: Path, companion: Path, out: Path) -> Path:
-    """``out/<default's name>.json``: the default's manifest and graph with ``companion`` as its companion."""
+def prepare(default: Path, companion: Path, out: Path, companion_targets: list[str] | None = None) -> Path:
+    """``out/<default's name>.json``: the default's manifest and graph with ``companion`` as its companion (and
+    ``companion_targets``, the single missing modalities it synthesizes instead, where given)."""
     out.mkdir(parents=True, exist_ok=True)
     data = json.loads(default.read_text())
     target = out / default.name
@@ -67,8 +70,25 @@ def prepare(default: Path, companion: Path, out: Path) -> Path:
     if not graph.exists():
         shutil.copy(default.parent / data["onnx"], graph)
     data["companion"] = str(companion.resolve())
+    if companion_targets is not None:
+        set_companion_targets(data, companion_targets)
     write_json_atomic(target, data)
     return target
+
+
+def set_companion_targets(data: dict, targets: list[str]) -> dict:
+    """A generator manifest's ``companion_targets`` set to ``targets`` (modality values, MODALITIES order; none:
+    the block removed): the single missing modalities its companion synthesizes instead, chosen on held-out scores
+    (``make validate-tumor``). Exits when the manifest names no companion or a target is not a modality."""
+    if not data.get("companion"):
+        raise SystemExit(f"{data.get('name')}: the manifest names no companion to hand a single missing modality to")
+    known = {m.value for m in MODALITIES}
+    if set(targets) - known:
+        raise SystemExit(f"--companion-targets: not modalities: {', '.join(sorted(set(targets) - known))}")
+    data.pop("companion_targets", None)
+    if targets:
+        data["companion_targets"] = [m.value for m in MODALITIES if m.value in targets]
+    return data
 
 
 def report_rows(report: Path) -> list[dict]:
@@ -170,6 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--default", type=Path, help="--prepare: the one-missing generator's manifest")
     p.add_argument("--companion", type=Path, help="--prepare: the companion's validation manifest")
     p.add_argument("--out", type=Path, help="--prepare: where to write them")
+    p.add_argument("--companion-targets", nargs="*", default=None, metavar="MODALITY",
+                   help="the single missing modalities the companion synthesizes instead of the default (with "
+                   "--prepare; or alone, written into the --default manifest in place: the shipped default)")
     p.add_argument("--report", type=Path, nargs="+", help="the evaluate report folders (their rows pooled)")
     p.add_argument("--cases", type=Path, nargs="*", default=[], help="folders of complete case folders")
     p.add_argument("--only", nargs="*", default=[], help="the held-out case IDs (for the complete-case row)")
@@ -182,7 +205,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.prepare:
         if not (args.default and args.companion and args.out):
             p.error("--prepare needs --default, --companion and --out")
-        print(f"wrote {prepare(args.default, args.companion, args.out)}")
+        print(f"wrote {prepare(args.default, args.companion, args.out, args.companion_targets)}")
+        return
+    if args.companion_targets is not None:
+        if not args.default:
+            p.error("--companion-targets without --prepare writes into --default: name it")
+        write_json_atomic(args.default, set_companion_targets(json.loads(args.default.read_text()),
+                                                              args.companion_targets))
+        print(f"companion_targets {args.companion_targets} written into {args.default}")
         return
     if args.routes_from:
         routes = json.loads(args.routes_from.read_text()).get("routes")

@@ -115,3 +115,34 @@ def test_pattern_coefficients_are_the_sub_block_of_the_same_fit():
 def test_the_manifest_says_what_it_completes(tiny_any_weights, tiny_weights):
     assert json.loads(tiny_any_weights.read_text())["patterns"] == "any"
     assert "patterns" not in json.loads(tiny_weights.read_text())  # one missing: the default, left out
+
+
+def test_companion_targets_send_that_one_missing_modality_to_the_companion(tmp_path, tiny_weights, tiny_any_weights):
+    """Issue 41: the default hands a missing t1c to its companion (trained to draw the tumor) when its manifest lists
+    t1c in companion_targets; another single missing modality stays with the weights themselves."""
+    weights = weights_with(tiny_weights, tmp_path / "w", companion=str(tiny_any_weights), companion_targets=["t1c"])
+    root = tmp_path / "in"
+    make_case(root, "P-1", missing="t1c")
+    make_case(root, "P-2", missing="t2f")
+    result = invoke("run", root, tmp_path / "out", "--weights", weights, "--quiet")
+    assert result.exit_code == 0, result.output
+    for case, by in (("P-1-t1c", tiny_any_weights), ("P-2-t2f", tiny_weights)):
+        alone = invoke("run", root, tmp_path / f"alone-{case}", "--weights", by, "--quiet")
+        assert alone.exit_code == 0, alone.output
+        got = nib.load(str(tmp_path / "out" / f"{case}.nii.gz")).get_fdata()
+        assert np.array_equal(got, nib.load(str(tmp_path / f"alone-{case}" / f"{case}.nii.gz")).get_fdata()), case
+
+
+def test_companion_targets_need_a_companion_and_known_modalities(tmp_path, tiny_weights, tiny_any_weights):
+    from brasyn_infer.errors import WeightsError
+    from brasyn_infer.runtime.manifest import load_manifest
+
+    with pytest.raises(WeightsError, match="no companion named"):
+        load_manifest(weights_with(tiny_weights, tmp_path / "a", companion_targets=["t1c"]))
+    with pytest.raises(WeightsError, match="unknown modality flair"):
+        load_manifest(weights_with(tiny_weights, tmp_path / "b", companion=str(tiny_any_weights),
+                                   companion_targets=["flair"]))
+    ok = load_manifest(weights_with(tiny_weights, tmp_path / "c", companion=str(tiny_any_weights),
+                                    companion_targets=["t1c"]))
+    assert ok.companion_completes(["t1c"]) and not ok.companion_completes(["t2w"])
+    assert ok.companion_completes(["t1c", "t2w"]) and ok.to_json()["companion_targets"] == ["t1c"]

@@ -55,3 +55,26 @@ def test_routes_are_written_only_into_a_missing_sequence_segmenter(tmp_path):
     plain.write_text(json.dumps({"availability": False}))
     with pytest.raises(SystemExit, match="not a missing-sequence segmenter"):
         main(["--routes-from", str(source), "--write", str(plain)])
+
+
+def test_companion_targets_are_written_in_channel_order_and_checked(tmp_path):
+    """The single missing modalities the companion takes over (issue 41): written into a copy of the default for the
+    validation routes, or into the shipped default in place; refused without a companion or for a non-modality."""
+    from training.route_table import set_companion_targets
+
+    data = {"name": "d", "onnx": "d.onnx", "companion": "default-any"}
+    assert set_companion_targets(dict(data), ["t2w", "t1c"])["companion_targets"] == ["t1c", "t2w"]
+    assert "companion_targets" not in set_companion_targets({**data, "companion_targets": ["t1c"]}, [])
+    with pytest.raises(SystemExit, match="no companion"):
+        set_companion_targets({"name": "d"}, ["t1c"])
+    with pytest.raises(SystemExit, match="not modalities: flair"):
+        set_companion_targets(dict(data), ["flair"])
+    default = tmp_path / "default.json"
+    default.write_text(json.dumps(data))
+    (tmp_path / "d.onnx").write_bytes(b"graph")
+    main(["--companion-targets", "t1c", "--default", str(default)])
+    assert json.loads(default.read_text())["companion_targets"] == ["t1c"]
+    main(["--prepare", "--default", str(default), "--companion", str(tmp_path / "c.json"), "--companion-targets",
+          "--out", str(tmp_path / "val")])
+    prepared = json.loads((tmp_path / "val" / "default.json").read_text())
+    assert "companion_targets" not in prepared and prepared["companion"] == str((tmp_path / "c.json").resolve())

@@ -18,7 +18,8 @@ RUN_FORMAT = "brasyn-infer.dry-run/3"
 def run_identity(synth: Synthesizer, options: Any, data_cases: list[str] | None = None,
                  segmenter: dict | None = None) -> dict:
     """Everything that changes a score or what the folder holds: the weights (the graph, and the manifest's blocks
-    that act on its output), the companion that completes the patterns of several missing (its graph and blocks),
+    that act on its output), the companion where it completes a dropped pattern (several missing, or a modality of
+    ``companion_targets``: its graph and blocks),
     views, TTA, the prior blend, the tone, the refiner, the map, the linear baseline's
     fitting cases, DATA's cases (the leave-one-case-out fits depend on them), the number of shards, the segmenter,
     the organizers' SSIM variant and where the volumes are kept. (Batch size, device and threads change nothing
@@ -26,7 +27,7 @@ def run_identity(synth: Synthesizer, options: Any, data_cases: list[str] | None 
     refiner = synth.refiner.manifest if synth.refiner else None
     manifest = synth.manifest
     companion = None
-    if manifest.companion and any(len(p) > 1 for p in getattr(options, "drops", ())):
+    if any(manifest.companion_completes([m.value for m in p]) for p in getattr(options, "drops", ())):
         other = load_manifest(companion_path(manifest))
         companion = {"name": other.name, "sha256": other.sha256, "manifest": _blocks(other)}
     shard = getattr(options, "shard", None)
@@ -49,11 +50,14 @@ def run_identity(synth: Synthesizer, options: Any, data_cases: list[str] | None 
 
 def _blocks(manifest: Manifest) -> str:
     """A fingerprint of the manifest's blocks that act on the graph's output or choose what runs: normalization,
-    trust, uncertainty, outputs, tone, the patterns it completes, its companion and its blend toward the stand-in."""
+    trust, uncertainty, outputs, tone, the patterns it completes, its companion (and the single missing modalities it
+    hands to it) and its blend toward the stand-in."""
     blocks = json.dumps({"normalization": manifest.normalization, "trust": manifest.trust,
                          "uncertainty": manifest.uncertainty, "outputs": list(manifest.outputs),
                          **({"tone": manifest.tone} if manifest.tone else {}),
                          "patterns": manifest.patterns, "companion": manifest.companion,
+                         **({"companion_targets": list(manifest.companion_targets)}
+                            if manifest.companion_targets else {}),
                          "copy_blend": manifest.copy_blend}, sort_keys=True)
     return hashlib.sha256(blocks.encode()).hexdigest()[:16]
 

@@ -1,6 +1,7 @@
 """Completing a case whatever it lacks: one missing modality goes to the weights the user chose, exactly as the
 BraSyn contract runs them; two or three missing go to weights whose manifest says ``"patterns": "any"`` (those
-weights themselves, or the ``companion`` their manifest names).
+weights themselves, or the ``companion`` their manifest names). A single missing modality that the manifest's
+``companion_targets`` lists goes to the companion too (the default's t1c: the companion draws the tumor).
 
 Each missing modality is synthesized from the real inputs only, all at once (not one after another with each
 output fed back: docs/design.md §5 says why).
@@ -34,8 +35,9 @@ class Completer:
         """The synthesizer that completes a case lacking ``absent``; CaseError naming the case and what the weights
         support when none does."""
         manifest = self.primary.manifest
-        if len(absent) == 1 or manifest.patterns == PATTERNS_ANY:
-            return self.primary
+        if not manifest.companion_completes([m.value for m in absent]):
+            if len(absent) == 1 or manifest.patterns == PATTERNS_ANY:
+                return self.primary
         if not manifest.companion:
             names = ", ".join(m.value for m in absent)
             raise CaseError(f"{len(absent)} modalities missing ({names}); the weights {manifest.name} complete "
@@ -43,7 +45,7 @@ class Completer:
                             "provide all but one modality, or use weights for any pattern (the default does it)")
         if self._companion is None:
             self._companion = self.primary.sibling(companion_path(manifest))
-            log.info("%d modalities missing: completed by %s", len(absent), self._companion.manifest.name)
+            log.info("%s missing: completed by %s", "+".join(m.value for m in absent), self._companion.manifest.name)
         return self._companion
 
     def work_total(self, volumes: Mapping[Modality, np.ndarray], absent: Sequence[Modality],

@@ -38,6 +38,7 @@ from brasyn_infer.io.naming import seg_file
 from brasyn_infer.io.nifti import output_image, read_inputs, write_atomic
 from brasyn_infer.orchestration.shards import Shard
 from brasyn_infer.pipeline.run import check_output_dir
+from brasyn_infer.runtime.manifest import companion_sha256
 from brasyn_infer.runtime.segmenter import Segmenter, missing_sequence_segmenter
 from brasyn_infer.runtime.segmenter_manifest import (
     ROUTE_COMPLETE,
@@ -169,6 +170,8 @@ class Segmenters:
         if route == ROUTE_COMPLETE:
             primary = self.completer.primary.manifest
             made_by["generator"] = [primary.sha256, primary.companion, json.dumps(primary.copy_blend, sort_keys=True)]
+            if primary.companion_targets:  # one missing may go to the companion: its graph made the output too
+                made_by["companion"] = [list(primary.companion_targets), companion_sha256(primary)]
         digest = hashlib.sha256(json.dumps(made_by, sort_keys=True).encode()).hexdigest()[:16]
         return f"{RECORD_PREFIX}{route} {convention.value} {digest}"
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brasyn_infer.constants import DEFAULT_WEIGHTS, DEFAULT_WEIGHTS_ENV, WEIGHTS_ENV, View
+from brasyn_infer.constants import DEFAULT_WEIGHTS, DEFAULT_WEIGHTS_ENV, MODALITIES, WEIGHTS_ENV, View
 from brasyn_infer.errors import WeightsError
 from brasyn_infer.io.atomic import write_json_atomic
 from brasyn_infer.synthesis.stand_in import check_copy_blend
@@ -68,6 +68,9 @@ class Manifest:
     #: weights NAME (beside this manifest or in the weights folders) or manifest path that completes the patterns
     #: this one does not (``patterns: any``); None: those cases are refused
     companion: str | None = None
+    #: modalities that, when they are the one missing, the companion synthesizes instead of these weights (it drew
+    #: them better on the held-out cases: e.g. ``("t1c",)``, the companion trained to draw the tumor); () for none
+    companion_targets: tuple[str, ...] = ()
     #: ``patterns: any`` only: per pattern of missing modalities and synthesized one, the weight of the blend toward
     #: its stand-in (``synthesis.stand_in``), e.g. ``{"t1c+t2w": {"t1c": 0.4}}``; {} for none
     copy_blend: dict[str, Any] = field(default_factory=dict)
@@ -77,6 +80,14 @@ class Manifest:
         """In words, for errors: which missing patterns these weights complete."""
         own = "exactly one modality missing" if self.patterns == PATTERNS_ONE else "one to three modalities missing"
         return own + (f" (other patterns: {self.companion})" if self.companion else "")
+
+    def companion_completes(self, absent: tuple[str, ...] | list[str]) -> bool:
+        """Does the companion complete a case lacking ``absent`` (modality values)? Every pattern of several missing
+        for weights of one missing, and a single missing modality named in ``companion_targets``."""
+        if not self.companion:
+            return False
+        return (len(absent) > 1 and self.patterns != PATTERNS_ANY) or (
+            len(absent) == 1 and absent[0] in self.companion_targets)
 
     @property
     def has_log_scale(self) -> bool:
@@ -114,6 +125,7 @@ class Manifest:
             **({"tone": self.tone} if self.tone else {}),
             **({"patterns": self.patterns} if self.patterns != PATTERNS_ONE else {}),
             **({"companion": self.companion} if self.companion else {}),
+            **({"companion_targets": list(self.companion_targets)} if self.companion_targets else {}),
             **({"copy_blend": self.copy_blend} if self.copy_blend else {}),
         }
 
@@ -185,6 +197,17 @@ def companion_path(manifest: Manifest) -> str | Path | None:
     return beside if beside.is_file() else manifest.companion
 
 
+def companion_sha256(manifest: Manifest) -> str | None:
+    """The sha256 of the companion's graph, as its manifest records it (None: no companion, or it cannot be read;
+    the run that needs it says why)."""
+    if not manifest.companion:
+        return None
+    try:
+        return load_manifest(companion_path(manifest)).sha256
+    except WeightsError:
+        return None
+
+
 def load_manifest(spec: str | Path | None = None) -> Manifest:
     """Read and check a manifest; the ONNX file's presence is checked, its hash by :func:`verify`."""
     path = resolve_manifest_path(spec)
@@ -247,10 +270,17 @@ def load_manifest(spec: str | Path | None = None) -> Manifest:
         tone=data.get("tone", {}),
         patterns=data.get("patterns", PATTERNS_ONE),
         companion=data.get("companion"),
+        companion_targets=tuple(data.get("companion_targets", ())),
         copy_blend=data.get("copy_blend", {}),
     )
     if manifest.patterns not in PATTERNS:
         raise WeightsError(f"unknown patterns {manifest.patterns!r}", path, f"use one of {', '.join(PATTERNS)}")
+    if manifest.companion_targets:
+        unknown = sorted(set(manifest.companion_targets) - {m.value for m in MODALITIES})
+        if unknown or not manifest.companion:
+            raise WeightsError(f"companion_targets {list(manifest.companion_targets)}: "
+                               + (f"unknown modality {', '.join(unknown)}" if unknown else "no companion named"),
+                               path, "list modalities (t1n, t1c, t2w, t2f) and name the companion, or remove the list")
     if manifest.copy_blend:
         problem = check_copy_blend(manifest.copy_blend)
         if problem:
