@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: train-any-tumor train-any-tumor-val train-any-tumor-final validate-tumor tumor-judge1 tumor-judge2 tumor-ssim tumor-any install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes routes-prep route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
+.PHONY: ship-any-tumor train-any-tumor train-any-tumor-val train-any-tumor-final validate-tumor tumor-judge1 tumor-judge2 tumor-ssim tumor-any install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes routes-prep route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -200,6 +200,12 @@ ship-any: $(BIN)/.installed-dev
 	$(BIN)/python -m training.fp16_checkpoint $(ANY_SHIP) weights/default-any.safetensors
 	$(BIN)/python -m training.fit_copy_blend --apply $(ANY_BLEND) --write weights/default-any.json
 
+## VALDATA: every case of ANY_CASES, linked into one folder (what the evaluations read)
+VALDATA = $(TRAIN_RUNS)/validation/all-data
+$(VALDATA):
+	mkdir -p $(VALDATA)
+	for root in $(ANY_CASES); do for case in $$root/*/; do ln -sfn $$(realpath $$case) $(VALDATA)/; done; done
+
 ## train-any-tumor: the companion fine-tuned to draw the tumor (issue 41): from its validation model
 ## (weights/validation/val-any.safetensors) and from the shipped one (weights/default-any.safetensors), 1,500 steps on
 ## axial crops (tumor-centred with probability 0.7, t1c the target with probability 0.7, one missing in half the samples,
@@ -224,6 +230,18 @@ train-any-tumor-final: $(BIN)/.installed-dev
 	$(BIN)/python -m training.train --cases $(ANY_CASES) $(TUMOR_RECIPE) --init weights/default-any.safetensors \
 		--threads $(THREADS) --run-dir $(TUMOR_RUNS)/final --out $(TUMOR_RUNS)/final --name default-any \
 		--no-export --resume >> $(TUMOR_RUNS)/final/train.log 2>&1
+
+## ship-any-tumor: the fine-tuned final companion -> weights/default-any.{onnx,json,safetensors} (axial view, fp16
+## checkpoint, the blend toward the stand-in of weights/validation/copy-blend.json), its validation model in fp16 ->
+## weights/validation/val-any.safetensors (the old one is the --init of train-any-tumor-val: see docs/training.md),
+## and the default told to hand a missing t1c to it (TUMOR_TARGETS, chosen by make validate-tumor).
+TUMOR_TARGETS ?= t1c
+ship-any-tumor: $(BIN)/.installed-dev
+	$(BIN)/python -m training.export_checkpoint $(TUMOR_RUNS)/final/default-any.safetensors --out weights \
+		--name default-any --views axial
+	$(BIN)/python -m training.fp16_checkpoint $(TUMOR_RUNS)/final/default-any.safetensors weights/default-any.safetensors
+	$(BIN)/python -m training.fit_copy_blend --apply weights/validation/copy-blend.json --write weights/default-any.json
+	$(BIN)/python -m training.route_table --companion-targets $(TUMOR_TARGETS) --default weights/default.json
 
 ## validate-tumor: the fine-tuned companion's validation model (TUMOR_VAL; TUMOR_TAG names the output folders, so that
 ## TUMOR_VAL=weights/validation/val-any.safetensors TUMOR_TAG=before scores the model it started from), exported on the
@@ -267,10 +285,6 @@ tumor-any: $(BIN)/.installed-dev $(VALDATA)
 ## case out) -> $(ANY_BLEND), and $(ANY_RUNS)/val/val-any-1v-blend.json (the validation model with it); ship-any
 ## puts the block into weights/default-any.json. validate-any-blend: evaluate that manifest on ANY_VALIDATION ->
 ## $(ANY_RUNS)/validation-blend/report.md (ANY_DROP, ANY_BLEND_ONLY: the cases).
-VALDATA = $(TRAIN_RUNS)/validation/all-data
-$(VALDATA):
-	mkdir -p $(VALDATA)
-	for root in $(ANY_CASES); do for case in $$root/*/; do ln -sfn $$(realpath $$case) $(VALDATA)/; done; done
 validate-seg: $(BIN)/.installed-dev $(VALDATA)
 	$(BIN)/brasyn-infer evaluate $(VALDATA) $(SEG_RUNS)/downstream --only $(subst $(space),$(comma),$(SEG_VALIDATION)) \
 		--drop all --baseline linear,copy --segment --segmenter $(SEG_RUNS)/val/segmenter-val.json --no-uncertainty --quiet
