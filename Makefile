@@ -232,9 +232,9 @@ train-any-tumor-final: $(BIN)/.installed-dev
 		--no-export --resume >> $(TUMOR_RUNS)/final/train.log 2>&1
 
 ## ship-any-tumor: the fine-tuned final companion -> weights/default-any.{onnx,json,safetensors} (axial view, fp16
-## checkpoint, the blend toward the stand-in of weights/validation/copy-blend.json), its validation model in fp16 ->
-## weights/validation/val-any.safetensors (the old one is the --init of train-any-tumor-val: see docs/training.md),
-## and the default told to hand a missing t1c to it (TUMOR_TARGETS, chosen by make validate-tumor).
+## checkpoint, the blend toward the stand-in of weights/validation/copy-blend.json; it replaces the --init of
+## train-any-tumor-final, so keep runs/any/final/default-any.safetensors to repeat the recipe), and the default told to hand a missing t1c to it (TUMOR_TARGETS, chosen by make validate-tumor). Not run so far:
+## the first fine-tune traded the t1c's SSIM for a blob (docs/research-log.md).
 TUMOR_TARGETS ?= t1c
 ship-any-tumor: $(BIN)/.installed-dev
 	$(BIN)/python -m training.export_checkpoint $(TUMOR_RUNS)/final/default-any.safetensors --out weights \
