@@ -1,7 +1,8 @@
 """Completing a case whatever it lacks: one missing modality goes to the weights the user chose, exactly as the
 BraSyn contract runs them; two or three missing go to weights whose manifest says ``"patterns": "any"`` (those
 weights themselves, or the ``companion`` their manifest names). A single missing modality that the manifest's
-``companion_targets`` lists goes to the companion too (the default's t1c: the companion draws the tumor).
+``companion_targets`` lists goes to the companion too (e.g. t1c, for a companion trained to draw the tumor; the
+shipped default lists none).
 
 Each missing modality is synthesized from the real inputs only, all at once (not one after another with each
 output fed back: docs/design.md §5 says why).

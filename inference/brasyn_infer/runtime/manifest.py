@@ -68,8 +68,8 @@ class Manifest:
     #: weights NAME (beside this manifest or in the weights folders) or manifest path that completes the patterns
     #: this one does not (``patterns: any``); None: those cases are refused
     companion: str | None = None
-    #: modalities that, when they are the one missing, the companion synthesizes instead of these weights (it drew
-    #: them better on the held-out cases: e.g. ``("t1c",)``, the companion trained to draw the tumor); () for none
+    #: modalities that, when they are the one missing, the companion synthesizes instead of these weights (where it
+    #: draws them better on held-out cases, e.g. ``("t1c",)`` for a companion trained to draw the tumor); () for none
     companion_targets: tuple[str, ...] = ()
     #: ``patterns: any`` only: per pattern of missing modalities and synthesized one, the weight of the blend toward
     #: its stand-in (``synthesis.stand_in``), e.g. ``{"t1c+t2w": {"t1c": 0.4}}``; {} for none
