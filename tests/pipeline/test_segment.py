@@ -180,3 +180,40 @@ def test_the_embedded_segmenter_on_a_real_held_out_case(tmp_path):
     assert set(np.unique(pred)) <= {0, 1, 2, 4}
     wt = 2 * ((pred > 0) & (truth > 0)).sum() / ((pred > 0).sum() + (truth > 0).sum())
     assert wt > 0.8, wt
+
+
+def test_resume_redoes_what_a_replaced_companion_made(tmp_path, tiny_segmenter, tiny_weights, tiny_any_weights):
+    """The companion that completed a case lacking two sequences is part of each output's record: replaced by
+    another graph under the same name, --resume redoes the output (the name alone kept it)."""
+    import shutil
+
+    from tests.conftest import weights_with
+
+    companion = tmp_path / "companion"
+    companion.mkdir()
+    for f in (tiny_any_weights, tiny_any_weights.with_suffix(".onnx")):
+        shutil.copy(f, companion)
+    weights = weights_with(tiny_weights, tmp_path / "w", companion=str(companion / tiny_any_weights.name))
+    root = tmp_path / "in"
+    drop_case = make_case(root, "M-2", missing="t2f")
+    next(p for p in drop_case.iterdir() if "t2w" in p.name).unlink()
+    out = tmp_path / "out"
+    common = ["--segmenter", tiny_segmenter, "--direct-segmenter", "none", "--weights", weights, "--route", "complete"]
+    assert invoke("segment", root, out, *common, "--quiet").exit_code == 0
+    first = (out / "M-2-seg.nii.gz").stat().st_mtime_ns
+    result = invoke("segment", root, out, *common, "--resume")
+    assert result.exit_code == 0 and (out / "M-2-seg.nii.gz").stat().st_mtime_ns == first
+    import torch
+
+    from brasyn_infer.authoring.models.export import export
+    from brasyn_infer.authoring.models.hfgan import HFGANConfig
+    from brasyn_infer.authoring.models.residual import PriorResidualHFGAN
+    from brasyn_infer.runtime.manifest import load_manifest
+
+    torch.manual_seed(1)
+    old = load_manifest(companion / tiny_any_weights.name)
+    net = PriorResidualHFGAN(HFGANConfig(dim=8, num_outputs=2), np.zeros((4, 16, 5), np.float32), patterns=True)
+    export(net, companion, old.name, normalization=old.normalization, default_view=old.default_view)
+    result = invoke("segment", root, out, *common, "--resume")
+    assert result.exit_code == 0, result.output
+    assert (out / "M-2-seg.nii.gz").stat().st_mtime_ns != first and "made otherwise" in result.output

@@ -170,7 +170,7 @@ class Segmenters:
         if route == ROUTE_COMPLETE:
             primary = self.completer.primary.manifest
             made_by["generator"] = [primary.sha256, primary.companion, json.dumps(primary.copy_blend, sort_keys=True)]
-            if primary.companion_targets:  # one missing may go to the companion: its graph made the output too
+            if primary.companion:  # its graph completes several missing (and companion_targets): a change redoes
                 made_by["companion"] = [list(primary.companion_targets), companion_sha256(primary)]
         digest = hashlib.sha256(json.dumps(made_by, sort_keys=True).encode()).hexdigest()[:16]
         return f"{RECORD_PREFIX}{route} {convention.value} {digest}"
