@@ -63,6 +63,11 @@ def quantile_loss(pred: torch.Tensor, target: torch.Tensor, inside: torch.Tensor
     return total / max(len(pred), 1)
 
 
+def shown_output(y: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """``y`` as the pipeline keeps it: -1 where ``background`` (two of the three inputs background)."""
+    return torch.where(background, torch.full_like(y, -1.0), y)
+
+
 def residual_loss(
     y: torch.Tensor, log_scale: torch.Tensor, target: torch.Tensor, background: torch.Tensor,
     ssim_weight: float = 0.5, nll_weight: float = 0.1, quantile_weight: float = 0.0,
@@ -80,8 +85,7 @@ def residual_loss(
     (``lesion_l1``) and ``enhancing_weight`` times the mean L1 over its enhancing-tumor pixels (``et_l1``), each 0
     for a batch without such pixels.
     """
-    minus_one = torch.full_like(y, -1.0)
-    shown = torch.where(background, minus_one, y)
+    shown = shown_output(y, background)
     l1 = (shown - target).abs().mean()
     s = ssim((shown.clamp(-1, 1) + 1) / 2, (target + 1) / 2)
     brain = ~background
@@ -118,12 +122,13 @@ def region_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return torch.stack(losses).mean()
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The segmenter's loss, cross-entropy + :func:`region_dice_loss`, of ``(B, 4, H, W)`` logits against ``(B, H,
-    W)`` int64 classes; returns ``(loss, ce, dice_loss)``."""
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
+                      dice_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The segmenter's loss, cross-entropy + ``dice_weight`` x :func:`region_dice_loss`, of ``(B, 4, H, W)`` logits
+    against ``(B, H, W)`` int64 classes; returns ``(loss, ce, dice_loss)``."""
     ce = F.cross_entropy(logits, target)
     dice = region_dice_loss(logits, target)
-    return ce + dice, ce, dice
+    return ce + dice_weight * dice, ce, dice
 
 
 def consistency_input(shown: torch.Tensor, background: torch.Tensor, seg_x: torch.Tensor, affine: torch.Tensor,

@@ -41,7 +41,7 @@ from brasyn_infer.constants import MODALITIES, View
 from brasyn_infer.synthesis.linear import LinearStats, fit, pattern_table, prior_table
 
 from .data import SliceSampler, find_case_folders, load_complete_case
-from .losses import consistency_loss, residual_loss
+from .losses import consistency_loss, residual_loss, shown_output
 from .runstate import load_state, restore, save_state, warmup_cosine
 
 PERCENTILE = 99.5
@@ -225,8 +225,8 @@ def train(args: argparse.Namespace) -> dict:
             loss, parts = residual_loss(y, log_b, b["target"], b["background"], args.ssim_weight, args.nll_weight,
                                         args.quantile_weight, b["lesion"], args.lesion_weight, args.enhancing_weight)
             if judge is not None:
-                shown = torch.where(b["background"], torch.full_like(y, -1.0), y)
-                seg, seg_parts = consistency_loss(judge, shown, b["background"], b, extra_planes)
+                seg, seg_parts = consistency_loss(judge, shown_output(y, b["background"]), b["background"], b,
+                                                  extra_planes)
                 loss = loss + args.seg_weight * seg
                 parts = {**parts, **seg_parts}
             opt.zero_grad(set_to_none=True)

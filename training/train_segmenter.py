@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from brasyn_infer.authoring.models.unet import UNet2D, UNetConfig
 from brasyn_infer.constants import MODALITIES
@@ -46,7 +45,7 @@ from brasyn_infer.segmentation.labels import CLASS_REGIONS, classes_from_labels,
 from brasyn_infer.segmentation.preprocess import axial_stack, brain_box, crop, with_availability, zscore
 
 from .data import find_case_folders
-from .losses import region_dice_loss
+from .losses import segmentation_loss
 from .runstate import load_state, restore, save_state, warmup_cosine
 
 RECIPE_KEYS = ("cases", "holdout", "exclude", "widths", "context", "crop", "batch", "lr", "steps", "warmup", "tumor",
@@ -283,9 +282,7 @@ def train(args: argparse.Namespace) -> dict:
             pending = prefetch.submit(sampler.batch, step + 1, args.batch)
             logits = net(torch.from_numpy(x))
             target = torch.from_numpy(y)
-            ce = F.cross_entropy(logits, target)
-            dice = region_dice_loss(logits, target)
-            loss = ce + args.dice_weight * dice
+            loss, ce, dice = segmentation_loss(logits, target, args.dice_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
