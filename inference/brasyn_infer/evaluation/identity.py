@@ -27,7 +27,7 @@ def run_identity(synth: Synthesizer, options: Any, data_cases: list[str] | None 
     refiner = synth.refiner.manifest if synth.refiner else None
     manifest = synth.manifest
     companion = None
-    if any(manifest.companion_completes([m.value for m in p]) for p in getattr(options, "drops", ())):
+    if any(manifest.companion_completes(p) for p in getattr(options, "drops", ())):
         other = load_manifest(companion_path(manifest))
         companion = {"name": other.name, "sha256": other.sha256, "manifest": _blocks(other)}
     shard = getattr(options, "shard", None)

@@ -36,10 +36,9 @@ class Completer:
         """The synthesizer that completes a case lacking ``absent``; CaseError naming the case and what the weights
         support when none does."""
         manifest = self.primary.manifest
-        if not manifest.companion_completes([m.value for m in absent]):
+        if not manifest.companion_completes(absent):
             if len(absent) == 1 or manifest.patterns == PATTERNS_ANY:
                 return self.primary
-        if not manifest.companion:
             names = ", ".join(m.value for m in absent)
             raise CaseError(f"{len(absent)} modalities missing ({names}); the weights {manifest.name} complete "
                             f"{manifest.supported}", folder,

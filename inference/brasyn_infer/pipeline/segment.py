@@ -124,6 +124,7 @@ class Segmenters:
         self._direct: Segmenter | None = self.full if self.full.direct else None
         self._direct_checked = self._direct is not None
         self._completer = None
+        self._records: dict[tuple[str, LabelConvention], str] = {}
 
     @property
     def direct(self) -> Segmenter | None:
@@ -161,7 +162,10 @@ class Segmenters:
 
     def record(self, route: str, convention: LabelConvention) -> str:
         """The ``descrip`` of an output made by ``route`` with labels in ``convention``: a hash of every model
-        that made it (80 characters at most)."""
+        that made it (80 characters at most). The same for every case of the job: computed once per route and
+        convention (the companion's manifest is read once, not per case)."""
+        if (route, convention) in self._records:
+            return self._records[(route, convention)]
         made_by: dict[str, object] = {"route": route, "labels": convention.value}
         if route in (ROUTE_FULL, ROUTE_COMPLETE):
             made_by["segmenter"] = self.full.manifest.sha256
@@ -173,7 +177,8 @@ class Segmenters:
             if primary.companion:  # its graph completes several missing (and companion_targets): a change redoes
                 made_by["companion"] = [list(primary.companion_targets), companion_sha256(primary)]
         digest = hashlib.sha256(json.dumps(made_by, sort_keys=True).encode()).hexdigest()[:16]
-        return f"{RECORD_PREFIX}{route} {convention.value} {digest}"
+        self._records[(route, convention)] = f"{RECORD_PREFIX}{route} {convention.value} {digest}"
+        return self._records[(route, convention)]
 
 
 def made_by(path: Path) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,9 +82,9 @@ class Manifest:
         own = "exactly one modality missing" if self.patterns == PATTERNS_ONE else "one to three modalities missing"
         return own + (f" (other patterns: {self.companion})" if self.companion else "")
 
-    def companion_completes(self, absent: tuple[str, ...] | list[str]) -> bool:
-        """Does the companion complete a case lacking ``absent`` (modality values)? Every pattern of several missing
-        for weights of one missing, and a single missing modality named in ``companion_targets``."""
+    def companion_completes(self, absent: Sequence[str]) -> bool:
+        """Does the companion complete a case lacking ``absent`` (Modality members or their values)? Every pattern of
+        several missing for weights of one missing, and a single missing modality named in ``companion_targets``."""
         if not self.companion:
             return False
         return (len(absent) > 1 and self.patterns != PATTERNS_ANY) or (
