@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: ship-any-tumor train-any-tumor train-any-tumor-val train-any-tumor-final validate-tumor tumor-judge1 tumor-judge2 tumor-ssim tumor-any install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes routes-prep route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
+.PHONY: ship-any-tumor train-any-tumor train-any-tumor-val train-any-tumor-final validate-tumor tumor-judge1 tumor-judge2 tumor-ssim tumor-any install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes routes-prep route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-seg-distill train-seg-distill-val train-seg-distill-final train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -361,6 +361,34 @@ train-seg-any-final: $(BIN)/.installed-dev
 	$(BIN)/python -m training.train_segmenter --cases $(SEG_CASES) $(SEG_ANY_RECIPE) --threads $(THREADS) \
 		--run-dir $(SEG_ANY_RUNS)/final --out $(SEG_ANY_RUNS)/final --name segmenter-any --no-export --resume \
 		>> $(SEG_ANY_RUNS)/final/train.log 2>&1
+## train-seg-distill: the missing-sequence segmenter taught by the full one (issue 42): each model of train-seg-any
+## trained 2,000 more steps (--seed 1: other batches, lr 1e-3) with a distillation term, the frozen full-input
+## segmenter's softmax on the same crop with all four sequences (--teacher; temperature 2). The validation model
+## starts from weights/validation/segmenter-any-val.safetensors, taught by segmenter-val; the shipped one from
+## weights/segmenter-any.onnx, taught by weights/segmenter.onnx (the torch weights recovered from the ONNX graphs by
+## training/onnx_segmenter.py, parity checked). Side by side, one torch thread each (about 50 minutes each).
+## validate-direct scores the validation model's direct route on SEG_VALIDATION for every pattern and keeps the
+## complete route's scores from the routes block it replaces; ship-seg-distill ships the final model like ship-seg-any.
+SEG_DISTILL_RECIPE = --exclude TCGA-DU-7294 --widths 16 32 64 128 192 --context 1 --crop 128 --batch 8 --lr 1e-3 \
+	--steps 2000 --tumor 0.8 --seed 1 --any-pattern --distill-weight 1 --temperature 2
+SEG_DISTILL_RUNS ?= runs/seg-distill
+train-seg-distill: $(BIN)/.installed-dev
+	$(MAKE) -j2 train-seg-distill-val train-seg-distill-final
+train-seg-distill-val: $(BIN)/.installed-dev
+	mkdir -p $(SEG_DISTILL_RUNS)/val
+	$(BIN)/python -m training.train_segmenter --cases $(SEG_CASES) --holdout $(SEG_VALIDATION) $(SEG_DISTILL_RECIPE) \
+		--init weights/validation/segmenter-any-val.safetensors --teacher weights/validation/segmenter-val.safetensors \
+		--no-score --threads $(THREADS) --run-dir $(SEG_DISTILL_RUNS)/val --out $(SEG_DISTILL_RUNS)/val \
+		--name segmenter-any-val --resume >> $(SEG_DISTILL_RUNS)/val/train.log 2>&1
+train-seg-distill-final: $(BIN)/.installed-dev
+	mkdir -p $(SEG_DISTILL_RUNS)/final
+	$(BIN)/python -m training.onnx_segmenter weights/segmenter-any.json $(SEG_DISTILL_RUNS)/shipped/segmenter-any.safetensors
+	$(BIN)/python -m training.onnx_segmenter weights/segmenter.json $(SEG_DISTILL_RUNS)/shipped/segmenter.safetensors
+	$(BIN)/python -m training.train_segmenter --cases $(SEG_CASES) $(SEG_DISTILL_RECIPE) \
+		--init $(SEG_DISTILL_RUNS)/shipped/segmenter-any.safetensors --teacher $(SEG_DISTILL_RUNS)/shipped/segmenter.safetensors \
+		--threads $(THREADS) --run-dir $(SEG_DISTILL_RUNS)/final --out $(SEG_DISTILL_RUNS)/final --name segmenter-any \
+		--no-export --resume >> $(SEG_DISTILL_RUNS)/final/train.log 2>&1
+
 ## validate-routes: both routes of `segment` on SEG_VALIDATION for every pattern of missing sequences (evaluate --drop
 ## every --segment): `direct` (the validation missing-sequence segmenter on what is left) and `complete` (the default's
 ## synthesis, the companion's validation model for two or three missing, then the validation segmenter); then

@@ -165,3 +165,14 @@ def consistency_loss(judge: torch.nn.Module, shown: torch.Tensor, background: to
                           batch["missing"][ok], extra_planes)
     loss, ce, dice = segmentation_loss(judge(x), batch["lesion"][ok][:, 0].long())
     return loss, {"seg_ce": ce.detach(), "seg_dice": dice.detach()}
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al.), as missing-sequence segmenters learn from a full-input one: the
+    mean over pixels of KL(teacher || student) between the softmaxes of ``(B, C, H, W)`` logits at ``temperature``,
+    times ``temperature ** 2`` (so the gradient's scale does not shrink with it). The teacher gets no gradient."""
+    t = temperature
+    log_p_student = F.log_softmax(student / t, dim=1)
+    p_teacher = F.softmax(teacher.detach() / t, dim=1)
+    kl = (p_teacher * (torch.log(p_teacher.clamp(min=1e-12)) - log_p_student)).sum(dim=1)
+    return kl.mean() * t * t

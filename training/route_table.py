@@ -137,18 +137,55 @@ def full_case_scores(cases: list[Path], direct: Path) -> dict:
             "n": len(scores)}
 
 
-def choose(rows: list[dict], none_direct: dict | None) -> dict[str, dict]:
-    """The ``routes`` block: per pattern, the chosen route and both routes' scores."""
+def direct_rows(cases: list[Path], direct: Path) -> list[dict]:
+    """The ``direct`` rows of ``evaluate --drop every --segment``, computed here without the synthesis: for each case
+    and each pattern of missing sequences, the missing-sequence segmenter ``direct`` on the sequences the pattern
+    leaves, official metrics against the expert labels (one row per case and pattern)."""
+    from brasyn_infer.evaluation.patterns import group, label
+    from brasyn_infer.evaluation.protocol import expert_classes
+    from brasyn_infer.evaluation.seg_metrics import brats_scores
+    from brasyn_infer.io.cases import complete_case
+    from brasyn_infer.io.nifti import read_inputs, voxel_spacing
+    from brasyn_infer.runtime.segmenter import Segmenter
+
+    segmenter = Segmenter(direct)
+    rows = []
+    for folder in cases:
+        files = complete_case(folder)
+        loaded = read_inputs(files.modalities)
+        reference = expert_classes(files, None)
+        spacing = voxel_spacing(loaded[Modality.T1C].image)
+        for pattern in group("every"):
+            inputs = {m: v.data for m, v in loaded.items() if m not in pattern}
+            s = brats_scores(segmenter.segment(inputs), reference, spacing)
+            rows.append({"case": files.case_id, "pattern": label(pattern), "modality": pattern[0].value,
+                         "method": "direct", **{f"dice_{k}": s[f"dice_{k}"] for k in REGIONS}})
+            print(f"{files.case_id} {label(pattern)} direct WT {s['dice_wt']:.3f} TC {s['dice_tc']:.3f} "
+                  f"ET {s['dice_et']:.3f}", flush=True)
+    return rows
+
+
+def choose(rows: list[dict], none_direct: dict | None, kept: dict | None = None) -> dict[str, dict]:
+    """The ``routes`` block: per pattern, the chosen route and both routes' scores. ``kept``: an earlier routes
+    block whose ``complete`` (and, for complete cases, ``full``) scores stand in where ``rows`` has none (a new
+    missing-sequence segmenter re-scored by :func:`direct_rows` against the same synthesis)."""
     direct, complete, real = pattern_means(rows, "direct"), pattern_means(rows, "model"), pattern_means(rows, "real")
+    kept = kept or {}
+    for pattern, entry in kept.items():
+        if pattern != NOTHING_MISSING and entry["scores"].get(ROUTE_COMPLETE) and pattern not in complete:
+            complete[pattern] = entry["scores"][ROUTE_COMPLETE]
     routes: dict[str, dict] = {}
     for pattern in sorted(set(direct) | set(complete), key=lambda p: (p.count("+"), p)):
         d, c = direct.get(pattern), complete.get(pattern)
         route = ROUTE_DIRECT if c is None or (d is not None and d["mean"] >= c["mean"]) else ROUTE_COMPLETE
         routes[pattern] = {"route": route, "scores": {ROUTE_DIRECT: d, ROUTE_COMPLETE: c},
                            "m3ae": dict(zip(REGIONS, M3AE[present_of(pattern)], strict=True))}
-    if none_direct is not None and real:
+    if real:
         full = pattern_means([{**r, "pattern": NOTHING_MISSING} for r in rows if r["method"] == "real"], "real")
         f = full[NOTHING_MISSING]
+    else:
+        f = kept.get(NOTHING_MISSING, {}).get("scores", {}).get(ROUTE_FULL)
+    if none_direct is not None and f:
         routes[NOTHING_MISSING] = {"route": ROUTE_DIRECT if none_direct["mean"] > f["mean"] else ROUTE_FULL,
                                    "scores": {ROUTE_FULL: f, ROUTE_DIRECT: none_direct},
                                    "m3ae": dict(zip(REGIONS, M3AE[present_of(NOTHING_MISSING)], strict=True))}
@@ -201,6 +238,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--routes-from", type=Path, help="copy this manifest's routes into --write (the shipped model "
                    "takes the routes its validation model's held-out scores chose)")
     p.add_argument("--table", type=Path, help="write the markdown table here")
+    p.add_argument("--complete-from", type=Path, metavar="MANIFEST",
+                   help="keep the complete (and full) route's scores of this manifest's routes block; without "
+                   "--report, --direct's route is scored here on --only's cases for every pattern (no synthesis)")
     args = p.parse_args(argv)
     if args.prepare:
         if not (args.default and args.companion and args.out):
@@ -219,11 +259,21 @@ def main(argv: list[str] | None = None) -> None:
         if not routes:
             raise SystemExit(f"{args.routes_from}: no routes block (make validate-routes first)")
     else:
-        if not (args.report and args.direct):
-            p.error("--report and --direct are needed (or --routes-from)")
-        rows = [row for report in args.report for row in report_rows(report)]
+        if not ((args.report or args.complete_from) and args.direct):
+            p.error("--direct and --report (or --complete-from) are needed (or --routes-from)")
+        kept = None
+        if args.complete_from:
+            kept = json.loads(args.complete_from.read_text()).get("routes")
+            if not kept:
+                raise SystemExit(f"{args.complete_from}: no routes block to keep the complete route's scores from")
         folders = [f for f in find_case_folders(args.cases) if f.name in set(args.only)]
-        routes = choose(rows, full_case_scores(folders, args.direct) if folders else None)
+        if args.report:
+            rows = [row for report in args.report for row in report_rows(report)]
+        elif folders:
+            rows = direct_rows(folders, args.direct)
+        else:
+            p.error("--complete-from without --report scores the direct route here: name --cases and --only")
+        routes = choose(rows, full_case_scores(folders, args.direct) if folders else None, kept)
         text = table(routes)
         print(text)
         if args.table:

@@ -45,11 +45,11 @@ from brasyn_infer.segmentation.labels import CLASS_REGIONS, classes_from_labels,
 from brasyn_infer.segmentation.preprocess import axial_stack, brain_box, crop, with_availability, zscore
 
 from .data import find_case_folders
-from .losses import segmentation_loss
+from .losses import distillation_loss, segmentation_loss
 from .runstate import load_state, restore, save_state, warmup_cosine
 
 RECIPE_KEYS = ("cases", "holdout", "exclude", "widths", "context", "crop", "batch", "lr", "steps", "warmup", "tumor",
-               "dice_weight", "seed", "init", "any_pattern")
+               "dice_weight", "seed", "init", "any_pattern", "teacher", "distill_weight", "temperature")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,6 +71,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the missing-sequence segmenter: each crop keeps one of the 15 availability patterns")
     p.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
                    help="start from a checkpoint this script wrote (same widths and context)")
+    p.add_argument("--teacher", type=Path, default=None, metavar="CHECKPOINT",
+                   help="with --any-pattern: a full-input segmenter (a checkpoint this script wrote without "
+                   "--any-pattern) that reads each crop with all four sequences; the student learns its softmax "
+                   "(distillation) beside the expert labels")
+    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation term")
+    p.add_argument("--temperature", type=float, default=2.0, help="softmax temperature of the distillation term")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--run-dir", type=Path, default=Path("runs/seg"))
     p.add_argument("--save-every", type=int, default=100)
@@ -78,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("weights"))
     p.add_argument("--name", default="segmenter")
     p.add_argument("--no-export", action="store_true")
+    p.add_argument("--no-score", action="store_true",
+                   help="skip the quick scoring of the held-out cases (scored elsewhere with the official metrics)")
     return p.parse_args(argv)
 
 
@@ -117,11 +125,12 @@ class CropSampler:
             self.brain += [(ci, int(z)) for z in np.flatnonzero(occupied & ~has_tumor)]
             self.lesion += [(ci, int(z)) for z in np.flatnonzero(has_tumor)]
 
-    def batch(self, step: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, step: int, size: int, full: bool = False) -> tuple[np.ndarray, ...]:
         """``x`` ``(B, 4 (2k+1), S, S)`` float32 (``+ 4`` availability planes with ``any_pattern``) and ``y``
-        ``(B, S, S)`` int64 (the same for the same seed and step)."""
+        ``(B, S, S)`` int64 (the same for the same seed and step); with ``full``, a third array: the same crops
+        with all four sequences and no availability planes (a distillation teacher's input)."""
         rng = np.random.default_rng([self.seed, step])
-        xs, ys = [], []
+        xs, ys, fulls = [], [], []
         s = self.side
         for _ in range(size):
             pool = self.lesion if (self.lesion and rng.random() < self.tumor) else self.brain
@@ -152,11 +161,13 @@ class CropSampler:
             reps = x.shape[0] // len(MODALITIES)
             inside = x != 0
             x = np.where(inside, x * np.tile(gain, reps)[:, None, None] + np.tile(shift, reps)[:, None, None], 0)
+            if full:
+                fulls.append(np.ascontiguousarray(x, dtype=np.float32))
             if self.any_pattern:
                 x = with_availability(x[None], pattern_flags(int(rng.integers(1, 16))))[0]
             xs.append(np.ascontiguousarray(x, dtype=np.float32))
             ys.append(np.ascontiguousarray(y, dtype=np.int64))
-        return np.stack(xs), np.stack(ys)
+        return (np.stack(xs), np.stack(ys), np.stack(fulls)) if full else (np.stack(xs), np.stack(ys))
 
 
 def pattern_flags(code: int) -> tuple[bool, ...]:
@@ -238,6 +249,21 @@ def load_checkpoint(path: Path) -> tuple[UNet2D, dict]:
     return net.eval(), json.loads(meta["export"])
 
 
+def load_teacher(path: Path, context: int) -> UNet2D:
+    """A frozen full-input segmenter for distillation: a checkpoint of this script without availability planes
+    and with the student's context; exits naming the file otherwise."""
+    teacher, info = load_checkpoint(path)
+    if info.get("availability"):
+        raise SystemExit(f"--teacher {path}: a missing-sequence segmenter; the teacher reads all four sequences "
+                         "(a checkpoint trained without --any-pattern)")
+    if int(info["context"]) != context:
+        raise SystemExit(f"--teacher {path}: context {info['context']}, the student's is {context}")
+    teacher = teacher.float().eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
 def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     if args.threads:
@@ -246,6 +272,8 @@ def train(args: argparse.Namespace) -> dict:
     cfg = UNetConfig(in_channels=len(MODALITIES) * (2 * args.context + 1) + extra, widths=tuple(args.widths))
     if args.crop % cfg.multiple:
         raise SystemExit(f"--crop {args.crop} must be a multiple of {cfg.multiple}")
+    if args.teacher is not None and not args.any_pattern:
+        raise SystemExit("--teacher distils a full-input segmenter into a missing-sequence one: add --any-pattern")
     args.run_dir.mkdir(parents=True, exist_ok=True)
     state_path = args.run_dir / "state.pt"
     state = load_state(state_path, args.resume, recipe(args))
@@ -266,6 +294,7 @@ def train(args: argparse.Namespace) -> dict:
 
     net = UNet2D(cfg).train()
     print(f"U-Net {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters", flush=True)
+    teacher = load_teacher(args.teacher, args.context) if args.teacher is not None else None
     if args.init is not None and state is None:
         start, _ = load_checkpoint(args.init)
         net.load_state_dict(start.state_dict())
@@ -274,21 +303,29 @@ def train(args: argparse.Namespace) -> dict:
     start_time = time.perf_counter() - spent
     running: dict[str, float] = {}
     with ThreadPoolExecutor(max_workers=1) as prefetch:
-        pending = prefetch.submit(sampler.batch, step, args.batch)
+        distil = teacher is not None
+        pending = prefetch.submit(sampler.batch, step, args.batch, distil)
         while step < args.steps:
             for group in opt.param_groups:
                 group["lr"] = learning_rate(args, step)
-            x, y = pending.result()
-            pending = prefetch.submit(sampler.batch, step + 1, args.batch)
+            x, y, *full = pending.result()
+            pending = prefetch.submit(sampler.batch, step + 1, args.batch, distil)
             logits = net(torch.from_numpy(x))
             target = torch.from_numpy(y)
             loss, ce, dice = segmentation_loss(logits, target, args.dice_weight)
+            parts = {"ce": ce, "dice_loss": dice}
+            if distil:
+                with torch.no_grad():
+                    taught = teacher(torch.from_numpy(full[0]))
+                kd = distillation_loss(logits, taught, args.temperature)
+                loss = loss + args.distill_weight * kd
+                parts["distill"] = kd
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             opt.step()
             step += 1
-            for k, v in {"loss": float(loss.detach()), "ce": float(ce.detach()), "dice_loss": float(dice.detach())}.items():
+            for k, v in {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()}}.items():
                 running[k] = running.get(k, v) * 0.95 + v * 0.05
             if step % 50 == 0 or step == args.steps:
                 entry = {"step": step, "seconds": round(time.perf_counter() - start_time, 1),
@@ -302,7 +339,7 @@ def train(args: argparse.Namespace) -> dict:
     scores = {}
     forward = torch_forward(net)
     patterns = [pattern_flags(code) for code in range(15, 0, -1)] if args.any_pattern else [None]
-    for case_id, raw, classes in hold:
+    for case_id, raw, classes in ([] if args.no_score else hold):
         for flags in patterns:
             t = time.perf_counter()
             x4 = raw if flags is None else raw * np.asarray(flags, dtype=np.float32)[:, None, None, None]

@@ -146,3 +146,23 @@ def test_the_consistency_loss_pulls_the_synthesis_toward_what_the_judge_reads_as
     assert judge.weight.grad is None
     off, _ = consistency_loss(judge, flat, background, {**batch, "seg_ok": torch.tensor([0.0])})
     assert float(off) == 0.0
+
+
+def test_distillation_is_zero_for_the_teachers_own_logits_and_teaches_only_the_student():
+    """KL(teacher || student) at the temperature: 0 when the student matches, larger the further it is; the
+    gradient reaches the student's logits and never the teacher's."""
+    import torch
+
+    from training.losses import distillation_loss
+
+    torch.manual_seed(0)
+    teacher = torch.randn(2, 4, 8, 8, requires_grad=True)
+    assert float(distillation_loss(teacher.detach().clone(), teacher)) == pytest.approx(0.0, abs=1e-6)
+    near = (teacher.detach() + 0.1 * torch.randn(2, 4, 8, 8)).requires_grad_(True)
+    far = (teacher.detach() + 2.0 * torch.randn(2, 4, 8, 8)).requires_grad_(True)
+    loss_near, loss_far = distillation_loss(near, teacher), distillation_loss(far, teacher)
+    assert 0 < float(loss_near) < float(loss_far)
+    loss_far.backward()
+    assert far.grad is not None and float(far.grad.abs().sum()) > 0 and teacher.grad is None
+    # the temperature squared keeps the scale: a higher temperature does not shrink the term toward 0
+    assert float(distillation_loss(far, teacher, 4.0)) > 0.1 * float(loss_far)

@@ -78,3 +78,48 @@ def test_companion_targets_are_written_in_channel_order_and_checked(tmp_path):
           "--out", str(tmp_path / "val")])
     prepared = json.loads((tmp_path / "val" / "default.json").read_text())
     assert "companion_targets" not in prepared and prepared["companion"] == str((tmp_path / "c.json").resolve())
+
+
+def test_a_new_direct_segmenter_is_scored_here_against_the_kept_complete_scores():
+    """`--complete-from`: the complete route's scores of an earlier routes block stand where the rows have none; the
+    route is chosen again against the new direct scores (and the full route's for complete cases)."""
+    old = choose(ROWS, {"wt": 0.85, "tc": 0.8, "et": 0.8, "mean": 0.8167, "n": 2})
+    new_rows = [row("A", "t1c", "t1c", "direct", 0.6, 0.3, 0.1), row("A", "t2w", "t2w", "direct", 0.95, 0.9, 0.9)]
+    routes = choose(new_rows, {"wt": 0.9, "tc": 0.9, "et": 0.9, "mean": 0.9, "n": 2}, kept=old)
+    assert routes["t1c"]["route"] == "complete" and routes["t2w"]["route"] == "direct"
+    assert routes["t1c"]["scores"]["complete"] == old["t1c"]["scores"]["complete"]
+    assert routes["t1c"]["scores"]["direct"]["n"] == 1
+    assert routes["none"]["route"] == "direct" and routes["none"]["scores"]["full"] == old["none"]["scores"]["full"]
+
+
+@pytest.mark.slow
+def test_direct_rows_score_every_pattern_on_what_it_leaves(tmp_path):
+    """Each case once per pattern (14 patterns of missing sequences), the segmenter given only the sequences that
+    remain; `main` writes the routes into the manifest from those rows and the kept complete scores."""
+    from tests.conftest import HAS_TORCH, make_case
+
+    if not HAS_TORCH:
+        pytest.skip("torch is not installed (install the [torch] extra)")
+    import torch
+
+    from brasyn_infer.authoring.models.segmenter_export import export_segmenter
+    from brasyn_infer.authoring.models.unet import UNet2D, UNetConfig
+    from training.route_table import direct_rows
+
+    torch.manual_seed(0)
+    manifest = export_segmenter(UNet2D(UNetConfig(in_channels=16, widths=(4, 8))), tmp_path / "w", "any",
+                                context=1, availability=True)
+    cases = tmp_path / "cases"
+    make_case(cases, "C-0", missing="none", seg=True)
+    rows = direct_rows([cases / "C-0"], manifest)
+    assert len(rows) == 14 and len({r["pattern"] for r in rows}) == 14
+    assert {r["method"] for r in rows} == {"direct"} and all(0 <= r["dice_wt"] <= 1 for r in rows)
+    kept = tmp_path / "old.json"
+    kept.write_text(json.dumps({"availability": True, "routes": choose(ROWS, {"wt": 0.8, "tc": 0.8, "et": 0.8,
+                                                                              "mean": 0.8, "n": 2})}))
+    main(["--complete-from", str(kept), "--direct", str(manifest), "--cases", str(cases), "--only", "C-0",
+          "--write", str(manifest), "--table", str(tmp_path / "routes.md")])
+    routes = json.loads(manifest.read_text())["routes"]
+    assert routes["t2w"]["scores"]["complete"] == json.loads(kept.read_text())["routes"]["t2w"]["scores"]["complete"]
+    assert len(routes) == 15 and routes["t1n+t2f+t2w"]["scores"]["complete"] is None
+    assert "| t1c+t1n+t2f+t2w | none |" in (tmp_path / "routes.md").read_text()

@@ -40,3 +40,43 @@ def test_train_resume_score_and_export(tmp_path):
                                       str(tmp_path / "w" / "seg.json")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "C-2-seg.nii.gz").is_file()
+
+
+def test_distillation_from_a_full_segmenter_into_a_missing_sequence_one(tmp_path):
+    """--teacher: a full-input checkpoint reads each crop with all four sequences and its softmax joins the loss
+    (logged as `distill`); the sampler hands the teacher the crop before the sequences are dropped; a teacher with
+    availability planes, or a teacher without --any-pattern, is refused."""
+    import numpy as np
+
+    from training.train_segmenter import CropSampler, SegCase, main
+
+    cases = tmp_path / "cases"
+    for i in range(2):
+        make_case(cases, f"C-{i}", missing="none", seg=True)
+    base = ["--cases", str(cases), "--widths", "4", "8", "--crop", "16", "--batch", "2", "--steps", "2",
+            "--threads", "1", "--no-export"]
+    main([*base, "--run-dir", str(tmp_path / "full"), "--name", "full"])
+    main([*base, "--run-dir", str(tmp_path / "any"), "--name", "any", "--any-pattern"])
+    teacher = tmp_path / "full" / "full.safetensors"
+    main([*base, "--run-dir", str(tmp_path / "kd"), "--name", "kd", "--any-pattern", "--teacher", str(teacher),
+          "--init", str(tmp_path / "any" / "any.safetensors")])
+    record = json.loads((tmp_path / "kd" / "record.json").read_text())
+    assert record["final"]["distill"] > 0 and record["recipe"]["teacher"] == str(teacher)
+    with pytest.raises(SystemExit, match="add --any-pattern"):
+        main([*base, "--run-dir", str(tmp_path / "bad"), "--name", "bad", "--teacher", str(teacher)])
+    with pytest.raises(SystemExit, match="teacher reads all four"):
+        main([*base, "--run-dir", str(tmp_path / "bad2"), "--name", "bad2", "--any-pattern", "--teacher",
+              str(tmp_path / "any" / "any.safetensors")])
+
+    rng = np.random.default_rng(0)
+    x4 = rng.uniform(1, 2, size=(4, 16, 16, 3)).astype(np.float16)
+    sampler = CropSampler([SegCase("S", x4, np.ones((16, 16, 3), np.uint8))], 16, 1, 1.0, 0, any_pattern=True)
+    x, y, full = sampler.batch(3, 4, full=True)
+    assert full.shape == (4, 12, 16, 16) and x.shape == (4, 16, 16, 16)
+    kept = x[:, 12:, 0, 0] > 0  # the availability planes: which sequences the student sees
+    for b in range(4):
+        student = x[b, :12].reshape(3, 4, 16, 16)
+        whole = full[b].reshape(3, 4, 16, 16)
+        assert np.array_equal(student[:, kept[b]], whole[:, kept[b]]) and not student[:, ~kept[b]].any()
+        assert (whole != 0).all()  # the teacher's crop keeps every sequence
+    assert np.array_equal(sampler.batch(3, 4)[0], x)  # the same batch with or without the teacher's copy
