@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: ship-any-tumor train-any-tumor train-any-tumor-val train-any-tumor-final validate-tumor tumor-judge1 tumor-judge2 tumor-ssim tumor-any install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes routes-prep route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-seg-distill train-seg-distill-val train-seg-distill-final train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
+.PHONY: ship-any-tumor train-any-tumor train-tumor-adv train-tumor-adv-seg train-tumor-adv-plain train-any-tumor-val train-any-tumor-final validate-tumor tumor-judge1 tumor-judge2 tumor-ssim tumor-any install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes routes-prep route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-seg-distill train-seg-distill-val train-seg-distill-final validate-direct ship-seg-distill train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -214,9 +214,9 @@ $(VALDATA):
 ## the real inputs with the synthesis in place, its cross-entropy + region Dice against the expert labels added to
 ## the loss (training/losses.consistency_loss). The validation model and the final one side by side, one torch thread
 ## each; each resumes from runs/any-tumor/<run>/state.pt.
-TUMOR_RECIPE = --dim 16 --views axial --crop 128 --batch 8 --tumor 0.7 --t1c 0.7 --missing-counts 0.5 0.3 0.2 \
-	--steps 1500 --whole-from 1.0 --lr 1e-4 --warmup 50 --seed 0 --lesion-weight 1 --enhancing-weight 2 \
-	--seg-weight 1 --seg-judge weights/validation/segmenter-val.safetensors
+TUMOR_PLAIN_RECIPE = --dim 16 --views axial --crop 128 --batch 8 --tumor 0.7 --t1c 0.7 --missing-counts 0.5 0.3 0.2 \
+	--steps 1500 --whole-from 1.0 --lr 1e-4 --warmup 50 --seed 0 --lesion-weight 1 --enhancing-weight 2
+TUMOR_RECIPE = $(TUMOR_PLAIN_RECIPE) --seg-weight 1 --seg-judge weights/validation/segmenter-val.safetensors
 TUMOR_RUNS ?= runs/any-tumor
 train-any-tumor: $(BIN)/.installed-dev
 	$(MAKE) -j2 train-any-tumor-val train-any-tumor-final
@@ -230,6 +230,22 @@ train-any-tumor-final: $(BIN)/.installed-dev
 	$(BIN)/python -m training.train --cases $(ANY_CASES) $(TUMOR_RECIPE) --init weights/default-any.safetensors \
 		--threads $(THREADS) --run-dir $(TUMOR_RUNS)/final --out $(TUMOR_RUNS)/final --name default-any \
 		--no-export --resume >> $(TUMOR_RUNS)/final/train.log 2>&1
+
+## train-tumor-adv: two validation fine-tunes of the companion with an adversarial term on the tumor patches (a
+## conditional PatchGAN, training/adversarial.py, weight 0.05), side by side, one thread each: TUMOR_RECIPE with it
+## ($(TUMOR_ADV_RUNS)/seg: the segmentation-consistency term kept) and without the segmentation term
+## ($(TUMOR_ADV_RUNS)/plain: the lesion terms and the adversarial one). Score each with validate-tumor, e.g.
+## make validate-tumor TUMOR_VAL=$(TUMOR_ADV_RUNS)/seg/val-any-tumor.safetensors TUMOR_TAG=adv-seg.
+TUMOR_ADV_RUNS ?= runs/tumor-adv
+TUMOR_ADV = --adv-weight 0.05
+train-tumor-adv: $(BIN)/.installed-dev
+	$(MAKE) -j2 train-tumor-adv-seg train-tumor-adv-plain
+train-tumor-adv-seg train-tumor-adv-plain: train-tumor-adv-%: $(BIN)/.installed-dev
+	mkdir -p $(TUMOR_ADV_RUNS)/$*
+	$(BIN)/python -m training.train --cases $(ANY_CASES) --holdout $(ANY_VALIDATION) \
+		$(if $(filter seg,$*),$(TUMOR_RECIPE),$(TUMOR_PLAIN_RECIPE)) $(TUMOR_ADV) \
+		--init weights/validation/val-any.safetensors --threads $(THREADS) --run-dir $(TUMOR_ADV_RUNS)/$* \
+		--out $(TUMOR_ADV_RUNS)/$* --name val-any-tumor --no-export --resume >> $(TUMOR_ADV_RUNS)/$*/train.log 2>&1
 
 ## ship-any-tumor: the fine-tuned final companion -> weights/default-any.{onnx,json,safetensors} (axial view, fp16
 ## checkpoint, the blend toward the stand-in of weights/validation/copy-blend.json; it replaces the --init of
@@ -388,6 +404,13 @@ train-seg-distill-final: $(BIN)/.installed-dev
 		--init $(SEG_DISTILL_RUNS)/shipped/segmenter-any.safetensors --teacher $(SEG_DISTILL_RUNS)/shipped/segmenter.safetensors \
 		--threads $(THREADS) --run-dir $(SEG_DISTILL_RUNS)/final --out $(SEG_DISTILL_RUNS)/final --name segmenter-any \
 		--no-export --resume >> $(SEG_DISTILL_RUNS)/final/train.log 2>&1
+
+validate-direct: $(BIN)/.installed-dev
+	$(BIN)/python -m training.route_table --complete-from weights/segmenter-any.json \
+		--direct $(SEG_DISTILL_RUNS)/val/segmenter-any-val.json --cases $(SEG_CASES) --only $(SEG_VALIDATION) \
+		--write $(SEG_DISTILL_RUNS)/val/segmenter-any-val.json --table $(SEG_DISTILL_RUNS)/routes.md
+ship-seg-distill: $(BIN)/.installed-dev
+	$(MAKE) ship-seg-any SEG_ANY_RUNS=$(SEG_DISTILL_RUNS)
 
 ## validate-routes: both routes of `segment` on SEG_VALIDATION for every pattern of missing sequences (evaluate --drop
 ## every --segment): `direct` (the validation missing-sequence segmenter on what is left) and `complete` (the default's

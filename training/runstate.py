@@ -23,23 +23,29 @@ def load_state(path: Path, resume: bool, recipe: dict) -> dict | None:
     return state
 
 
-def restore(state: dict | None, net: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[int, list[dict], float]:
-    """Load a :func:`load_state` state into ``net`` and ``opt``; returns its step, history and seconds (a fresh run's
+def restore(state: dict | None, net: torch.nn.Module, opt: torch.optim.Optimizer,
+            extras: dict | None = None) -> tuple[int, list[dict], float]:
+    """Load a :func:`load_state` state into ``net`` and ``opt`` (and each of ``extras``, name -> object with
+    ``load_state_dict``, as :func:`save_state` saved them); returns its step, history and seconds (a fresh run's
     ``0, [], 0.0`` without one), saying where it resumes."""
     if state is None:
         return 0, [], 0.0
     net.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
+    for name, obj in (extras or {}).items():
+        obj.load_state_dict(state["extras"][name])
     print(f"resumed at step {state['step']} ({state['seconds'] / 60:.1f} min of training so far)", flush=True)
     return state["step"], state["history"], state["seconds"]
 
 
 def save_state(path: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, step: int, recipe: dict,
-               history: list[dict], seconds: float) -> None:
-    """The resumable state, written to a temp file and renamed (a kill never leaves half a state)."""
+               history: list[dict], seconds: float, extras: dict | None = None) -> None:
+    """The resumable state, written to a temp file and renamed (a kill never leaves half a state); ``extras``: more
+    objects with a ``state_dict`` (a discriminator and its optimizer), by name."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "recipe": recipe,
-                "history": history, "seconds": seconds}, tmp)
+                "history": history, "seconds": seconds,
+                **({"extras": {k: v.state_dict() for k, v in extras.items()}} if extras else {})}, tmp)
     os.replace(tmp, path)
 
 

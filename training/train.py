@@ -13,7 +13,9 @@ does not depend on it) and learns with L1 + SSIM + the Laplace likelihood (``tra
 schedule over ``--steps``. Tumor-aware terms (off by default): the L1 inside the expert tumor and its enhancing part
 (``--lesion-weight``, ``--enhancing-weight``), and the segmentation-consistency term (``--seg-weight``,
 ``--seg-judge``): a frozen segmenter reads the real inputs with the synthesis in place, its loss against the
-expert labels added (``training/losses.consistency_loss``).
+expert labels added (``training/losses.consistency_loss``); and an adversarial term on the tumor (``--adv-weight``):
+a conditional PatchGAN trained beside the generator tells the real target's tumor patches from the synthesis's
+(``training/adversarial.py``).
 
 Every ``--save-every`` steps the run's state (weights, optimizer, step, recipe) goes to ``RUN_DIR/state.pt``
 (atomically); ``--resume`` continues from it, and since each batch is seeded by the step, a resumed run draws the
@@ -40,6 +42,7 @@ from brasyn_infer.authoring.models.residual import PriorResidualHFGAN
 from brasyn_infer.constants import MODALITIES, View
 from brasyn_infer.synthesis.linear import LinearStats, fit, pattern_table, prior_table
 
+from .adversarial import PatchDiscriminator, discriminator_term, generator_term
 from .data import SliceSampler, find_case_folders, load_complete_case
 from .losses import consistency_loss, residual_loss, shown_output
 from .runstate import load_state, restore, save_state, warmup_cosine
@@ -48,11 +51,12 @@ PERCENTILE = 99.5
 #: arguments that define the recipe: a resumed run must have the same
 RECIPE_KEYS = ("cases", "holdout", "dim", "views", "batch", "lr", "steps", "crop", "whole_from", "tumor", "t1c",
                "ssim_weight", "nll_weight", "seed", "warmup", "gamma", "init", "quantile_weight", "missing_counts",
-               "lesion_weight", "enhancing_weight", "seg_weight", "seg_judge")
+               "lesion_weight", "enhancing_weight", "seg_weight", "seg_judge", "adv_weight", "adv_lr")
 #: recipe options added after runs were saved, and the value that turns each off: left out of the recipe at that
 #: value, so those runs still resume
 ADDED_KEYS = {"gamma": 0.0, "init": None, "quantile_weight": 0.0, "missing_counts": [1.0, 0.0, 0.0],
-              "lesion_weight": 0.0, "enhancing_weight": 0.0, "seg_weight": 0.0, "seg_judge": None}
+              "lesion_weight": 0.0, "enhancing_weight": 0.0, "seg_weight": 0.0, "seg_judge": None, "adv_weight": 0.0,
+              "adv_lr": 2e-4}
 
 
 #: list-valued recipe keys whose order means something (kept as given, not sorted)
@@ -98,6 +102,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="with --seg-weight: the segmenter it reads through, a checkpoint training.train_segmenter "
                    "wrote (e.g. weights/validation/segmenter-val.safetensors, trained without the held-out cases); "
                    "frozen")
+    p.add_argument("--adv-weight", type=float, default=0.0,
+                   help="weight of the adversarial term on the tumor patches (training/adversarial.py; 0: off)")
+    p.add_argument("--adv-lr", type=float, default=2e-4, help="the discriminator's learning rate (Adam, betas 0.5, "
+                   "0.999)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
                    help="start from the network of a checkpoint this script wrote (<name>.safetensors, same --dim) "
@@ -206,7 +214,13 @@ def train(args: argparse.Namespace) -> dict:
     if args.init is not None and state is None:
         init_from(net, args.init)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    step, history, spent = restore(state, net, opt)
+    disc, extras = None, None
+    if args.adv_weight > 0:
+        disc = PatchDiscriminator(2 * len(MODALITIES) + 1).to(device).train()
+        opt_d = torch.optim.Adam(disc.parameters(), lr=args.adv_lr, betas=(0.5, 0.999))
+        extras = {"discriminator": disc, "discriminator_optimizer": opt_d}
+        print(f"adversarial term on the tumor patches, weight {args.adv_weight}", flush=True)
+    step, history, spent = restore(state, net, opt, extras)
     whole_step = int(args.whole_from * args.steps)
     start = time.perf_counter() - spent
     running: dict[str, float] = {}
@@ -229,10 +243,24 @@ def train(args: argparse.Namespace) -> dict:
                                                   extra_planes)
                 loss = loss + args.seg_weight * seg
                 parts = {**parts, **seg_parts}
+            if disc is not None:
+                fake = shown_output(y, b["background"])
+                disc.requires_grad_(False)
+                adv = generator_term(disc, b["x"], fake, b["missing"], b["lesion"])
+                disc.requires_grad_(True)
+                loss = loss + args.adv_weight * adv
+                parts = {**parts, "adv_g": adv.detach()}
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
+            if disc is not None:
+                loss_d = discriminator_term(disc, b["x"], b["target"], fake, b["missing"], b["lesion"])
+                opt_d.zero_grad(set_to_none=True)
+                if loss_d.requires_grad:
+                    loss_d.backward()
+                    opt_d.step()
+                parts["adv_d"] = loss_d.detach()
             step += 1
             for k, v in {"loss": float(loss.detach()), **{k: float(v) for k, v in parts.items()}}.items():
                 running[k] = running.get(k, v) * 0.95 + v * 0.05
@@ -244,7 +272,7 @@ def train(args: argparse.Namespace) -> dict:
                 history.append(entry)
                 print(json.dumps(entry), flush=True)
             if step % args.save_every == 0 or step == args.steps:
-                save_state(state_path, net, opt, step, recipe(args), history, time.perf_counter() - start)
+                save_state(state_path, net, opt, step, recipe(args), history, time.perf_counter() - start, extras)
 
     record = {
         "command": "python -m training.train " + " ".join(sys.argv[1:]),
