@@ -119,28 +119,14 @@ def pattern_means(rows: list[dict], method: str) -> dict[str, dict]:
 
 def full_case_scores(cases: list[Path], direct: Path) -> dict:
     """The missing-sequence segmenter on complete held-out cases (all four real sequences), official metrics."""
-    from brasyn_infer.evaluation.protocol import expert_classes
-    from brasyn_infer.evaluation.seg_metrics import brats_scores
-    from brasyn_infer.io.cases import complete_case
-    from brasyn_infer.io.nifti import read_inputs, voxel_spacing
-    from brasyn_infer.runtime.segmenter import Segmenter
-
-    segmenter = Segmenter(direct)
-    scores = []
-    for folder in cases:
-        files = complete_case(folder)
-        loaded = read_inputs(files.modalities)
-        pred = segmenter.segment({m: v.data for m, v in loaded.items()})
-        scores.append(brats_scores(pred, expert_classes(files, None), voxel_spacing(loaded[Modality.T1C].image)))
-    means = {k: float(np.nanmean([s[f"dice_{k}"] for s in scores])) for k in REGIONS}
-    return {**{k: round(v, 4) for k, v in means.items()}, "mean": round(float(np.mean(list(means.values()))), 4),
-            "n": len(scores)}
+    return pattern_means(direct_rows(cases, direct, [()]), "direct")[NOTHING_MISSING]
 
 
-def direct_rows(cases: list[Path], direct: Path) -> list[dict]:
+def direct_rows(cases: list[Path], direct: Path, patterns: list[tuple] | None = None) -> list[dict]:
     """The ``direct`` rows of ``evaluate --drop every --segment``, computed here without the synthesis: for each case
-    and each pattern of missing sequences, the missing-sequence segmenter ``direct`` on the sequences the pattern
-    leaves, official metrics against the expert labels (one row per case and pattern)."""
+    and each pattern of missing sequences (default: the 14 of ``--drop every``; ``()``: none missing), the
+    missing-sequence segmenter ``direct`` on the sequences the pattern leaves, official metrics against the expert
+    labels (one row per case and pattern)."""
     from brasyn_infer.evaluation.patterns import group, label
     from brasyn_infer.evaluation.protocol import expert_classes
     from brasyn_infer.evaluation.seg_metrics import brats_scores
@@ -155,12 +141,13 @@ def direct_rows(cases: list[Path], direct: Path) -> list[dict]:
         loaded = read_inputs(files.modalities)
         reference = expert_classes(files, None)
         spacing = voxel_spacing(loaded[Modality.T1C].image)
-        for pattern in group("every"):
+        for pattern in group("every") if patterns is None else patterns:
+            name = label(pattern) if pattern else NOTHING_MISSING
             inputs = {m: v.data for m, v in loaded.items() if m not in pattern}
             s = brats_scores(segmenter.segment(inputs), reference, spacing)
-            rows.append({"case": files.case_id, "pattern": label(pattern), "modality": pattern[0].value,
+            rows.append({"case": files.case_id, "pattern": name, "modality": pattern[0].value if pattern else "",
                          "method": "direct", **{f"dice_{k}": s[f"dice_{k}"] for k in REGIONS}})
-            print(f"{files.case_id} {label(pattern)} direct WT {s['dice_wt']:.3f} TC {s['dice_tc']:.3f} "
+            print(f"{files.case_id} {name} direct WT {s['dice_wt']:.3f} TC {s['dice_tc']:.3f} "
                   f"ET {s['dice_et']:.3f}", flush=True)
     return rows
 
@@ -269,11 +256,16 @@ def main(argv: list[str] | None = None) -> None:
         folders = [f for f in find_case_folders(args.cases) if f.name in set(args.only)]
         if args.report:
             rows = [row for report in args.report for row in report_rows(report)]
+            none_direct = full_case_scores(folders, args.direct) if folders else None
         elif folders:
-            rows = direct_rows(folders, args.direct)
+            from brasyn_infer.evaluation.patterns import group
+
+            rows = direct_rows(folders, args.direct, [*group("every"), ()])
+            none_direct = pattern_means(rows, "direct").get(NOTHING_MISSING)
+            rows = [r for r in rows if r["pattern"] != NOTHING_MISSING]
         else:
             p.error("--complete-from without --report scores the direct route here: name --cases and --only")
-        routes = choose(rows, full_case_scores(folders, args.direct) if folders else None, kept)
+        routes = choose(rows, none_direct, kept)
         text = table(routes)
         print(text)
         if args.table:
