@@ -232,7 +232,7 @@ train-any-tumor-final: $(BIN)/.installed-dev
 		--no-export --resume >> $(TUMOR_RUNS)/final/train.log 2>&1
 
 ## train-tumor-adv: two validation fine-tunes of the companion with an adversarial term on the tumor patches (a
-## conditional PatchGAN, training/adversarial.py, weight 0.05), side by side, one thread each: TUMOR_RECIPE with it
+## conditional PatchGAN, training/losses.py, weight 0.05), side by side, one thread each: TUMOR_RECIPE with it
 ## ($(TUMOR_ADV_RUNS)/seg: the segmentation-consistency term kept) and without the segmentation term
 ## ($(TUMOR_ADV_RUNS)/plain: the lesion terms and the adversarial one). Score each with validate-tumor, e.g.
 ## make validate-tumor TUMOR_VAL=$(TUMOR_ADV_RUNS)/seg/val-any-tumor.safetensors TUMOR_TAG=adv-seg.

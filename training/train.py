@@ -15,7 +15,7 @@ schedule over ``--steps``. Tumor-aware terms (off by default): the L1 inside the
 ``--seg-judge``): a frozen segmenter reads the real inputs with the synthesis in place, its loss against the
 expert labels added (``training/losses.consistency_loss``); and an adversarial term on the tumor (``--adv-weight``):
 a conditional PatchGAN trained beside the generator tells the real target's tumor patches from the synthesis's
-(``training/adversarial.py``).
+(``training/losses.PatchDiscriminator``).
 
 Every ``--save-every`` steps the run's state (weights, optimizer, step, recipe) goes to ``RUN_DIR/state.pt``
 (atomically); ``--resume`` continues from it, and since each batch is seeded by the step, a resumed run draws the
@@ -42,9 +42,15 @@ from brasyn_infer.authoring.models.residual import PriorResidualHFGAN
 from brasyn_infer.constants import MODALITIES, View
 from brasyn_infer.synthesis.linear import LinearStats, fit, pattern_table, prior_table
 
-from .adversarial import PatchDiscriminator, discriminator_term, generator_term
 from .data import SliceSampler, find_case_folders, load_complete_case
-from .losses import consistency_loss, residual_loss, shown_output
+from .losses import (
+    PatchDiscriminator,
+    consistency_loss,
+    discriminator_term,
+    generator_term,
+    residual_loss,
+    shown_output,
+)
 from .runstate import load_state, restore, save_state, warmup_cosine
 
 PERCENTILE = 99.5
@@ -103,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "wrote (e.g. weights/validation/segmenter-val.safetensors, trained without the held-out cases); "
                    "frozen")
     p.add_argument("--adv-weight", type=float, default=0.0,
-                   help="weight of the adversarial term on the tumor patches (training/adversarial.py; 0: off)")
+                   help="weight of the adversarial term on the tumor patches (training/losses.PatchDiscriminator; 0: off)")
     p.add_argument("--adv-lr", type=float, default=2e-4, help="the discriminator's learning rate (Adam, betas 0.5, "
                    "0.999)")
     p.add_argument("--seed", type=int, default=0)

@@ -166,3 +166,53 @@ def test_distillation_is_zero_for_the_teachers_own_logits_and_teaches_only_the_s
     assert far.grad is not None and float(far.grad.abs().sum()) > 0 and teacher.grad is None
     # the temperature squared keeps the scale: a higher temperature does not shrink the term toward 0
     assert float(distillation_loss(far, teacher, 4.0)) > 0.1 * float(loss_far)
+
+
+@pytest.fixture
+def gan_batch():
+    import torch
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 4, 32, 32) * 2 - 1
+    real, fake = torch.rand(2, 1, 32, 32) * 2 - 1, torch.rand(2, 1, 32, 32) * 2 - 1
+    lesion = torch.zeros(2, 1, 32, 32, dtype=torch.uint8)
+    lesion[0, 0, 4:10, 4:10] = 3  # one tumor, top left of the first sample
+    return x, real, fake, torch.tensor([0.0, 2.0]), lesion
+
+
+def test_only_the_tumor_patches_count(gan_batch):
+    import torch
+
+    from training.losses import PatchDiscriminator, discriminator_term, generator_term, tumor_patches
+
+    x, real, fake, missing, lesion = gan_batch
+    disc = PatchDiscriminator(9, width=8)
+    assert disc(torch.zeros(2, 9, 32, 32)).shape == (2, 1, 4, 4)
+    weight = tumor_patches(lesion, (4, 4))
+    assert weight[0, 0, 0, 0] == 1 and weight[0, 0, 0, 1] == 1 and weight.sum() == 4 and weight[1].sum() == 0
+    g, d = generator_term(disc, x, fake, missing, lesion), discriminator_term(disc, x, real, fake, missing, lesion)
+    assert float(g.detach()) > 0 and float(d.detach()) > 0
+    # the second sample holds no tumor: whatever it shows, neither term changes (instance norm is per sample)
+    moved = fake.clone()
+    moved[1] = -moved[1]
+    assert float(discriminator_term(disc, x, real, moved, missing, lesion)) == pytest.approx(float(d), abs=1e-6)
+    assert float(generator_term(disc, x, moved, missing, lesion)) == pytest.approx(float(g), abs=1e-6)
+    none = torch.zeros_like(lesion)
+    assert float(generator_term(disc, x, fake, missing, none)) == 0
+    assert float(discriminator_term(disc, x, real, fake, missing, none)) == 0
+
+
+def test_the_generator_learns_through_a_frozen_discriminator(gan_batch):
+    from training.losses import PatchDiscriminator, discriminator_term, generator_term
+
+    x, real, fake, missing, lesion = gan_batch
+    disc = PatchDiscriminator(9, width=8)
+    fake = fake.clone().requires_grad_(True)
+    disc.requires_grad_(False)
+    generator_term(disc, x, fake, missing, lesion).backward()
+    disc.requires_grad_(True)
+    assert fake.grad is not None and float(fake.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in disc.parameters())
+    fake.grad = None
+    discriminator_term(disc, x, real, fake, missing, lesion).backward()
+    assert fake.grad is None and all(p.grad is not None for p in disc.parameters())

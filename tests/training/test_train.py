@@ -340,3 +340,40 @@ def test_the_seg_judge_is_loaded_frozen_and_refused_without_a_weight(tmp_path):
         load_judge(parse_args(["--seg-judge", str(ckpt)]))
     with pytest.raises(SystemExit, match="needs --seg-judge"):
         load_judge(parse_args(["--seg-weight", "1"]))
+
+
+def test_a_run_with_the_term_saves_and_resumes_the_discriminator(tmp_path):
+    """--adv-weight: the tumor PatchGAN's state and optimizer go into the run's state and come back on resume; the
+    term off is another recipe."""
+    if not CASES.is_dir() or not LEGACY.is_dir():
+        pytest.skip("../shared/data is absent")
+    import torch
+
+    from training.train import train
+
+    (tmp_path / "cases").mkdir()
+    (tmp_path / "cases" / "TCGA-DU-7294").symlink_to((CASES / "TCGA-DU-7294").resolve())
+    (tmp_path / "cases" / "Brats18_CBICA_ABM_1").symlink_to((LEGACY / "Brats18_CBICA_ABM_1").resolve())
+    args = ["--no-export", "--adv-weight", "0.1", "--tumor", "1.0"]
+    record = train(tiny_args(tmp_path, "--steps", "2", *args))
+    assert record["recipe"]["adv_weight"] == 0.1 and "adv_g" in record["final"] and "adv_d" in record["final"]
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
+    assert set(state["extras"]) == {"discriminator", "discriminator_optimizer"}
+    assert state["extras"]["discriminator_optimizer"]["state"]  # the discriminator took steps
+
+    from training.losses import PatchDiscriminator
+    from training.runstate import restore
+
+    class Net(torch.nn.Module):  # stands in for the generator: restore loads what save_state saved
+        def load_state_dict(self, *_):
+            pass
+
+    disc = PatchDiscriminator(9)
+    opt_d = torch.optim.Adam(disc.parameters())
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1)
+    opt.load_state_dict = lambda *_: None
+    step, _, _ = restore(state, Net(), opt, {"discriminator": disc, "discriminator_optimizer": opt_d})
+    assert step == 2
+    assert all(torch.equal(v, state["extras"]["discriminator"][k]) for k, v in disc.state_dict().items())
+    with pytest.raises(SystemExit, match="another recipe"):
+        train(tiny_args(tmp_path, "--steps", "2", "--no-export", "--resume"))  # the term off is another recipe
