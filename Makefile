@@ -235,7 +235,7 @@ train-any-tumor-final: $(BIN)/.installed-dev
 ## conditional PatchGAN, training/losses.py, weight 0.05), side by side, one thread each: TUMOR_RECIPE with it
 ## ($(TUMOR_ADV_RUNS)/seg: the segmentation-consistency term kept) and without the segmentation term
 ## ($(TUMOR_ADV_RUNS)/plain: the lesion terms and the adversarial one). Score each with validate-tumor, e.g.
-## make validate-tumor TUMOR_VAL=$(TUMOR_ADV_RUNS)/seg/val-any-tumor.safetensors TUMOR_TAG=adv-seg.
+## make validate-tumor TUMOR_RUNS=$(TUMOR_ADV_RUNS) TUMOR_VAL=$(TUMOR_ADV_RUNS)/plain/val-any-tumor.safetensors TUMOR_TAG=adv-plain.
 TUMOR_ADV_RUNS ?= runs/tumor-adv
 TUMOR_ADV = --adv-weight 0.05
 train-tumor-adv: $(BIN)/.installed-dev
