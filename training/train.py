@@ -244,15 +244,14 @@ def train(args: argparse.Namespace) -> dict:
             y, log_b = net(b["x"], b["mask"], b["missing"], b["view"], b["origin"])
             loss, parts = residual_loss(y, log_b, b["target"], b["background"], args.ssim_weight, args.nll_weight,
                                         args.quantile_weight, b["lesion"], args.lesion_weight, args.enhancing_weight)
+            shown = shown_output(y, b["background"]) if judge is not None or disc is not None else None
             if judge is not None:
-                seg, seg_parts = consistency_loss(judge, shown_output(y, b["background"]), b["background"], b,
-                                                  extra_planes)
+                seg, seg_parts = consistency_loss(judge, shown, b["background"], b, extra_planes)
                 loss = loss + args.seg_weight * seg
                 parts = {**parts, **seg_parts}
             if disc is not None:
-                fake = shown_output(y, b["background"])
                 disc.requires_grad_(False)
-                adv = generator_term(disc, b["x"], fake, b["missing"], b["lesion"])
+                adv = generator_term(disc, b["x"], shown, b["missing"], b["lesion"])
                 disc.requires_grad_(True)
                 loss = loss + args.adv_weight * adv
                 parts = {**parts, "adv_g": adv.detach()}
@@ -261,7 +260,7 @@ def train(args: argparse.Namespace) -> dict:
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             if disc is not None:
-                loss_d = discriminator_term(disc, b["x"], b["target"], fake, b["missing"], b["lesion"])
+                loss_d = discriminator_term(disc, b["x"], b["target"], shown, b["missing"], b["lesion"])
                 opt_d.zero_grad(set_to_none=True)
                 if loss_d.requires_grad:
                     loss_d.backward()
@@ -314,12 +313,9 @@ def load_judge(args: argparse.Namespace) -> tuple[torch.nn.Module | None, int | 
     if args.seg_judge is None or not args.seg_judge.is_file():
         raise SystemExit(f"--seg-weight needs --seg-judge CHECKPOINT (a training.train_segmenter checkpoint); "
                          f"got {args.seg_judge}")
-    from .train_segmenter import load_checkpoint
+    from .train_segmenter import load_frozen
 
-    judge, info = load_checkpoint(args.seg_judge)
-    judge = judge.float().eval()
-    for p in judge.parameters():
-        p.requires_grad_(False)
+    judge, info = load_frozen(args.seg_judge)
     context = int(info["context"])
     extra = len(MODALITIES) if info.get("availability") else 0
     print(f"segmentation-consistency term through {args.seg_judge} (context {context}"

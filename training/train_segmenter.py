@@ -249,18 +249,24 @@ def load_checkpoint(path: Path) -> tuple[UNet2D, dict]:
     return net.eval(), json.loads(meta["export"])
 
 
+def load_frozen(path: Path) -> tuple[UNet2D, dict]:
+    """:func:`load_checkpoint` as a fixed reader inside another model's loss (a distillation teacher, a generator's
+    segmentation judge): float32, eval mode, no parameter needing a gradient."""
+    net, info = load_checkpoint(path)
+    net = net.float().eval()
+    net.requires_grad_(False)
+    return net, info
+
+
 def load_teacher(path: Path, context: int) -> UNet2D:
     """A frozen full-input segmenter for distillation: a checkpoint of this script without availability planes
     and with the student's context; exits naming the file otherwise."""
-    teacher, info = load_checkpoint(path)
+    teacher, info = load_frozen(path)
     if info.get("availability"):
         raise SystemExit(f"--teacher {path}: a missing-sequence segmenter; the teacher reads all four sequences "
                          "(a checkpoint trained without --any-pattern)")
     if int(info["context"]) != context:
         raise SystemExit(f"--teacher {path}: context {info['context']}, the student's is {context}")
-    teacher = teacher.float().eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
     return teacher
 
 
