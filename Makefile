@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: ship-any-tumor train-any-tumor train-tumor-adv train-tumor-adv-seg train-tumor-adv-plain train-any-tumor-val train-any-tumor-final validate-tumor tumor-judge1 tumor-judge2 tumor-ssim tumor-any install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes routes-prep route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-seg-distill train-seg-distill-val train-seg-distill-final validate-direct ship-seg-distill train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
+.PHONY: ship-any-tumor train-any-tumor train-tumor-adv train-tumor-adv-seg train-tumor-adv-plain train-any-tumor-val train-any-tumor-final validate-tumor tumor-judge1 tumor-judge2 tumor-ssim tumor-any install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes routes-prep route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-seg-distill train-seg-distill-val train-seg-distill-final validate-direct ship-seg-distill train-seg-favor validate-favor ship-seg-favor train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -385,9 +385,22 @@ train-seg-any-final: $(BIN)/.installed-dev
 ## training/onnx_segmenter.py, parity checked). Side by side, one torch thread each (about 50 minutes each).
 ## validate-direct scores the validation model's direct route on SEG_VALIDATION for every pattern and keeps the
 ## complete route's scores from the routes block it replaces; ship-seg-distill ships the final model like ship-seg-any.
+## train-seg-favor (stage 3): the same from the models train-seg-distill shipped, with other batches (seed 2) and
+## BraSyn's case without t1c (t1n+t2f+t2w) kept in 30% of the crops (the rest: any of the 15 patterns, as before);
+## validate-favor and ship-seg-favor score and ship it like validate-direct and ship-seg-distill.
+SEG_DISTILL_SEED ?= 1
+SEG_DISTILL_FAVOR ?=
 SEG_DISTILL_RECIPE = --exclude TCGA-DU-7294 --widths 16 32 64 128 192 --context 1 --crop 128 --batch 8 --lr 1e-3 \
-	--steps 2000 --tumor 0.8 --seed 1 --any-pattern --distill-weight 1 --temperature 2
+	--steps 2000 --tumor 0.8 --seed $(SEG_DISTILL_SEED) --any-pattern --distill-weight 1 --temperature 2 \
+	$(SEG_DISTILL_FAVOR)
 SEG_DISTILL_RUNS ?= runs/seg-distill
+SEG_FAVOR = SEG_DISTILL_RUNS=runs/seg-favor SEG_DISTILL_SEED=2 SEG_DISTILL_FAVOR="--favor t1n+t2f+t2w --favor-share 0.3"
+train-seg-favor: $(BIN)/.installed-dev
+	$(MAKE) train-seg-distill $(SEG_FAVOR)
+validate-favor: $(BIN)/.installed-dev
+	$(MAKE) validate-direct $(SEG_FAVOR)
+ship-seg-favor: $(BIN)/.installed-dev
+	$(MAKE) ship-seg-distill $(SEG_FAVOR)
 train-seg-distill: $(BIN)/.installed-dev
 	$(MAKE) -j2 train-seg-distill-val train-seg-distill-final
 train-seg-distill-val: $(BIN)/.installed-dev

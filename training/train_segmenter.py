@@ -11,7 +11,8 @@ modality z-scored over its nonzero voxels, the slice with ``--context`` neighbou
 in the plane, each modality's intensity scaled and shifted.
 
 ``--any-pattern`` trains the missing-sequence segmenter (``weights/segmenter-any``): each crop keeps one of the 15
-availability patterns, drawn uniformly (the modality dropout of RFNet and M3AE, ``missing-segmentation.md``); the
+availability patterns, drawn uniformly (the modality dropout of RFNet and M3AE, ``missing-segmentation.md``), or,
+with ``--favor PATTERN ... --favor-share P``, one of the favored patterns for a share ``P`` of the crops; the
 missing modalities' channels are 0 and four constant planes say which are present
 (:func:`~brasyn_infer.segmentation.preprocess.with_availability`). Its held-out cases are scored for every pattern.
 
@@ -49,7 +50,8 @@ from .losses import distillation_loss, segmentation_loss
 from .runstate import load_state, restore, save_state, warmup_cosine
 
 RECIPE_KEYS = ("cases", "holdout", "exclude", "widths", "context", "crop", "batch", "lr", "steps", "warmup", "tumor",
-               "dice_weight", "seed", "init", "any_pattern", "teacher", "distill_weight", "temperature")
+               "dice_weight", "seed", "init", "any_pattern", "teacher", "distill_weight", "temperature", "favor",
+               "favor_share")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,6 +71,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--any-pattern", action="store_true",
                    help="the missing-sequence segmenter: each crop keeps one of the 15 availability patterns")
+    p.add_argument("--favor", nargs="+", default=[], metavar="PATTERN",
+                   help="with --any-pattern: patterns drawn more often, named by the sequences present "
+                   "(e.g. t1n+t2f+t2w, BraSyn's case without t1c)")
+    p.add_argument("--favor-share", type=float, default=0.0,
+                   help="share of the crops that keep one of the --favor patterns (the rest: any of the 15)")
     p.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
                    help="start from a checkpoint this script wrote (same widths and context)")
     p.add_argument("--teacher", type=Path, default=None, metavar="CHECKPOINT",
@@ -115,9 +122,9 @@ class CropSampler:
     """Random ``crop x crop`` 2.5D crops of axial slices: from a slice with tumor with probability ``tumor``."""
 
     def __init__(self, cases: list[SegCase], crop_side: int, context: int, tumor: float, seed: int,
-                 any_pattern: bool = False) -> None:
+                 any_pattern: bool = False, favor: tuple[int, ...] = (), favor_share: float = 0.0) -> None:
         self.cases, self.side, self.context, self.tumor, self.seed = cases, crop_side, context, tumor, seed
-        self.any_pattern = any_pattern
+        self.any_pattern, self.favor, self.favor_share = any_pattern, favor, favor_share
         self.brain, self.lesion = [], []
         for ci, c in enumerate(cases):
             occupied = (c.x4 != 0).any(axis=(0, 1, 2))
@@ -164,10 +171,18 @@ class CropSampler:
             if full:
                 fulls.append(np.ascontiguousarray(x, dtype=np.float32))
             if self.any_pattern:
-                x = with_availability(x[None], pattern_flags(int(rng.integers(1, 16))))[0]
+                x = with_availability(x[None], pattern_flags(self.pattern(rng)))[0]
             xs.append(np.ascontiguousarray(x, dtype=np.float32))
             ys.append(np.ascontiguousarray(y, dtype=np.int64))
         return (np.stack(xs), np.stack(ys), np.stack(fulls)) if full else (np.stack(xs), np.stack(ys))
+
+
+    def pattern(self, rng: np.random.Generator) -> int:
+        """The pattern code (1..15) of one crop: a favored one for ``favor_share`` of the crops, else any of the
+        15 uniformly (without favored patterns the draw is the uniform one, the same numbers for the same seed)."""
+        if self.favor and rng.random() < self.favor_share:
+            return self.favor[int(rng.integers(len(self.favor)))]
+        return int(rng.integers(1, 16))
 
 
 def pattern_flags(code: int) -> tuple[bool, ...]:
@@ -181,15 +196,29 @@ def pattern_name(flags: tuple[bool, ...]) -> str:
     return "all" if len(present) == len(MODALITIES) else "+".join(present)
 
 
+def pattern_code(name: str) -> int:
+    """The code of a pattern named by the sequences present, ``t1n+t2f+t2w`` (or ``all``); the inverse of
+    :func:`pattern_name` with :func:`pattern_flags`. ``SystemExit`` names the valid sequences otherwise."""
+    values = [m.value for m in MODALITIES]
+    present = values if name == "all" else name.split("+")
+    if not present or any(p not in values for p in present) or len(set(present)) != len(present):
+        raise SystemExit(f"--favor {name!r}: name a pattern by the sequences present, '+'-joined from "
+                         f"{', '.join(values)} (e.g. t1n+t2f+t2w)")
+    return sum(1 << values.index(p) for p in present)
+
+
 def learning_rate(args: argparse.Namespace, step: int) -> float:
     """Linear warm-up, then cosine to 1% of ``--lr`` at ``--steps``."""
     return warmup_cosine(args.lr, args.warmup, args.steps, step, 0.01)
 
 
 def recipe(args: argparse.Namespace) -> dict:
+    """The arguments that shape the training (a resumed run must repeat them); the pattern favoring only when
+    used, so that the run folders of earlier recipes resume."""
+    unused = ("favor", "favor_share") if not args.favor else ()
     return {k: (sorted(map(str, v)) if isinstance(v, list) and k in ("cases", "holdout", "exclude") else
                 list(v) if isinstance(v, list) else str(v) if isinstance(v, Path) else v)
-            for k, v in vars(args).items() if k in RECIPE_KEYS}
+            for k, v in vars(args).items() if k in RECIPE_KEYS and k not in unused}
 
 
 def torch_forward(net: UNet2D, batch: int = 16):
@@ -280,6 +309,11 @@ def train(args: argparse.Namespace) -> dict:
         raise SystemExit(f"--crop {args.crop} must be a multiple of {cfg.multiple}")
     if args.teacher is not None and not args.any_pattern:
         raise SystemExit("--teacher distils a full-input segmenter into a missing-sequence one: add --any-pattern")
+    if args.favor and not args.any_pattern:
+        raise SystemExit("--favor draws some availability patterns more often: add --any-pattern")
+    if not 0.0 <= args.favor_share <= 1.0:
+        raise SystemExit(f"--favor-share {args.favor_share}: a share between 0 and 1")
+    favor = tuple(pattern_code(name) for name in args.favor)
     args.run_dir.mkdir(parents=True, exist_ok=True)
     state_path = args.run_dir / "state.pt"
     state = load_state(state_path, args.resume, recipe(args))
@@ -294,7 +328,8 @@ def train(args: argparse.Namespace) -> dict:
     train_cases = [c for name, (c, _, _) in loaded if name not in args.holdout]
     hold = [(c.case_id, raw, classes) for name, (c, raw, classes) in loaded if name in args.holdout]
     del loaded
-    sampler = CropSampler(train_cases, args.crop, args.context, args.tumor, args.seed, args.any_pattern)
+    sampler = CropSampler(train_cases, args.crop, args.context, args.tumor, args.seed, args.any_pattern, favor,
+                          args.favor_share)
     print(f"loaded {len(train_cases)} training cases ({len(sampler.lesion)} slices with tumor, {len(sampler.brain)} "
           f"without) and {len(hold)} held out in {time.perf_counter() - t0:.0f} s", flush=True)
 

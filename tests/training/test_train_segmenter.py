@@ -80,3 +80,46 @@ def test_distillation_from_a_full_segmenter_into_a_missing_sequence_one(tmp_path
         assert np.array_equal(student[:, kept[b]], whole[:, kept[b]]) and not student[:, ~kept[b]].any()
         assert (whole != 0).all()  # the teacher's crop keeps every sequence
     assert np.array_equal(sampler.batch(3, 4)[0], x)  # the same batch with or without the teacher's copy
+
+
+def test_favored_patterns_are_drawn_for_their_share_of_the_crops(tmp_path):
+    """--favor t1n+t2f+t2w --favor-share 0.5: about half the crops keep BraSyn's case without t1c, the rest any of
+    the 15 patterns; without --favor the draw is the uniform one, batch for batch; bad names and --favor without
+    --any-pattern are refused."""
+    import numpy as np
+
+    from training.train_segmenter import CropSampler, SegCase, main, pattern_code, pattern_flags, pattern_name
+
+    assert pattern_name(pattern_flags(pattern_code("t1n+t2f+t2w"))) == "t1n+t2f+t2w"
+    assert pattern_code("all") == 15 and pattern_name(pattern_flags(pattern_code("t2w+t1c"))) == "t1c+t2w"
+    for bad in ("t1n+flair", "", "t1n+t1n"):
+        with pytest.raises(SystemExit, match="name a pattern"):
+            pattern_code(bad)
+    rng = np.random.default_rng(0)
+    x4 = rng.uniform(1, 2, size=(4, 16, 16, 3)).astype(np.float16)
+    case = SegCase("S", x4, np.ones((16, 16, 3), np.uint8))
+    no_t1c = pattern_code("t1n+t2f+t2w")
+
+    def drawn(sampler: CropSampler) -> list[int]:
+        codes = []
+        for step in range(50):
+            planes = sampler.batch(step, 8)[0][:, 12:, 0, 0] > 0
+            codes += [sum(1 << i for i in range(4) if row[i]) for row in planes]
+        return codes
+
+    uniform = drawn(CropSampler([case], 16, 1, 1.0, 0, any_pattern=True))
+    favored = drawn(CropSampler([case], 16, 1, 1.0, 0, any_pattern=True, favor=(no_t1c,), favor_share=0.5))
+    assert 0.4 < np.mean(np.array(favored) == no_t1c) < 0.65  # 0.5 + 0.5 / 15
+    assert np.mean(np.array(uniform) == no_t1c) < 0.15 and len(set(favored)) == 15
+    plain = CropSampler([case], 16, 1, 1.0, 0, any_pattern=True, favor=(), favor_share=0.5)
+    assert np.array_equal(plain.batch(7, 8)[0], CropSampler([case], 16, 1, 1.0, 0, any_pattern=True).batch(7, 8)[0])
+
+    cases = tmp_path / "cases"
+    make_case(cases, "C-0", missing="none", seg=True)
+    base = ["--cases", str(cases), "--widths", "4", "8", "--crop", "16", "--batch", "2", "--steps", "1",
+            "--threads", "1", "--no-export", "--no-score", "--favor", "t1n+t2f+t2w", "--favor-share", "0.5"]
+    with pytest.raises(SystemExit, match="add --any-pattern"):
+        main([*base, "--run-dir", str(tmp_path / "bad"), "--name", "bad"])
+    main([*base, "--run-dir", str(tmp_path / "ok"), "--name", "ok", "--any-pattern"])
+    record = json.loads((tmp_path / "ok" / "record.json").read_text())
+    assert record["recipe"]["favor"] == ["t1n+t2f+t2w"] and record["recipe"]["favor_share"] == 0.5
