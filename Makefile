@@ -387,7 +387,8 @@ train-seg-any-final: $(BIN)/.installed-dev
 ## complete route's scores from the routes block it replaces; ship-seg-distill ships the final model like ship-seg-any.
 ## train-seg-favor (stage 3): the same from the models train-seg-distill shipped, with other batches (seed 2) and
 ## BraSyn's case without t1c (t1n+t2f+t2w) kept in 30% of the crops (the rest: any of the 15 patterns, as before);
-## validate-favor and ship-seg-favor score and ship it like validate-direct and ship-seg-distill.
+## validate-favor and ship-seg-favor score and ship it like validate-direct and ship-seg-distill. Measured, not
+## shipped: ET without t1c fell (0.415 -> 0.353; docs/research-log.md).
 SEG_DISTILL_SEED ?= 1
 SEG_DISTILL_FAVOR ?=
 SEG_DISTILL_RECIPE = --exclude TCGA-DU-7294 --widths 16 32 64 128 192 --context 1 --crop 128 --batch 8 --lr 1e-3 \
