@@ -13,7 +13,7 @@ from tests.conftest import HAS_TORCH, REPO
 
 RECIPES = ["train", "train_segmenter", "train_refiner", "validate", "export_checkpoint",
            "fit_copy_blend", "fp16_checkpoint", "route_table", "onnx_segmenter"]
-STUDIES = ["posthoc_study", "map_study", "scale_study", "feedback_study", "fit_tone", "fit_trust"]
+STUDIES = ["posthoc_study", "map_study", "scale_study", "feedback_study", "fit_tone", "fit_trust", "enhancement_study"]
 
 
 def test_the_top_level_holds_recipes_only():

@@ -1,0 +1,141 @@
+"""Would a synthesized t1c that carries the direct route's enhancing tumor segment better? (issue 41; a study)
+
+    python -m training.studies.enhancement_study --cases ../shared/data/brats2018 ../shared/data/brats2021 \\
+        ../shared/data/cases --exclude TCGA-DU-7294 --volumes runs/enh/default-volumes \\
+        --direct runs/seg-distill/val/segmenter-any-val.json \\
+        --judge runs/seg/val/segmenter-val.json --judge runs/seg-any/val/segmenter-any-val.json
+
+``VOLUMES`` holds a generator's t1c for held-out cases, as ``brasyn-infer evaluate --drop t1c --save-volumes``
+writes them. The synthesized t1c has no enhancing rim (docs/research-log.md); the missing-sequence segmenter finds
+the enhancing tumor from t1n + t2f + t2w better than any judge finds it in the synthesized t1c. This study asks what
+a segmenter reads when the two are put together: where the missing-sequence segmenter (``--direct``) calls the
+enhancing tumor (label ET) on t1n + t2f + t2w, the synthesized t1c is raised to the enhancement contrast of real
+t1c, and each full-input judge (``--judge``) segments the real t1n, t2f, t2w with that t1c in place.
+
+The contrast is measured on real t1c only, on the cases with expert labels that ``VOLUMES`` does not hold (the
+training split): per case, the median t1c in the expert's enhancing tumor over the median t1c in the brain outside
+the tumor; the study takes the median of those ratios. Painted: inside the direct route's ET, the synthesized t1c
+becomes ``max(t1c, ratio * median of the synthesized t1c in the brain outside the direct route's tumor)``
+(``--mode level``), or is scaled so that its median there reaches that level (``--mode gain``: its texture kept).
+
+Per case and overall: each judge's global Dice (WT, TC, ET; official metrics) with the synthesized, the painted and
+the real t1c, and the t1c's SSIM (brain; tumor, expert mask) of the synthesized and the painted against the real
+one. Nothing is written but the printed table; no shipped model reads this.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from brasyn_infer.constants import Modality
+from brasyn_infer.evaluation.metrics import score
+from brasyn_infer.evaluation.protocol import expert_classes
+from brasyn_infer.evaluation.seg_metrics import brats_scores
+from brasyn_infer.io.cases import complete_case
+from brasyn_infer.io.nifti import load_volume, read_inputs, voxel_spacing
+from brasyn_infer.runtime.segmenter import Segmenter
+
+from ..data import find_case_folders, saved_outputs
+
+ET = 3  #: the enhancing tumor's class in the segmenters' output (0 bg, 1 NCR, 2 ED, 3 ET)
+REGIONS = ("wt", "tc", "et")
+
+
+def enhancement_ratio(t1c: np.ndarray, classes: np.ndarray) -> float | None:
+    """Median t1c in the enhancing tumor over median t1c in the brain outside the tumor; ``t1c`` and ``classes``
+    ``(X, Y, Z)`` (classes 0 bg, 1 NCR, 2 ED, 3 ET); None without enhancing tumor."""
+    enhancing = classes == ET
+    healthy = (t1c > 0) & (classes == 0)
+    if not enhancing.any() or not healthy.any():
+        return None
+    return float(np.median(t1c[enhancing]) / np.median(t1c[healthy]))
+
+
+def paint(t1c: np.ndarray, classes: np.ndarray, ratio: float, mode: str = "level") -> np.ndarray:
+    """``t1c`` ``(X, Y, Z)`` with the voxels that ``classes`` call enhancing brought to ``level``, ``ratio`` times the
+    median of the brain outside the tumor that ``classes`` call: ``mode="level"`` raises each voxel to it (never
+    lowers); ``"gain"`` multiplies them all by ``level`` over their median (when above 1), keeping their texture. The
+    rest unchanged."""
+    healthy = (t1c > 0) & (classes == 0)
+    level = ratio * float(np.median(t1c[healthy])) if healthy.any() else 0.0
+    out = t1c.astype(np.float32).copy()
+    enhancing = (classes == ET) & (t1c > 0)
+    if not enhancing.any():
+        return out
+    if mode == "gain":
+        out[enhancing] *= max(1.0, level / float(np.median(out[enhancing])))
+    else:
+        out[enhancing] = np.maximum(out[enhancing], level)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", type=Path, nargs="+", required=True, help="folders of complete case folders")
+    p.add_argument("--exclude", nargs="*", default=[], help="case IDs not used (e.g. algorithmic labels)")
+    p.add_argument("--volumes", type=Path, required=True, help="evaluate --save-volumes of --drop t1c")
+    p.add_argument("--direct", type=Path, required=True, help="the missing-sequence segmenter's manifest")
+    p.add_argument("--judge", type=Path, action="append", required=True, help="a full-input segmenter's manifest")
+    p.add_argument("--mode", choices=("level", "gain"), default="level",
+                   help="level: the called enhancing voxels raised to the level; gain: scaled to it (texture kept)")
+    args = p.parse_args(argv)
+
+    folders = {f.name: f for f in find_case_folders(args.cases) if f.name not in args.exclude}
+    outputs = [o for o in saved_outputs(args.volumes, folders) if o.missing is Modality.T1C]
+    held = {o.case_id for o in outputs}
+    ratios = []
+    for name, folder in sorted(folders.items()):
+        if name in held:
+            continue
+        files = complete_case(folder)
+        labels = expert_classes(files, None)
+        if labels is None:
+            continue
+        r = enhancement_ratio(load_volume(files.modalities[Modality.T1C]).data, labels)
+        if r is not None:
+            ratios.append(r)
+    ratio = float(np.median(ratios))
+    print(f"enhancement ratio: median {ratio:.3f} over {len(ratios)} training cases "
+          f"(range {min(ratios):.3f} to {max(ratios):.3f})", flush=True)
+
+    direct = Segmenter(args.direct)
+    judges = [Segmenter(j) for j in args.judge]
+    rows: list[dict] = []
+    for out in outputs:
+        files = complete_case(out.folder)
+        loaded = read_inputs(files.modalities)
+        real = {m: v.data for m, v in loaded.items()}
+        reference = expert_classes(files, None)
+        spacing = voxel_spacing(loaded[Modality.T1C].image)
+        synthesized = load_volume(out.path).data.astype(np.float32)
+        guide = direct.segment({m: v for m, v in real.items() if m is not Modality.T1C})
+        painted = paint(synthesized, guide, ratio, args.mode)
+        for source, t1c in (("synthesized", synthesized), ("painted", painted), ("real", real[Modality.T1C])):
+            row = {"case": out.case_id, "t1c": source}
+            for j, judge in enumerate(judges, start=1):
+                s = brats_scores(judge.segment({**real, Modality.T1C: t1c}), reference, spacing)
+                row.update({f"j{j}_{k}": s[f"dice_{k}"] for k in REGIONS})
+            if source != "real":
+                image = score(t1c, real[Modality.T1C], tumor=reference > 0)
+                row.update(ssim_brain=image["ssim_brain"], ssim_tumor=image["ssim_tumor"])
+            rows.append(row)
+            print(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
+                  flush=True)
+
+    print(f"\n| t1c | n | {' | '.join(f'judge {j} WT / TC / ET' for j in range(1, len(judges) + 1))} "
+          "| ssim_brain / ssim_tumor |")
+    print("|---|---|" + "---|" * len(judges) + "---|")
+    for source in ("synthesized", "painted", "real"):
+        sel = [r for r in rows if r["t1c"] == source]
+        cells = [" / ".join(f"{np.nanmean([r[f'j{j}_{k}'] for r in sel]):.3f}" for k in REGIONS)
+                 for j in range(1, len(judges) + 1)]
+        image = (f"{np.nanmean([r['ssim_brain'] for r in sel]):.3f} / {np.nanmean([r['ssim_tumor'] for r in sel]):.3f}"
+                 if source != "real" else "")
+        print(f"| {source} | {len(sel)} | {' | '.join(cells)} | {image} |")
+
+
+if __name__ == "__main__":
+    main()
