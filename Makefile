@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: ship-any-tumor train-any-tumor train-tumor-adv train-tumor-adv-seg train-tumor-adv-plain train-any-tumor-val train-any-tumor-final validate-tumor tumor-judge1 tumor-judge2 tumor-ssim tumor-any install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes routes-prep route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-seg-distill train-seg-distill-val train-seg-distill-final validate-direct ship-seg-distill train-seg-favor validate-favor ship-seg-favor train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
+.PHONY: enhancement-study ship-any-tumor train-any-tumor train-tumor-adv train-tumor-adv-seg train-tumor-adv-plain train-any-tumor-val train-any-tumor-final validate-tumor tumor-judge1 tumor-judge2 tumor-ssim tumor-any install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes routes-prep route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-seg-distill train-seg-distill-val train-seg-distill-final validate-direct ship-seg-distill train-seg-favor validate-favor ship-seg-favor train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -289,6 +289,31 @@ tumor-any: $(BIN)/.installed-dev $(VALDATA)
 	$(BIN)/brasyn-infer evaluate $(VALDATA) $(TUMOR_RUNS)/$(TUMOR_TAG)-any --only $(subst $(space),$(comma),$(ANY_VALIDATION)) \
 		--weights $(TUMOR_WEIGHTS) --fit-on training --drop $(ANY_DROP) --baseline linear,copy --no-uncertainty --quiet
 
+
+## enhancement-study (issue 41, training/studies/enhancement_study.py): the shipped default's t1c for SEG_VALIDATION
+## (evaluate --drop t1c --save-volumes, judge 1 scoring it as validate-tumor does), then the same t1c with the
+## missing-sequence segmenter's enhancing tumor (the kept validation model: it never saw these cases) raised to real
+## t1c's enhancement contrast, read by judge 1 (segmenter-val) and judge 2 (stage 1's missing-sequence validation
+## model, from git as in the research log); --mode level and gain. About 25 minutes on 2 cores. Needs make
+## validation-segmenters (judge 1).
+ENH_RUNS ?= runs/enh
+ENH_STUDY = $(BIN)/python -m training.studies.enhancement_study --cases $(SEG_CASES) --exclude TCGA-DU-7294 \
+	--volumes $(ENH_RUNS)/default-volumes --direct $(ENH_RUNS)/direct/segmenter-any-val.json \
+	--judge $(SEG_RUNS)/val/segmenter-val.json --judge $(ENH_RUNS)/judge2/segmenter-any-val.json
+enhancement-study: $(BIN)/.installed-dev $(VALDATA)
+	$(BIN)/brasyn-infer evaluate $(VALDATA) $(ENH_RUNS)/default-judge1 --only $(subst $(space),$(comma),$(SEG_VALIDATION)) \
+		--weights weights/default.json --drop t1c --baseline none --segment --direct-segmenter none \
+		--segmenter $(SEG_RUNS)/val/segmenter-val.json --no-uncertainty --quiet --save-volumes $(ENH_RUNS)/default-volumes
+	$(BIN)/python -m training.export_checkpoint weights/validation/segmenter-any-val.safetensors --out $(ENH_RUNS)/direct \
+		--name segmenter-any-val
+	mkdir -p $(ENH_RUNS)/judge2
+	git show 1555950:weights/validation/segmenter-any-val.safetensors > $(ENH_RUNS)/judge2/stage1.safetensors
+	$(BIN)/python -m training.export_checkpoint $(ENH_RUNS)/judge2/stage1.safetensors --out $(ENH_RUNS)/judge2 \
+		--name segmenter-any-val
+	$(ENH_STUDY) --mode level > $(ENH_RUNS)/study-level.log
+	tail -n 5 $(ENH_RUNS)/study-level.log
+	$(ENH_STUDY) --mode gain > $(ENH_RUNS)/study-gain.log
+	tail -n 5 $(ENH_RUNS)/study-gain.log
 ## validate-seg: the downstream protocol on the segmenter's held-out cases (SEG_VALIDATION, one missing, each modality
 ## in turn): segmented by the validation segmenter with the real sequences, the default's synthesis, a copy and the
 ## linear fit (fitted leave-one-case-out on the 29 cases) -> $(SEG_RUNS)/downstream/report.md. The default's
