@@ -289,7 +289,6 @@ tumor-any: $(BIN)/.installed-dev $(VALDATA)
 	$(BIN)/brasyn-infer evaluate $(VALDATA) $(TUMOR_RUNS)/$(TUMOR_TAG)-any --only $(subst $(space),$(comma),$(ANY_VALIDATION)) \
 		--weights $(TUMOR_WEIGHTS) --fit-on training --drop $(ANY_DROP) --baseline linear,copy --no-uncertainty --quiet
 
-
 ## enhancement-study (issue 41, training/studies/enhancement_study.py): the shipped default's t1c for SEG_VALIDATION
 ## (evaluate --drop t1c --save-volumes, judge 1 scoring it as validate-tumor does), then the same t1c with the
 ## missing-sequence segmenter's enhancing tumor (the kept validation model: it never saw these cases) raised to real
@@ -314,6 +313,7 @@ enhancement-study: $(BIN)/.installed-dev $(VALDATA)
 	tail -n 5 $(ENH_RUNS)/study-level.log
 	$(ENH_STUDY) --mode gain > $(ENH_RUNS)/study-gain.log
 	tail -n 5 $(ENH_RUNS)/study-gain.log
+
 ## validate-seg: the downstream protocol on the segmenter's held-out cases (SEG_VALIDATION, one missing, each modality
 ## in turn): segmented by the validation segmenter with the real sequences, the default's synthesis, a copy and the
 ## linear fit (fitted leave-one-case-out on the 29 cases) -> $(SEG_RUNS)/downstream/report.md. The default's

@@ -176,7 +176,6 @@ class CropSampler:
             ys.append(np.ascontiguousarray(y, dtype=np.int64))
         return (np.stack(xs), np.stack(ys), np.stack(fulls)) if full else (np.stack(xs), np.stack(ys))
 
-
     def pattern(self, rng: np.random.Generator) -> int:
         """The pattern code (1..15) of one crop: a favored one for ``favor_share`` of the crops, else any of the
         15 uniformly (without favored patterns the draw is the uniform one, the same numbers for the same seed)."""
@@ -313,6 +312,8 @@ def train(args: argparse.Namespace) -> dict:
         raise SystemExit("--favor draws some availability patterns more often: add --any-pattern")
     if not 0.0 <= args.favor_share <= 1.0:
         raise SystemExit(f"--favor-share {args.favor_share}: a share between 0 and 1")
+    if args.favor and args.favor_share == 0.0:
+        raise SystemExit("--favor without --favor-share draws the favored patterns no more often: give a share")
     favor = tuple(pattern_code(name) for name in args.favor)
     args.run_dir.mkdir(parents=True, exist_ok=True)
     state_path = args.run_dir / "state.pt"

@@ -120,6 +120,10 @@ def test_favored_patterns_are_drawn_for_their_share_of_the_crops(tmp_path):
             "--threads", "1", "--no-export", "--no-score", "--favor", "t1n+t2f+t2w", "--favor-share", "0.5"]
     with pytest.raises(SystemExit, match="add --any-pattern"):
         main([*base, "--run-dir", str(tmp_path / "bad"), "--name", "bad"])
+    with pytest.raises(SystemExit, match="give a share"):
+        main([*base, "--run-dir", str(tmp_path / "bad"), "--name", "bad", "--any-pattern", "--favor-share", "0"])
+    with pytest.raises(SystemExit, match="between 0 and 1"):
+        main([*base, "--run-dir", str(tmp_path / "bad"), "--name", "bad", "--any-pattern", "--favor-share", "1.5"])
     main([*base, "--run-dir", str(tmp_path / "ok"), "--name", "ok", "--any-pattern"])
     record = json.loads((tmp_path / "ok" / "record.json").read_text())
     assert record["recipe"]["favor"] == ["t1n+t2f+t2w"] and record["recipe"]["favor_share"] == 0.5

@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> None:
         r = enhancement_ratio(load_volume(files.modalities[Modality.T1C]).data, labels)
         if r is not None:
             ratios.append(r)
+    if not ratios:
+        raise SystemExit("no case outside --volumes has an expert segmentation with enhancing tumor: the "
+                         "enhancement contrast is measured on those; add their folders to --cases")
+    if not outputs:
+        raise SystemExit(f"{args.volumes}: no synthesized t1c (evaluate --drop t1c --save-volumes writes them)")
     ratio = float(np.median(ratios))
     print(f"enhancement ratio: median {ratio:.3f} over {len(ratios)} training cases "
           f"(range {min(ratios):.3f} to {max(ratios):.3f})", flush=True)
