@@ -37,38 +37,48 @@ from brasyn_infer.evaluation.seg_metrics import brats_scores
 from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.nifti import load_volume, read_inputs, voxel_spacing
 from brasyn_infer.runtime.segmenter import Segmenter
+from brasyn_infer.segmentation.labels import CLASS_REGIONS
+from brasyn_infer.segmentation.labels import REGIONS as CLASS_REGION_NAMES
 
 from ..data import find_case_folders, saved_outputs
 
-ET = 3  #: the enhancing tumor's class in the segmenters' output (0 bg, 1 NCR, 2 ED, 3 ET)
-REGIONS = ("wt", "tc", "et")
+REGIONS = tuple(r.lower() for r in CLASS_REGION_NAMES)  #: the Dice columns of brats_scores: dice_wt, ...
+
+
+def enhancing(classes: np.ndarray) -> np.ndarray:
+    """The enhancing tumor's voxels of ``classes`` ``(X, Y, Z)`` (0 bg, 1 NCR, 2 ED, 3 ET)."""
+    return np.isin(classes, CLASS_REGIONS["ET"])
+
+
+def healthy_median(t1c: np.ndarray, classes: np.ndarray) -> float | None:
+    """Median t1c in the brain (``t1c > 0``) outside the tumor of ``classes``; None without such a voxel."""
+    healthy = (t1c > 0) & (classes == 0)
+    return float(np.median(t1c[healthy])) if healthy.any() else None
 
 
 def enhancement_ratio(t1c: np.ndarray, classes: np.ndarray) -> float | None:
-    """Median t1c in the enhancing tumor over median t1c in the brain outside the tumor; ``t1c`` and ``classes``
-    ``(X, Y, Z)`` (classes 0 bg, 1 NCR, 2 ED, 3 ET); None without enhancing tumor."""
-    enhancing = classes == ET
-    healthy = (t1c > 0) & (classes == 0)
-    if not enhancing.any() or not healthy.any():
+    """Median t1c in the enhancing tumor over :func:`healthy_median`; ``t1c`` and ``classes`` ``(X, Y, Z)``; None
+    without enhancing tumor or healthy brain."""
+    et, reference = enhancing(classes), healthy_median(t1c, classes)
+    if not et.any() or reference is None:
         return None
-    return float(np.median(t1c[enhancing]) / np.median(t1c[healthy]))
+    return float(np.median(t1c[et])) / reference
 
 
 def paint(t1c: np.ndarray, classes: np.ndarray, ratio: float, mode: str = "level") -> np.ndarray:
     """``t1c`` ``(X, Y, Z)`` with the voxels that ``classes`` call enhancing brought to ``level``, ``ratio`` times the
-    median of the brain outside the tumor that ``classes`` call: ``mode="level"`` raises each voxel to it (never
+    :func:`healthy_median` of the tumor that ``classes`` call: ``mode="level"`` raises each voxel to it (never
     lowers); ``"gain"`` multiplies them all by ``level`` over their median (when above 1), keeping their texture. The
     rest unchanged."""
-    healthy = (t1c > 0) & (classes == 0)
-    level = ratio * float(np.median(t1c[healthy])) if healthy.any() else 0.0
+    level = ratio * (healthy_median(t1c, classes) or 0.0)
     out = t1c.astype(np.float32).copy()
-    enhancing = (classes == ET) & (t1c > 0)
-    if not enhancing.any():
+    enhancing_voxels = enhancing(classes) & (t1c > 0)
+    if not enhancing_voxels.any():
         return out
     if mode == "gain":
-        out[enhancing] *= max(1.0, level / float(np.median(out[enhancing])))
+        out[enhancing_voxels] *= max(1.0, level / float(np.median(out[enhancing_voxels])))
     else:
-        out[enhancing] = np.maximum(out[enhancing], level)
+        out[enhancing_voxels] = np.maximum(out[enhancing_voxels], level)
     return out
 
 
