@@ -106,8 +106,9 @@ def residual_loss(
         q = quantile_loss(y, target, brain)
         loss = loss + quantile_weight * q
         parts["quantile"] = q.detach()
-    for name, weight, inside in (("lesion_l1", lesion_weight, lambda c: c > 0), ("et_l1", enhancing_weight,
-                                                                                lambda c: c == 3)):
+    enhancing = torch.tensor(CLASS_REGIONS["ET"], device=y.device)
+    for name, weight, inside in (("lesion_l1", lesion_weight, lambda c: c > 0),
+                                 ("et_l1", enhancing_weight, lambda c: torch.isin(c, enhancing))):
         if weight > 0 and lesion is not None:
             region = inside(lesion) & brain
             term = ((shown - target).abs() * region).sum() / region.sum().clamp(min=1)
