@@ -16,7 +16,9 @@ The contrast is measured on real t1c only, on the cases with expert labels that 
 training split): per case, the median t1c in the expert's enhancing tumor over the median t1c in the brain outside
 the tumor; the study takes the median of those ratios. Painted: inside the direct route's ET, the synthesized t1c
 becomes ``max(t1c, ratio * median of the synthesized t1c in the brain outside the direct route's tumor)``
-(``--mode level``), or is scaled so that its median there reaches that level (``--mode gain``: its texture kept).
+(``--mode level``), or is scaled so that its median there reaches that level (``--mode gain``: its texture kept;
+the product's optional stage, :mod:`brasyn_infer.synthesis.enhance`, which can also darken the direct route's
+necrotic core to real t1c's necrosis contrast, ``--necrosis``, and smooth the change, ``--feather``).
 
 Per case and overall: each judge's global Dice (WT, TC, ET; official metrics) with the synthesized, the painted and
 the real t1c, and the t1c's SSIM (brain; tumor, expert mask) of the synthesized and the painted against the real
@@ -37,48 +39,22 @@ from brasyn_infer.evaluation.seg_metrics import brats_scores
 from brasyn_infer.io.cases import complete_case
 from brasyn_infer.io.nifti import load_volume, read_inputs, voxel_spacing
 from brasyn_infer.runtime.segmenter import Segmenter
-from brasyn_infer.segmentation.labels import CLASS_REGIONS
 from brasyn_infer.segmentation.labels import REGIONS as CLASS_REGION_NAMES
+from brasyn_infer.synthesis.enhance import ENHANCING, NECROTIC, contrast_ratio, enhance, healthy_median
 
 from ..data import find_case_folders, saved_outputs
 
 REGIONS = tuple(r.lower() for r in CLASS_REGION_NAMES)  #: the Dice columns of brats_scores: dice_wt, ...
 
 
-def enhancing(classes: np.ndarray) -> np.ndarray:
-    """The enhancing tumor's voxels of ``classes`` ``(X, Y, Z)`` (0 bg, 1 NCR, 2 ED, 3 ET)."""
-    return np.isin(classes, CLASS_REGIONS["ET"])
-
-
-def healthy_median(t1c: np.ndarray, classes: np.ndarray) -> float | None:
-    """Median t1c in the brain (``t1c > 0``) outside the tumor of ``classes``; None without such a voxel."""
-    healthy = (t1c > 0) & (classes == 0)
-    return float(np.median(t1c[healthy])) if healthy.any() else None
-
-
-def enhancement_ratio(t1c: np.ndarray, classes: np.ndarray) -> float | None:
-    """Median t1c in the enhancing tumor over :func:`healthy_median`; ``t1c`` and ``classes`` ``(X, Y, Z)``; None
-    without enhancing tumor or healthy brain."""
-    et, reference = enhancing(classes), healthy_median(t1c, classes)
-    if not et.any() or reference is None:
-        return None
-    return float(np.median(t1c[et])) / reference
-
-
-def paint(t1c: np.ndarray, classes: np.ndarray, ratio: float, mode: str = "level") -> np.ndarray:
-    """``t1c`` ``(X, Y, Z)`` with the voxels that ``classes`` call enhancing brought to ``level``, ``ratio`` times the
-    :func:`healthy_median` of the tumor that ``classes`` call: ``mode="level"`` raises each voxel to it (never
-    lowers); ``"gain"`` multiplies them all by ``level`` over their median (when above 1), keeping their texture. The
-    rest unchanged."""
+def paint(t1c: np.ndarray, classes: np.ndarray, ratio: float) -> np.ndarray:
+    """``t1c`` ``(X, Y, Z)`` with the voxels that ``classes`` call enhancing raised (never lowered) to ``ratio`` times
+    the :func:`~brasyn_infer.synthesis.enhance.healthy_median` (``--mode level``); the rest unchanged. ``--mode
+    gain`` is the product's stage, :func:`~brasyn_infer.synthesis.enhance.enhance`."""
     level = ratio * (healthy_median(t1c, classes) or 0.0)
     out = t1c.astype(np.float32).copy()
-    enhancing_voxels = enhancing(classes) & (t1c > 0)
-    if not enhancing_voxels.any():
-        return out
-    if mode == "gain":
-        out[enhancing_voxels] *= max(1.0, level / float(np.median(out[enhancing_voxels])))
-    else:
-        out[enhancing_voxels] = np.maximum(out[enhancing_voxels], level)
+    enhancing_voxels = np.isin(classes, ENHANCING) & (t1c > 0)
+    out[enhancing_voxels] = np.maximum(out[enhancing_voxels], level)
     return out
 
 
@@ -91,12 +67,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--judge", type=Path, action="append", required=True, help="a full-input segmenter's manifest")
     p.add_argument("--mode", choices=("level", "gain"), default="level",
                    help="level: the called enhancing voxels raised to the level; gain: scaled to it (texture kept)")
+    p.add_argument("--necrosis", action="store_true",
+                   help="gain only: also scale the called necrotic core down to real t1c's necrosis contrast")
+    p.add_argument("--feather", type=float, default=0.0,
+                   help="gain only: smooth the change by a Gaussian of this sigma (voxels)")
     args = p.parse_args(argv)
 
     folders = {f.name: f for f in find_case_folders(args.cases) if f.name not in args.exclude}
     outputs = [o for o in saved_outputs(args.volumes, folders) if o.missing is Modality.T1C]
     held = {o.case_id for o in outputs}
-    ratios = []
+    if args.mode == "level" and (args.necrosis or args.feather):
+        p.error("--necrosis and --feather apply to --mode gain")
+    ratios, necroses = [], []
     for name, folder in sorted(folders.items()):
         if name in held:
             continue
@@ -104,9 +86,12 @@ def main(argv: list[str] | None = None) -> None:
         labels = expert_classes(files, None)
         if labels is None:
             continue
-        r = enhancement_ratio(load_volume(files.modalities[Modality.T1C]).data, labels)
+        real_t1c = load_volume(files.modalities[Modality.T1C]).data
+        r, n = contrast_ratio(real_t1c, labels, ENHANCING), contrast_ratio(real_t1c, labels, NECROTIC)
         if r is not None:
             ratios.append(r)
+        if n is not None:
+            necroses.append(n)
     if not ratios:
         raise SystemExit("no case outside --volumes has an expert segmentation with enhancing tumor: the "
                          "enhancement contrast is measured on those; add their folders to --cases")
@@ -115,6 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     ratio = float(np.median(ratios))
     print(f"enhancement ratio: median {ratio:.3f} over {len(ratios)} training cases "
           f"(range {min(ratios):.3f} to {max(ratios):.3f})", flush=True)
+    necrosis = float(np.median(necroses)) if args.necrosis and necroses else None
+    if args.necrosis:
+        if necrosis is None:
+            raise SystemExit("no case outside --volumes has an expert necrotic core: --necrosis measures it there")
+        print(f"necrosis ratio: median {necrosis:.3f} over {len(necroses)} training cases "
+              f"(range {min(necroses):.3f} to {max(necroses):.3f})", flush=True)
 
     direct = Segmenter(args.direct)
     judges = [Segmenter(j) for j in args.judge]
@@ -127,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
         spacing = voxel_spacing(loaded[Modality.T1C].image)
         synthesized = load_volume(out.path).data.astype(np.float32)
         guide = direct.segment({m: v for m, v in real.items() if m is not Modality.T1C})
-        painted = paint(synthesized, guide, ratio, args.mode)
+        painted = (enhance(synthesized, guide, ratio, necrosis, args.feather) if args.mode == "gain"
+                   else paint(synthesized, guide, ratio))
         for source, t1c in (("synthesized", synthesized), ("painted", painted), ("real", real[Modality.T1C])):
             row = {"case": out.case_id, "t1c": source}
             for j, judge in enumerate(judges, start=1):

@@ -10,6 +10,8 @@ import typer
 from brasyn_infer.cli.app import (
     BatchOpt,
     DeviceOpt,
+    EnhanceOpt,
+    GuideOpt,
     PriorOpt,
     QuietOpt,
     RefineOpt,
@@ -54,12 +56,15 @@ def evaluate(
     tta: TtaOpt = None,
     prior: PriorOpt = True,
     tone: ToneOpt = True,
+    enhance: EnhanceOpt = None,
+    guide: GuideOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Dry run: drop each modality from complete cases, synthesize it as `run` does, score it against the real one
     and the baselines.
 
-    With a refiner running, both the generator's output (`model`) and the refined one (`model+refiner`) are scored."""
+    With a refiner running, both the generator's output (`model`) and the refined one (`model+refiner`) are scored;
+    with the enhancement stage (--enhance), a synthesized t1c is scored before it (`model`) and after (`model+enhance`)."""
     setup_logging(quiet)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -88,7 +93,7 @@ def evaluate(
                                 device=device)
         check_output_dir(report_dir, data)
         synth = Synthesizer(weights, view, batch_size, device, refine=refine, refiner=refiner, tta=tta, prior=prior,
-                            uncertainty=uncertainty, tone=tone)
+                            uncertainty=uncertainty, tone=tone, enhance=enhance, guide=guide)
         if chosen is not None:
             typer.echo(chosen.rule(len(list_case_folders(data))), err=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -11,7 +11,9 @@ import typer
 from brasyn_infer.cli.app import (
     BatchOpt,
     DeviceOpt,
+    EnhanceOpt,
     Fp16Opt,
+    GuideOpt,
     PriorOpt,
     QuietOpt,
     RefineOpt,
@@ -49,6 +51,8 @@ def run(
     tta: TtaOpt = None,
     prior: PriorOpt = True,
     tone: ToneOpt = True,
+    enhance: EnhanceOpt = None,
+    guide: GuideOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Synthesize the missing modality of every case in INPUT into OUTPUT."""
@@ -56,8 +60,8 @@ def run(
     from brasyn_infer.pipeline.job import RunOptions, run_job
 
     options = RunOptions(weights=weights, views=view, batch_size=batch_size, device=device, fp16=fp16, resume=resume,
-                         refine=refine, refiner=refiner, tta=tta, prior=prior, tone=tone, shard=shard_or_exit(shard),
-                         summary=summary, uncertainty=uncertainty)
+                         refine=refine, refiner=refiner, tta=tta, prior=prior, tone=tone, enhance=enhance, guide=guide,
+                         shard=shard_or_exit(shard), summary=summary, uncertainty=uncertainty)
     _exit_on_sigterm()
     with one_line_errors(), _progress(quiet) as hooks:
         report = run_job(input, output, options, hooks)

@@ -38,7 +38,7 @@ from brasyn_infer.evaluation.merge import merge_shard_reports
 from brasyn_infer.evaluation.metrics import score
 from brasyn_infer.evaluation.patterns import Pattern, label, ordered, parse_drop
 from brasyn_infer.evaluation.report import ERROR, NOTE, append_row, read_rows, row_key, weights_label, write_reports
-from brasyn_infer.evaluation.scoring import score_pattern
+from brasyn_infer.evaluation.scoring import DIRECT, ENHANCED, MODEL, REAL, REFINED, score_pattern
 from brasyn_infer.evaluation.stats_cache import StatsCache
 from brasyn_infer.io.cases import CaseFiles, complete_case, discover, duplicate_ids, list_case_folders
 from brasyn_infer.io.checks import check_case
@@ -52,10 +52,6 @@ from brasyn_infer.synthesis.linear import LinearStats, case_stats, predict_subse
 
 __all__ = ["DryRunOptions", "Hooks", "StatsCache", "dry_run", "merge_shard_reports", "parse_drop", "run_identity"]
 
-MODEL = "model"
-REFINED = "model+refiner"
-REAL = "real"
-DIRECT = "direct"
 #: ``--fit-on training``: the cases the weights' manifest records as its training set
 FIT_ON_TRAINING = "training"
 
@@ -155,14 +151,17 @@ class Run:
                 self.rows.append(row)
                 self.done.add(key)
 
-    def methods(self, pattern: Pattern) -> list[str]:
-        return [MODEL, *([REFINED] if self.synth.refiner else []), *[b for b in ("mean", "copy") if b in
-                                                                      self.options.baselines],
+    def methods(self, pattern: Pattern, modality: Modality | None = None) -> list[str]:
+        """The rows a synthesized modality of ``pattern`` gets (``modality`` None: any of them)."""
+        enhanced = self.synth.enhancer is not None and Modality.T1C in pattern and modality in (None, Modality.T1C)
+        return [MODEL, *([REFINED] if self.synth.refiner else []), *([ENHANCED] if enhanced else []),
+                *[b for b in ("mean", "copy") if b in self.options.baselines],
                 *([REAL] if self.protocol is not None else []),
                 *([DIRECT] if self.protocol is not None and self.protocol.direct is not None else [])]
 
     def todo(self, case_id: str, pattern: Pattern) -> bool:
-        return any((case_id, label(pattern), m.value, k) not in self.done for m in pattern for k in self.methods(pattern))
+        return any((case_id, label(pattern), m.value, k) not in self.done
+                   for m in pattern for k in self.methods(pattern, m))
 
     def error_row(self, case_id: str, error: BaseException, pattern: str = "", method: str = ERROR) -> None:
         self.append([{"case": case_id, "pattern": pattern, "modality": "", "method": method, "error": str(error)}])

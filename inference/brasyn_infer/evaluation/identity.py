@@ -20,7 +20,7 @@ def run_identity(synth: Synthesizer, options: Any, data_cases: list[str] | None 
     """Everything that changes a score or what the folder holds: the weights (the graph, and the manifest's blocks
     that act on its output), the companion where it completes a dropped pattern (several missing, or a modality of
     ``companion_targets``: its graph and blocks),
-    views, TTA, the prior blend, the tone, the refiner, the map, the linear baseline's
+    views, TTA, the prior blend, the tone, the refiner, the enhancement stage, the map, the linear baseline's
     fitting cases, DATA's cases (the leave-one-case-out fits depend on them), the number of shards, the segmenter,
     the organizers' SSIM variant and where the volumes are kept. (Batch size, device and threads change nothing
     but float rounding.)"""
@@ -39,6 +39,7 @@ def run_identity(synth: Synthesizer, options: Any, data_cases: list[str] | None 
             "views": [v.value for v in synth.views], "tta": synth.tta, "prior": synth.prior,
             **({"tone": bool(synth.tone.curves)} if manifest.tone else {}),
             "refiner": {"name": refiner.name, "sha256": refiner.sha256} if refiner else None,
+            **({"enhance": synth.enhancer.describe()} if synth.enhancer else {}),
             "uncertainty": bool(synth.uncertainty),
             "fit_on": sorted(options.fit_on) if options.fit_on is not None else None,
             "data_cases": sorted(data_cases) if data_cases is not None else None,

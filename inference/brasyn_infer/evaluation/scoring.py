@@ -20,9 +20,12 @@ from brasyn_infer.evaluation.qc import qc_png
 from brasyn_infer.evaluation.ranking import MapErrors, map_quality
 from brasyn_infer.io.cases import CaseFiles
 from brasyn_infer.io.nifti import Volume, output_image, write_atomic
+from brasyn_infer.pipeline.synthesizer import STAGES, final_stage
 from brasyn_infer.synthesis.stand_in import copy_source
 
-MODEL, REFINED, REAL, DIRECT = "model", "model+refiner", "real", "direct"
+MODEL, REFINED, ENHANCED, REAL, DIRECT = "model", "model+refiner", "model+enhance", "real", "direct"
+#: the row of each stage of :meth:`~brasyn_infer.pipeline.synthesizer.Synthesizer.synthesize_stages`
+STAGE_METHODS = {"generator": MODEL, "refined": REFINED, "enhanced": ENHANCED}
 
 
 def score_pattern(run, files: CaseFiles, loaded: Mapping[Modality, Volume], pattern: Pattern,
@@ -51,12 +54,15 @@ def score_pattern(run, files: CaseFiles, loaded: Mapping[Modality, Volume], patt
     outlines: dict[str, np.ndarray] = {}
     protocol = run.protocol
     if protocol is not None:
-        completed = {stage: {**inputs, **{t: s.get(stage, s["generator"]) for t, s in outputs.items()}}
-                     for stage in ("generator", "refined") if all(stage in s for s in outputs.values())}
-        for stage, volumes in completed.items():
-            classes, downstream[MODEL if stage == "generator" else REFINED] = protocol.score(volumes)
-            if stage == "generator":
-                outlines = {"expert": protocol.expert, "real": protocol.real, "completed": classes}
+        # the completed case of each stage: a target without that stage (the enhancement is t1c's) at its last
+        # stage before it; the refiner's stage only where every target was refined
+        completed = {stage: {**inputs, **{t: final_stage({k: v for k, v in s.items() if k in STAGES[:i + 1]})
+                                          for t, s in outputs.items()}}
+                     for i, stage in enumerate(STAGES)
+                     if (any if stage == "enhanced" else all)(stage in s for s in outputs.values())}
+        for stage, volumes in completed.items():  # the QC picture outlines the last stage's, the one it shows
+            classes, downstream[STAGE_METHODS[stage]] = protocol.score(volumes)
+            outlines = {"expert": protocol.expert, "real": protocol.real, "completed": classes}
         if "copy" in options.baselines:
             _, downstream["copy"] = protocol.score({**inputs, **{t: inputs[copy_source(t, inputs)] for t in pattern}})
         downstream[REAL] = protocol.real_scores()
@@ -66,13 +72,13 @@ def score_pattern(run, files: CaseFiles, loaded: Mapping[Modality, Volume], patt
         stages = outputs[target]
         base = {"case": files.case_id, "pattern": label(pattern), "modality": target.value}
         truth = Scaled.of(loaded[target].data)  # scaled once for every score, the map's errors and the picture
-        scaled = {stage: Scaled.of(stages[stage]) for stage in ("generator", "refined") if stage in stages}
+        scaled = {stage: Scaled.of(stages[stage]) for stage in STAGES if stage in stages}
         quality = {}
         if "uncertainty" in stages:  # how the map ranks the generator stage's real errors, over the brain
             quality = map_quality(stages["uncertainty"], MapErrors.of(scaled["generator"], truth))
         elapsed = seconds[target]
-        for method, stage, spent in ((MODEL, "generator", elapsed["generator"]),
-                                     (REFINED, "refined", elapsed["generator"] + elapsed.get("refined", 0.0))):
+        for i, stage in enumerate(STAGES):  # each stage's seconds include the stages before it
+            method, spent = STAGE_METHODS[stage], sum(elapsed.get(s, 0.0) for s in STAGES[:i + 1])
             if stage in stages:
                 rows.append({**base, "method": method, **score(scaled[stage], truth, tumor=tumor, border=border),
                              **downstream.get(method, {}), **(quality if stage == "generator" else {}),
@@ -93,7 +99,7 @@ def score_pattern(run, files: CaseFiles, loaded: Mapping[Modality, Volume], patt
                 rows.append({**base, "method": method, **downstream[method]})
         if target is pattern[0]:
             name = files.case_id + "-" + label(pattern).replace("+", "_")
-            qc_png(run.report_dir / f"{name}.png", inputs, scaled.get("refined", scaled["generator"]), truth,
+            qc_png(run.report_dir / f"{name}.png", inputs, final_stage(scaled), truth,
                    tumor, title=f"{files.case_id}: {label(pattern)} synthesized, {target.value} shown ({synth.label})",
                    uncertainty=stages.get("uncertainty"), outlines=outlines)
     return rows

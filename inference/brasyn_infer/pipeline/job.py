@@ -39,6 +39,8 @@ class RunOptions:
     tta: bool | None = None
     prior: bool = True
     tone: bool = True
+    enhance: bool | None = None
+    guide: str | None = None
     shard: Shard | None = None
     summary: Path | None = None
     uncertainty: Path | None = None
@@ -125,7 +127,8 @@ def run_job(input_dir: Path, output_dir: Path, options: RunOptions, hooks: Hooks
                 log.warning("removed a partial file left by an interrupted run: %s", stale.name)
         synth = Synthesizer(options.weights, options.views, options.batch_size, options.device, fp16=options.fp16,
                             refine=options.refine, refiner=options.refiner, tta=options.tta, prior=options.prior,
-                            uncertainty=options.uncertainty is not None, tone=options.tone)
+                            uncertainty=options.uncertainty is not None, tone=options.tone,
+                            enhance=options.enhance, guide=options.guide)
     except BrasynError as error:
         report.results = []
         report.entries = []

@@ -24,7 +24,7 @@ from brasyn_infer.io.cases import Case, CaseEntry
 from brasyn_infer.io.checks import check_case
 from brasyn_infer.io.nifti import Volume, load_volume, output_image, read_inputs, write_atomic
 from brasyn_infer.pipeline.completer import Completer
-from brasyn_infer.pipeline.synthesizer import Synthesizer
+from brasyn_infer.pipeline.synthesizer import Synthesizer, final_stage
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def run(
             images, maps = [], []
             for target, name, map_name in zip(case.absent, case.output_names(), case.uncertainty_names(), strict=True):
                 stages = completed[target]
-                images.append((output_image(stages.get("refined", stages["generator"]), like), output_dir / name))
+                images.append((output_image(final_stage(stages), like), output_dir / name))
                 if uncertainty_dir is not None and "uncertainty" in stages:
                     maps.append((output_image(stages["uncertainty"], like), uncertainty_dir / map_name))
             images = maps + images  # the maps first: the outputs mark completion

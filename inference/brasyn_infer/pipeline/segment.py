@@ -260,10 +260,12 @@ def _segment_case(files: CaseFiles, target: Path, models: Segmenters, route: str
                  "+".join(m.value for m in MODALITIES if m in volumes))
     else:
         if absent:
+            from brasyn_infer.pipeline.synthesizer import final_stage
+
             completer = models.completer
             completed = completer.complete(volumes, absent, folder=files.folder)
             for modality, stages in completed.items():
-                volumes[modality] = stages.get("refined", stages["generator"])
+                volumes[modality] = final_stage(stages)
             synthesized = absent
             log.info("%s: route complete (%s synthesized with %s, then %s)", files.case_id,
                      ", ".join(m.value for m in absent), completer.for_pattern(absent).manifest.name,

@@ -1,4 +1,5 @@
-"""One case's synthesis, top to bottom: normalize -> generate -> (prior, uncertainty) -> de-normalize -> refine.
+"""One case's synthesis, top to bottom: normalize -> generate -> (prior, uncertainty) -> de-normalize -> refine
+-> (t1c) enhance.
 
 :class:`Synthesizer` holds the weights and the runtime knobs and turns three ``(X, Y, Z)`` volumes into the
 missing one; :mod:`brasyn_infer.pipeline.run` drives it over many cases with reading and writing overlapped.
@@ -17,7 +18,9 @@ from brasyn_infer.constants import Device, Modality, View
 from brasyn_infer.errors import WeightsError
 from brasyn_infer.runtime.manifest import LOG_SCALE, PATTERNS_ANY, WINDOW3D, Manifest, load_manifest, verify
 from brasyn_infer.runtime.refiner_manifest import load_refiner_manifest
+from brasyn_infer.runtime.segmenter import Segmenter
 from brasyn_infer.runtime.sessions import GeneratorSession, RefinerSession, trt_shapes
+from brasyn_infer.synthesis.enhance import Enhancement
 from brasyn_infer.synthesis.generate import generate_views, generate_volume, generate_windows, slice_count, window_total
 from brasyn_infer.synthesis.normalize import Normalizer, background_mask
 from brasyn_infer.synthesis.refine import refine_volume, window_count
@@ -28,6 +31,14 @@ from brasyn_infer.synthesis.uncertainty import ScaleMap, scale_map
 from brasyn_infer.synthesis.windows import BlendMode
 
 log = logging.getLogger(__name__)
+
+#: the stages :meth:`Synthesizer.synthesize_stages` may return, first to last (``uncertainty`` is a map, not a stage)
+STAGES = ("generator", "refined", "enhanced")
+
+
+def final_stage(stages: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The volume a run writes: the last of :data:`STAGES` that ran."""
+    return next(stages[s] for s in reversed(STAGES) if s in stages)
 
 
 class Synthesizer:
@@ -41,14 +52,17 @@ class Synthesizer:
                  batch_size: int | None = None, device: Device = Device.AUTO, threads: int | None = None,
                  fp16: bool = False, refine: bool | None = None, refiner: str | Path | None = None,
                  tta: bool | None = None, prior: bool = True, uncertainty: bool | None = False,
-                 tone: bool = True) -> None:
+                 tone: bool = True, enhance: bool | None = None, guide: str | Path | None = None) -> None:
         """``refine``: run the 3D Refiner after the generator (None: the manifest's default);
         ``refiner``: the refiner's NAME or manifest path instead of the one the manifest names (implies refine);
         ``tta``: flip test-time augmentation (None: the manifest's ``trust.tta``, else off); ``prior``: blend
         with the manifest's linear prior where it has one (``trust.blend``), and, with several missing, toward the
         stand-in where the manifest says (``copy_blend``); ``uncertainty``: also produce the
         voxel-wise uncertainty map (stage ``"uncertainty"``; None: when the weights make one possible); ``tone``:
-        take the output through the manifest's tone curve where it has one (``tone``, :mod:`brasyn_infer.synthesis.tone`)."""
+        take the output through the manifest's tone curve where it has one (``tone``, :mod:`brasyn_infer.synthesis.tone`);
+        ``enhance``: give a synthesized t1c the enhancement stage of the manifest's ``enhance`` block
+        (:mod:`brasyn_infer.synthesis.enhance`; None: the block's ``enabled``); ``guide``: the missing-sequence
+        segmenter's NAME or manifest path instead of the one the block names (implies enhance)."""
         #: the runtime knobs, for :meth:`sibling`
         self.knobs = {"views": views, "batch_size": batch_size, "device": device, "threads": threads, "fp16": fp16,
                       "tta": tta, "prior": prior, "uncertainty": uncertainty, "tone": tone}
@@ -77,6 +91,7 @@ class Synthesizer:
             raise WeightsError("these weights name no refiner", self.manifest.path,
                                "run without --refine, or pass --refiner NAME|PATH")
         self.refiner: RefinerStage | None = RefinerStage(spec, self.manifest.path.parent, device, threads) if refine else None
+        self.enhancer: EnhanceStage | None = EnhanceStage.of(self.manifest, enhance, guide, device, threads)
         #: volumes an uncalibrated map takes the spread of: each view, and each view's two passes with --tta
         spread_members = len(self.views) * (1 + self.tta)
         #: the map from the graph's own log-scale output (2D generators that have one)
@@ -107,8 +122,11 @@ class Synthesizer:
 
     def sibling(self, weights: str | Path) -> Synthesizer:
         """Other weights with this synthesizer's runtime knobs (the views only where the user chose them; no
-        refiner): e.g. the companion that completes cases lacking two or three modalities."""
-        return Synthesizer(weights, refine=False, **self.knobs)
+        refiner; this one's enhancement stage): e.g. the companion that completes cases lacking two or three
+        modalities."""
+        other = Synthesizer(weights, refine=False, enhance=False, **self.knobs)
+        other.enhancer = self.enhancer
+        return other
 
     @property
     def view_label(self) -> str:
@@ -142,20 +160,23 @@ class Synthesizer:
     def label(self) -> str:
         """What runs, for logs and reports: weights, views, refiner."""
         refiner = f", refiner {self.refiner.manifest.name}" if self.refiner else ""
-        return f"{self.manifest.name}, {self.view_label}{refiner}"
+        enhancer = f", t1c enhanced by {self.enhancer.guide.manifest.name}" if self.enhancer else ""
+        return f"{self.manifest.name}, {self.view_label}{refiner}{enhancer}"
 
     def describe(self) -> dict[str, object]:
         """What runs, for run summaries: weights and refiner with their sha256, views."""
         refiner = self.refiner.manifest if self.refiner else None
         return {"name": self.manifest.name, "onnx": self.manifest.onnx, "sha256": self.manifest.sha256,
                 "views": [v.value for v in self.views],
-                "refiner": {"name": refiner.name, "sha256": refiner.sha256} if refiner else None}
+                "refiner": {"name": refiner.name, "sha256": refiner.sha256} if refiner else None,
+                **({"enhance": self.enhancer.describe()} if self.enhancer else {})}
 
     def synthesize_stages(self, volumes: Mapping[Modality, np.ndarray], missing: Modality,
                           on_batch: Callable[[int], None] | None = None,
                           absent: Sequence[Modality] = ()) -> dict[str, np.ndarray]:
-        """Like :meth:`synthesize`, keeping each stage: ``{"generator": ..., "refined": ...}``
-        (``refined`` only with a refiner); each stage's seconds go to ``self.last_seconds``. ``absent``: the
+        """Like :meth:`synthesize`, keeping each stage: ``{"generator": ..., "refined": ..., "enhanced": ...}``
+        (``refined`` only with a refiner, ``enhanced`` only for t1c with the enhancement stage, from the last stage
+        before it); each stage's seconds go to ``self.last_seconds``. ``absent``: the
         modalities the case lacks besides ``missing`` (weights with ``patterns: any`` only); the blend with the
         three-input prior, the tone curve and the refiner apply to one missing only, the blend toward the stand-in
         (the manifest's ``copy_blend``, :mod:`brasyn_infer.synthesis.stand_in`; off with ``prior=False``) to
@@ -210,6 +231,11 @@ class Synthesizer:
                                   self.refiner.manifest.overlap), "x".join(map(str, self.refiner.manifest.window)))
             stages["refined"] = self.refiner(volumes, stages["generator"], background, missing)
             self.last_seconds["refined"] = time.perf_counter() - started
+        if self.enhancer is not None and missing is Modality.T1C:
+            started = time.perf_counter()
+            present = {m: v for m, v in volumes.items() if m is not missing and m not in absent}
+            stages["enhanced"] = self.enhancer(present, final_stage(stages))
+            self.last_seconds["enhanced"] = time.perf_counter() - started
         return stages
 
     def _uncertainty(self, members: list[np.ndarray], output: np.ndarray, prior: np.ndarray | None,
@@ -236,8 +262,7 @@ class Synthesizer:
     def synthesize(self, volumes: Mapping[Modality, np.ndarray], missing: Modality,
                    on_batch: Callable[[int], None] | None = None) -> np.ndarray:
         """``volumes``: the three available ``(X, Y, Z)`` arrays -> the missing one, ``(X, Y, Z)`` float32, background 0."""
-        stages = self.synthesize_stages(volumes, missing, on_batch)
-        return stages.get("refined", stages["generator"])
+        return final_stage(self.synthesize_stages(volumes, missing, on_batch))
 
 
 class RefinerStage:
@@ -253,3 +278,43 @@ class RefinerStage:
         m = self.manifest
         return refine_volume(self.session, inputs, synthesized, background, missing, m.window, m.overlap, m.blend,
                              on_window)
+
+
+class EnhanceStage:
+    """The enhancement stage (:mod:`brasyn_infer.synthesis.enhance`): its settings and its guide, loaded."""
+
+    def __init__(self, settings: Enhancement, guide: Segmenter) -> None:
+        self.settings, self.guide = settings, guide
+
+    @classmethod
+    def of(cls, manifest: Manifest, enhance: bool | None, guide: str | Path | None, device: Device = Device.AUTO,
+           threads: int | None = None) -> EnhanceStage | None:
+        """The stage ``manifest``'s ``enhance`` block describes, when it runs: ``enhance`` True, or None with the
+        block ``enabled`` or a ``guide`` given. WeightsError when asked for and the weights have no such block, or
+        when the guide is not a missing-sequence segmenter."""
+        settings = Enhancement.from_manifest(manifest.enhance, manifest.path)
+        if enhance is None:
+            enhance = guide is not None or settings.enabled
+        if not enhance:
+            return None
+        if not settings:
+            raise WeightsError("these weights have no enhancement stage (no enhance block in the manifest)",
+                               manifest.path, "run without --enhance/--guide, or use weights that have one (the default)")
+        spec = guide or settings.guide
+        if spec is None:
+            raise WeightsError("the enhance block names no guide", manifest.path,
+                               "pass --guide NAME|PATH (a missing-sequence segmenter), or add \"guide\" to the block")
+        segmenter = Segmenter(spec, device, threads)
+        if not segmenter.direct:
+            raise WeightsError("the enhancement stage's guide must be a missing-sequence segmenter (its manifest has "
+                               "no availability)", segmenter.manifest.path, "name one trained with --any-pattern")
+        return cls(settings, segmenter)
+
+    def describe(self) -> dict[str, object]:
+        s = self.settings
+        return {"guide": self.guide.describe(), "ratio": s.ratio, "necrosis": s.necrosis, "feather": s.feather}
+
+    def __call__(self, present: Mapping[Modality, np.ndarray], t1c: np.ndarray) -> np.ndarray:
+        """``t1c`` ``(X, Y, Z)`` with the guide's tumor, found in the ``present`` real modalities, given real t1c's
+        contrast."""
+        return self.settings(t1c, self.guide.segment(present))

@@ -13,6 +13,7 @@ from typing import Any
 from brasyn_infer.constants import DEFAULT_WEIGHTS, DEFAULT_WEIGHTS_ENV, MODALITIES, WEIGHTS_ENV, View
 from brasyn_infer.errors import WeightsError
 from brasyn_infer.io.atomic import write_json_atomic
+from brasyn_infer.synthesis.enhance import Enhancement
 from brasyn_infer.synthesis.stand_in import check_copy_blend
 
 MANIFEST_VERSION = 1
@@ -63,6 +64,8 @@ class Manifest:
     uncertainty: dict[str, Any] = field(default_factory=dict)
     #: per missing modality, the tone curve the output is taken through (``synthesis.tone``); {} for none
     tone: dict[str, Any] = field(default_factory=dict)
+    #: the optional enhancement stage of a synthesized t1c (``synthesis.enhance``); {} for none
+    enhance: dict[str, Any] = field(default_factory=dict)
     #: which cases the generator completes: ``one`` (exactly one modality missing, the BraSyn contract) or ``any``
     #: (one to three missing: the graph's ``mask`` marks every absent channel; docs/model-contract.md)
     patterns: str = PATTERNS_ONE
@@ -124,6 +127,7 @@ class Manifest:
             **({"outputs": list(self.outputs)} if self.outputs else {}),
             **({"uncertainty": self.uncertainty} if self.uncertainty else {}),
             **({"tone": self.tone} if self.tone else {}),
+            **({"enhance": self.enhance} if self.enhance else {}),
             **({"patterns": self.patterns} if self.patterns != PATTERNS_ONE else {}),
             **({"companion": self.companion} if self.companion else {}),
             **({"companion_targets": list(self.companion_targets)} if self.companion_targets else {}),
@@ -269,11 +273,13 @@ def load_manifest(spec: str | Path | None = None) -> Manifest:
         outputs=tuple(data.get("outputs", ())),
         uncertainty=data.get("uncertainty", {}),
         tone=data.get("tone", {}),
+        enhance=data.get("enhance", {}),
         patterns=data.get("patterns", PATTERNS_ONE),
         companion=data.get("companion"),
         companion_targets=tuple(data.get("companion_targets", ())),
         copy_blend=data.get("copy_blend", {}),
     )
+    Enhancement.from_manifest(manifest.enhance, path)  # refuses a malformed block when the weights load
     if manifest.patterns not in PATTERNS:
         raise WeightsError(f"unknown patterns {manifest.patterns!r}", path, f"use one of {', '.join(PATTERNS)}")
     if manifest.companion_targets:
