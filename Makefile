@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CASE ?= examples/BraTS-GLI-00001-000
 OUT ?= output
 
-.PHONY: enhancement-study ship-any-tumor train-any-tumor train-tumor-adv train-tumor-adv-seg train-tumor-adv-plain train-any-tumor-val train-any-tumor-final validate-tumor tumor-judge1 tumor-judge2 tumor-ssim tumor-any install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes routes-prep route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-seg-distill train-seg-distill-val train-seg-distill-final validate-direct ship-seg-distill train-seg-favor validate-favor ship-seg-favor train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
+.PHONY: enhancement-study enh-models validate-enhance enhance-judge1 enhance-judge2 ship-any-tumor train-any-tumor train-tumor-adv train-tumor-adv-seg train-tumor-adv-plain train-any-tumor-val train-any-tumor-final validate-tumor tumor-judge1 tumor-judge2 tumor-ssim tumor-any install install-dev demo test unit lint bench docker-test train train-val train-final validate posthoc validate-blend map-study ship train-refiner train-seg train-seg-val train-seg-final ship-seg validation-segmenters validate-routes routes-prep route-table train-seg-any train-seg-any-val train-seg-any-final ship-seg-any train-seg-distill train-seg-distill-val train-seg-distill-final validate-direct ship-seg-distill train-seg-favor validate-favor ship-seg-favor train-any train-any-val train-any-final ship-any validate-seg validate-any fit-any-blend validate-any-blend clean docker-build docker-run mlcube-run
 IMAGE ?= brasyn-infer:0.1.0
 IN ?= $(CURDIR)/examples
 DOCKER_OUT ?= $(CURDIR)/output-docker
@@ -297,22 +297,39 @@ tumor-any: $(BIN)/.installed-dev $(VALDATA)
 ## validation-segmenters (judge 1).
 ENH_RUNS ?= runs/enh
 ENH_STUDY = $(BIN)/python -m training.studies.enhancement_study --cases $(SEG_CASES) --exclude TCGA-DU-7294 \
-	--volumes $(ENH_RUNS)/default-volumes --direct $(ENH_RUNS)/direct/segmenter-any-val.json \
-	--judge $(SEG_RUNS)/val/segmenter-val.json --judge $(ENH_RUNS)/judge2/segmenter-any-val.json
-enhancement-study: $(BIN)/.installed-dev $(VALDATA)
+	--volumes $(ENH_RUNS)/default-volumes --direct $(ENH_GUIDE) \
+	--judge $(SEG_RUNS)/val/segmenter-val.json --judge $(ENH_JUDGE2)
+ENH_GUIDE = $(ENH_RUNS)/direct/segmenter-any-val.json
+ENH_JUDGE2 = $(ENH_RUNS)/judge2/segmenter-any-val.json
+enhancement-study: enh-models $(VALDATA)
 	$(BIN)/brasyn-infer evaluate $(VALDATA) $(ENH_RUNS)/default-judge1 --only $(subst $(space),$(comma),$(SEG_VALIDATION)) \
 		--weights weights/default.json --drop t1c --baseline none --segment --direct-segmenter none \
 		--segmenter $(SEG_RUNS)/val/segmenter-val.json --no-uncertainty --quiet --save-volumes $(ENH_RUNS)/default-volumes
+	$(ENH_STUDY) --mode level > $(ENH_RUNS)/study-level.log
+	tail -n 5 $(ENH_RUNS)/study-level.log
+	$(ENH_STUDY) --mode gain > $(ENH_RUNS)/study-gain.log
+	tail -n 5 $(ENH_RUNS)/study-gain.log
+## enh-models: the guide (the missing-sequence segmenter's kept validation model) and judge 2 (stage 1's, from git)
+enh-models: $(BIN)/.installed-dev
 	$(BIN)/python -m training.export_checkpoint weights/validation/segmenter-any-val.safetensors --out $(ENH_RUNS)/direct \
 		--name segmenter-any-val
 	mkdir -p $(ENH_RUNS)/judge2
 	git show 1555950:weights/validation/segmenter-any-val.safetensors > $(ENH_RUNS)/judge2/stage1.safetensors
 	$(BIN)/python -m training.export_checkpoint $(ENH_RUNS)/judge2/stage1.safetensors --out $(ENH_RUNS)/judge2 \
 		--name segmenter-any-val
-	$(ENH_STUDY) --mode level > $(ENH_RUNS)/study-level.log
-	tail -n 5 $(ENH_RUNS)/study-level.log
-	$(ENH_STUDY) --mode gain > $(ENH_RUNS)/study-gain.log
-	tail -n 5 $(ENH_RUNS)/study-gain.log
+
+## validate-enhance (issue 41): the default's enhancement stage as the product runs it (evaluate --enhance), its guide
+## the missing-sequence segmenter's validation model (it never saw these cases), on SEG_VALIDATION with t1c dropped:
+## the model and model+enhance rows beside the linear fit, the copy, the direct route and the real t1c, segmented by
+## judge 1 (segmenter-val) and judge 2 (as in enhancement-study) -> $(ENH_RUNS)/validate-judge{1,2}/report.md.
+## About 15 minutes on 2 cores.
+validate-enhance: enh-models $(VALDATA)
+	$(MAKE) -j2 enhance-judge1 enhance-judge2
+enhance-judge1 enhance-judge2: enhance-judge%: $(BIN)/.installed-dev $(VALDATA)
+	$(BIN)/brasyn-infer evaluate $(VALDATA) $(ENH_RUNS)/validate-judge$* --only $(subst $(space),$(comma),$(SEG_VALIDATION)) \
+		--weights weights/default.json --drop t1c --baseline linear,copy --segment --direct-segmenter $(ENH_GUIDE) \
+		--segmenter $(if $(filter 1,$*),$(SEG_RUNS)/val/segmenter-val.json,$(ENH_JUDGE2)) --enhance --guide $(ENH_GUIDE) \
+		--no-uncertainty --quiet
 
 ## validate-seg: the downstream protocol on the segmenter's held-out cases (SEG_VALIDATION, one missing, each modality
 ## in turn): segmented by the validation segmenter with the real sequences, the default's synthesis, a copy and the

@@ -390,6 +390,7 @@ def test_info_describes_the_defaults_own_map_and_what_it_completes():
     assert "uncertainty model none" not in result.output
     assert "uncertainty map: the graph's own log_scale output" in result.output
     assert "completes:" in result.output
+    assert "enhance: t1c where segmenter-any calls the tumor" in result.output and "(off by default" in result.output
 
 
 def test_info_lists_a_pattern_models_blend_toward_the_stand_in(tmp_path, tiny_any_weights):

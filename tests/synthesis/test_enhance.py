@@ -73,3 +73,15 @@ def test_the_blur_keeps_a_constant_and_the_mass():
     assert blurred.sum() == pytest.approx(1.0, rel=1e-5) and blurred[10, 10] < 0.2
     assert blurred[10, 11] == pytest.approx(blurred[11, 10]) and blurred[10, 11] < blurred[10, 10]
     assert np.array_equal(gaussian_blur(spike, 0), spike)
+
+
+def test_feathering_leaves_every_voxel_away_from_the_regions_exactly_as_it_was():
+    """Regression: blurring the factors themselves (1 almost everywhere) changed every voxel by float rounding."""
+    rng = np.random.default_rng(0)
+    t1c = rng.uniform(50, 150, (40, 40, 30)).astype(np.float32)
+    classes = np.zeros(t1c.shape, np.uint8)
+    classes[18:22, 18:22, 14:16] = 3
+    out = enhance(t1c, classes, 1.5, feather=1.0)
+    far = np.ones(t1c.shape, bool)
+    far[12:28, 12:28, 8:22] = False
+    assert np.array_equal(out[far], t1c[far]) and not np.array_equal(out, t1c)

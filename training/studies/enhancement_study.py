@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="gain only: also scale the called necrotic core down to real t1c's necrosis contrast")
     p.add_argument("--feather", type=float, default=0.0,
                    help="gain only: smooth the change by a Gaussian of this sigma (voxels)")
+    p.add_argument("--ratio", type=float, default=None,
+                   help="the enhancement contrast to paint, instead of the training cases' median (a sweep)")
     args = p.parse_args(argv)
 
     folders = {f.name: f for f in find_case_folders(args.cases) if f.name not in args.exclude}
@@ -100,6 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     ratio = float(np.median(ratios))
     print(f"enhancement ratio: median {ratio:.3f} over {len(ratios)} training cases "
           f"(range {min(ratios):.3f} to {max(ratios):.3f})", flush=True)
+    if args.ratio is not None:
+        ratio = args.ratio
+        print(f"painted with --ratio {ratio:.3f} instead", flush=True)
     necrosis = float(np.median(necroses)) if args.necrosis and necroses else None
     if args.necrosis:
         if necrosis is None:

@@ -43,6 +43,12 @@ def info(weights: WeightsOpt = None) -> None:
                f"views: {'+'.join(v.value for v in manifest.default_views)}")
     if manifest.refiner:
         typer.echo(f"  refiner: {manifest.refiner['weights']} ({'on' if manifest.refiner.get('enabled') else 'off'} by default)")
+    if manifest.enhance:
+        e = manifest.enhance
+        typer.echo(f"  enhance: t1c where {e.get('guide')} calls the tumor, to enhancement contrast {e['ratio']}"
+                   + (f" and necrosis {e['necrosis']}" if e.get("necrosis") is not None else "")
+                   + f", feathered {e.get('feather', 0.0)} voxels ({'on' if e.get('enabled') else 'off'} by default;"
+                   " --enhance)")
     trust = manifest.trust
     if manifest.has_log_scale:  # the graph makes its own map (the default's)
         blended = ", ".join(sorted(trust.get("blend") or {}))

@@ -158,13 +158,14 @@ class Synthesizer:
 
     @property
     def label(self) -> str:
-        """What runs, for logs and reports: weights, views, refiner."""
+        """What runs, for logs and reports: weights, views, refiner, the enhancement stage's guide."""
         refiner = f", refiner {self.refiner.manifest.name}" if self.refiner else ""
         enhancer = f", t1c enhanced by {self.enhancer.guide.manifest.name}" if self.enhancer else ""
         return f"{self.manifest.name}, {self.view_label}{refiner}{enhancer}"
 
     def describe(self) -> dict[str, object]:
-        """What runs, for run summaries: weights and refiner with their sha256, views."""
+        """What runs, for run summaries: weights and refiner with their sha256, views, the enhancement stage (its
+        settings and guide) when it runs."""
         refiner = self.refiner.manifest if self.refiner else None
         return {"name": self.manifest.name, "onnx": self.manifest.onnx, "sha256": self.manifest.sha256,
                 "views": [v.value for v in self.views],

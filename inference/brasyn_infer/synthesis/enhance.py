@@ -102,8 +102,8 @@ def enhance(t1c: np.ndarray, classes: np.ndarray, ratio: float, necrosis: float 
         region = np.isin(classes, labels) & brain
         if contrast is not None and region.any():
             factors[region] = _scale(out, region, contrast * reference, up)
-    if feather > 0:
-        factors = gaussian_blur(factors, feather)
+    if feather > 0:  # the change blurred, not the factors: away from the regions it stays exactly 0
+        factors = 1 + gaussian_blur(factors - 1, feather)
     out *= factors
     out[~brain] = 0
     return out
