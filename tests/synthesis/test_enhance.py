@@ -4,7 +4,8 @@ import pytest
 from brasyn_infer.synthesis.enhance import ENHANCING, NECROTIC, contrast_ratio, enhance, gaussian_blur
 
 
-def _case() -> tuple[np.ndarray, np.ndarray]:
+def small_case() -> tuple[np.ndarray, np.ndarray]:
+    """A 16 x 16 x 6 t1c (brain 100, background 0) and its classes: edema around enhancing tumor around necrosis."""
     t1c = np.zeros((16, 16, 6), np.float32)
     t1c[1:15, 1:15] = 100.0  # the brain
     classes = np.zeros(t1c.shape, np.uint8)
@@ -19,7 +20,7 @@ def test_the_labels_are_the_enhancing_tumor_and_the_necrotic_core():
 
 
 def test_the_ratio_is_the_region_over_the_healthy_brain():
-    t1c, classes = _case()
+    t1c, classes = small_case()
     t1c[classes == 3] = 180.0
     t1c[classes == 1] = 40.0
     t1c[classes == 2] = 60.0  # edema is neither side of the ratio
@@ -30,7 +31,7 @@ def test_the_ratio_is_the_region_over_the_healthy_brain():
 
 
 def test_the_enhancing_tumor_is_scaled_to_the_ratio_keeping_its_texture():
-    t1c, classes = _case()
+    t1c, classes = small_case()
     et = classes == 3
     t1c[et] = np.linspace(80, 120, et.sum())  # median 100, the healthy median too
     before = t1c.copy()
@@ -43,7 +44,7 @@ def test_the_enhancing_tumor_is_scaled_to_the_ratio_keeping_its_texture():
 
 
 def test_the_necrotic_core_is_scaled_down_and_never_brightened():
-    t1c, classes = _case()
+    t1c, classes = small_case()
     out = enhance(t1c, classes, 1.5, necrosis=0.6)
     assert np.allclose(out[classes == 1], 60.0)
     assert np.allclose(out[classes == 3], 150.0)
@@ -51,7 +52,7 @@ def test_the_necrotic_core_is_scaled_down_and_never_brightened():
 
 
 def test_feathering_smooths_the_edge_and_keeps_the_background():
-    t1c, classes = _case()
+    t1c, classes = small_case()
     sharp, soft = enhance(t1c, classes, 1.5), enhance(t1c, classes, 1.5, feather=1.0)
     assert np.all(soft[t1c == 0] == 0)
     edge = (classes == 2) & np.roll(classes == 3, 1, axis=0)  # edema just outside the enhancing tumor
@@ -60,7 +61,7 @@ def test_feathering_smooths_the_edge_and_keeps_the_background():
 
 
 def test_no_tumor_or_no_healthy_brain_leaves_the_volume_as_it_is():
-    t1c, classes = _case()
+    t1c, classes = small_case()
     assert np.array_equal(enhance(t1c, np.zeros_like(classes), 1.5), t1c)
     assert np.array_equal(enhance(t1c, np.where(t1c > 0, 3, 0).astype(np.uint8), 1.5), t1c)
 
