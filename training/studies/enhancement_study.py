@@ -58,6 +58,30 @@ def paint(t1c: np.ndarray, classes: np.ndarray, ratio: float) -> np.ndarray:
     return out
 
 
+def erode(mask: np.ndarray, steps: int) -> np.ndarray:
+    """``mask`` eroded ``steps`` times by the 6-neighbourhood (outside the array counts as outside the mask)."""
+    out = mask.copy()
+    for _ in range(steps):
+        padded = np.pad(out, 1)
+        inner = padded[1:-1, 1:-1, 1:-1].copy()
+        for axis in range(3):
+            for shift in (-1, 1):
+                inner &= np.roll(padded, shift, axis=axis)[1:-1, 1:-1, 1:-1]
+        out = inner
+    return out
+
+
+def rim_classes(classes: np.ndarray, width: int) -> np.ndarray:
+    """``classes`` with the tumor core (NCR + ET) redrawn as a rim: its outer ``width`` voxels enhancing, the
+    interior necrotic (``--rim``)."""
+    core = np.isin(classes, NECROTIC + ENHANCING)
+    inside = erode(core, width)
+    out = classes.copy()
+    out[core] = ENHANCING[0]
+    out[inside] = NECROTIC[0]
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", type=Path, nargs="+", required=True, help="folders of complete case folders")
@@ -71,6 +95,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="gain only: also scale the called necrotic core down to real t1c's necrosis contrast")
     p.add_argument("--feather", type=float, default=0.0,
                    help="gain only: smooth the change by a Gaussian of this sigma (voxels)")
+    p.add_argument("--rim", type=int, default=0,
+                   help="gain only: paint the guide's tumor core as a rim of this many voxels (enhancing) around "
+                        "its interior (necrotic), instead of the guide's own enhancing/necrotic split")
     p.add_argument("--ratio", type=float, default=None,
                    help="the enhancement contrast to paint, instead of the training cases' median (a sweep)")
     args = p.parse_args(argv)
@@ -123,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
         spacing = voxel_spacing(loaded[Modality.T1C].image)
         synthesized = load_volume(out.path).data.astype(np.float32)
         guide = direct.segment({m: v for m, v in real.items() if m is not Modality.T1C})
+        if args.rim:
+            guide = rim_classes(guide, args.rim)
         painted = (enhance(synthesized, guide, ratio, necrosis, args.feather) if args.mode == "gain"
                    else paint(synthesized, guide, ratio))
         for source, t1c in (("synthesized", synthesized), ("painted", painted), ("real", real[Modality.T1C])):
