@@ -41,7 +41,7 @@ def run(
     view: ViewOpt = None,
     batch_size: BatchOpt = None,
     device: DeviceOpt = Device.AUTO,
-    resume: Annotated[bool, typer.Option("--resume", help="Skip cases whose output already loads completely.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip cases whose output already loads completely (what made it is not checked: use a fresh OUTPUT for other weights or stages).")] = False,
     refine: RefineOpt = None,
     refiner: RefinerOpt = None,
     fp16: Fp16Opt = False,
