@@ -16,7 +16,7 @@ stage is an option, off by default.
 
 A generator's manifest holds the stage's settings (:class:`Enhancement`)::
 
-    "enhance": {"enabled": false, "guide": "segmenter-any", "ratio": 1.487, "necrosis": 0.7, "feather": 1.0}
+    "enhance": {"enabled": false, "guide": "segmenter-any", "ratio": 1.487, "necrosis": null, "feather": 1.0}
 
 Pure functions on ``(X, Y, Z)`` arrays (nibabel's axis order): t1c in scanner units (background 0), classes uint8
 (0 background, 1 NCR, 2 ED, 3 ET: :mod:`brasyn_infer.segmentation.labels`).
