@@ -55,6 +55,8 @@ PARAMETERS: dict[str, Parameter] = {
     "tta": Parameter("--tta/--no-tta", "switch"),
     "prior": Parameter("--prior/--no-prior", "switch"),
     "tone": Parameter("--tone/--no-tone", "switch"),
+    "enhance": Parameter("--enhance/--no-enhance", "switch"),
+    "guide": Parameter("--guide", "text"),
     "uncertainty": Parameter("--uncertainty", "text"),
     "shard": Parameter("--shard", "text"),
     "summary": Parameter("--summary", "text"),
