@@ -322,7 +322,7 @@ enh-models: $(BIN)/.installed-dev
 ## the missing-sequence segmenter's validation model (it never saw these cases), on SEG_VALIDATION with t1c dropped:
 ## the model and model+enhance rows beside the linear fit, the copy, the direct route and the real t1c, segmented by
 ## judge 1 (segmenter-val) and judge 2 (as in enhancement-study) -> $(ENH_RUNS)/validate-judge{1,2}/report.md.
-## About 15 minutes on 2 cores.
+## About 20 to 25 minutes on 2 cores. Needs make validation-segmenters (judge 1).
 validate-enhance: enh-models $(VALDATA)
 	$(MAKE) -j2 enhance-judge1 enhance-judge2
 enhance-judge1 enhance-judge2: enhance-judge%: $(BIN)/.installed-dev $(VALDATA)
