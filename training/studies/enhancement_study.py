@@ -31,6 +31,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from brasyn_infer.constants import Modality
 from brasyn_infer.evaluation.metrics import score
@@ -58,24 +59,11 @@ def paint(t1c: np.ndarray, classes: np.ndarray, ratio: float) -> np.ndarray:
     return out
 
 
-def erode(mask: np.ndarray, steps: int) -> np.ndarray:
-    """``mask`` eroded ``steps`` times by the 6-neighbourhood (outside the array counts as outside the mask)."""
-    out = mask.copy()
-    for _ in range(steps):
-        padded = np.pad(out, 1)
-        inner = padded[1:-1, 1:-1, 1:-1].copy()
-        for axis in range(3):
-            for shift in (-1, 1):
-                inner &= np.roll(padded, shift, axis=axis)[1:-1, 1:-1, 1:-1]
-        out = inner
-    return out
-
-
 def rim_classes(classes: np.ndarray, width: int) -> np.ndarray:
     """``classes`` with the tumor core (NCR + ET) redrawn as a rim: its outer ``width`` voxels enhancing, the
     interior necrotic (``--rim``)."""
     core = np.isin(classes, NECROTIC + ENHANCING)
-    inside = erode(core, width)
+    inside = ndimage.binary_erosion(core, iterations=width)  # the 6-neighbourhood; outside the array is outside
     out = classes.copy()
     out[core] = ENHANCING[0]
     out[inside] = NECROTIC[0]

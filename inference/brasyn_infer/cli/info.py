@@ -15,6 +15,7 @@ def info(weights: WeightsOpt = None) -> None:
     from brasyn_infer.runtime.manifest import load_manifest, sha256_of
     from brasyn_infer.runtime.sessions import available_providers
     from brasyn_infer.runtime.sessions import onnxruntime as load_onnxruntime
+    from brasyn_infer.synthesis.enhance import Enhancement
 
     try:
         onnxruntime = load_onnxruntime()
@@ -43,12 +44,12 @@ def info(weights: WeightsOpt = None) -> None:
                f"views: {'+'.join(v.value for v in manifest.default_views)}")
     if manifest.refiner:
         typer.echo(f"  refiner: {manifest.refiner['weights']} ({'on' if manifest.refiner.get('enabled') else 'off'} by default)")
-    if manifest.enhance:
-        e = manifest.enhance
-        typer.echo(f"  enhance: t1c where {e.get('guide')} calls the tumor, to enhancement contrast {e['ratio']}"
-                   + (f" and necrosis {e['necrosis']}" if e.get("necrosis") is not None else "")
-                   + f", feathered {e.get('feather', 0.0)} voxels ({'on' if e.get('enabled') else 'off'} by default;"
-                   " --enhance)")
+    enhancement = Enhancement.from_manifest(manifest.enhance, manifest.path)
+    if enhancement:
+        e = enhancement
+        typer.echo(f"  enhance: t1c where {e.guide} calls the tumor, to enhancement contrast {e.ratio}"
+                   + (f" and necrosis {e.necrosis}" if e.necrosis is not None else "")
+                   + f", feathered {e.feather} voxels ({'on' if e.enabled else 'off'} by default; --enhance)")
     trust = manifest.trust
     if manifest.has_log_scale:  # the graph makes its own map (the default's)
         blended = ", ".join(sorted(trust.get("blend") or {}))
